@@ -1,0 +1,133 @@
+"""Adapter for scikit-learn estimators and pipelines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core.adapters.base import ModelAdapter, ModelInfo
+from core.batching import map_batches
+from core.errors import InputShapeError
+
+NO_GRADIENTS = (
+    "scikit-learn models are not differentiable through torch, so gradient methods "
+    "(saliency, Integrated Gradients, Grad-CAM) are not offered; perturbation methods "
+    "(occlusion, LIME, SHAP) work."
+)
+
+
+class SklearnAdapter(ModelAdapter):
+    """Wrap a fitted classifier with ``predict_proba`` (a bare estimator or a ``Pipeline``).
+
+    ``layer_names()`` lists the pipeline's transforming steps (the features after each step)
+    and, for numeric inputs, ``"input"`` (the flattened raw features).
+    """
+
+    default_batch_size = 1024
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        name: str,
+        class_names: tuple[str, ...] | list[str],
+        input_kind: str,
+        description: str = "",
+    ) -> None:
+        if not hasattr(estimator, "predict_proba"):
+            raise InputShapeError(
+                f"Model {name!r} ({type(estimator).__name__}) has no predict_proba.",
+                hint="wrap it in sklearn.calibration.CalibratedClassifierCV or use a probabilistic classifier.",
+            )
+        n_classes = len(getattr(estimator, "classes_", class_names))
+        if n_classes != len(class_names):
+            raise InputShapeError(
+                f"Model {name!r} was fitted on {n_classes} classes but {len(class_names)} class names were given."
+            )
+        self._estimator = estimator
+        self._info = ModelInfo(
+            name=name,
+            task="classification",
+            class_names=tuple(class_names),
+            input_kind=input_kind,
+            fingerprint=self._fingerprint(estimator, class_names),
+            device="cpu",
+            framework="sklearn",
+            n_parameters=_count_parameters(estimator),
+            description=description,
+            gradients_unavailable=NO_GRADIENTS,
+        )
+
+    @staticmethod
+    def _fingerprint(estimator: Any, class_names: Any) -> str:
+        import joblib
+
+        # joblib.hash hashes the fitted state by content (arrays by bytes), not by identity.
+        return joblib.hash((type(estimator).__qualname__, estimator, tuple(class_names)), hash_name="sha1") or ""
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def estimator(self) -> Any:
+        return self._estimator
+
+    def _prepare(self, x: Any) -> Any:
+        if self.info.input_kind == "text":
+            return list(x)
+        return np.asarray(x)
+
+    def predict_proba(self, x: Any, batch_size: int | None = None) -> np.ndarray:
+        self._check_input(x)
+        if len(x) == 0:
+            return np.empty((0, len(self.class_names)))
+        x = np.asarray(list(x), dtype=object) if self.info.input_kind == "text" else np.asarray(x)
+        proba = map_batches(
+            lambda chunk: self._estimator.predict_proba(self._prepare(chunk)).astype(np.float64),
+            x,
+            batch_size or self.default_batch_size,
+            owner="predict_proba",
+        )
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def _steps(self) -> list[tuple[str, Any]]:
+        steps = getattr(self._estimator, "steps", None)
+        return list(steps[:-1]) if steps else []
+
+    def layer_names(self) -> list[str]:
+        names = [] if self.info.input_kind == "text" else ["input"]
+        return names + [name for name, _ in self._steps()]
+
+    def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:
+        self._check_input(x)
+        self._check_layer(layer)
+        if self.info.input_kind == "text":
+            x = np.asarray(list(x), dtype=object)
+        if layer == "input":
+            return np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        position = [name for name, _ in self._steps()].index(layer)
+        head = self._estimator[: position + 1]
+
+        def run(chunk: Any) -> np.ndarray:
+            out = head.transform(self._prepare(chunk))
+            out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
+            return out.reshape(len(chunk), -1).astype(np.float32)
+
+        return map_batches(run, x, batch_size or self.default_batch_size, owner="activations")
+
+
+def _count_parameters(estimator: Any) -> int:
+    """Fitted numbers in the model: coefficients + intercepts, or tree nodes for ensembles."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    total = 0
+    for attr in ("coef_", "intercept_"):
+        if hasattr(final, attr):
+            total += int(np.size(getattr(final, attr)))
+    trees = getattr(final, "estimators_", None)
+    if trees is not None:
+        for tree in np.ravel(trees):
+            if hasattr(tree, "tree_"):
+                total += int(tree.tree_.node_count)
+    return total

@@ -1,0 +1,102 @@
+"""``python -m core``: the command-line face of the engine (no browser needed).
+
+Exit codes: 0 success, 1 a TrustLens error (bad data dir, unknown name...; the message says
+what to try), 2 a usage error (argparse), 3 a model below its accuracy target (``warm --check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from core.errors import TrustLensError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BELOW_TARGET = 0, 1, 2, 3
+
+
+def _stderr_progress(quiet: bool):
+    last = [0.0]
+
+    def callback(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if quiet or (now - last[0] < 1.0 and fraction < 1.0):
+            return
+        last[0] = now
+        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    return callback
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from core import scenarios
+
+    rows = [scenarios.summary(name) for name in scenarios.SCENARIOS]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        data = "available" if row["data_available"] else "download needed"
+        variants = f"  variants: {', '.join(row['variants'])}" if row["variants"] else ""
+        print(f"{row['name']:<14} {row['kind']:<8} models: {', '.join(row['models']):<22} data: {data}{variants}")
+    return EXIT_OK
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from core import scenarios
+
+    spec = scenarios.get_spec(args.scenario)
+    variants = list(spec.variants) if args.all_variants and spec.variants else [args.variant]
+    models = [spec.model(m).name for m in args.model] if args.model else None
+    reports: list[dict[str, Any]] = []
+    for variant in variants:
+        reports += scenarios.warm(args.scenario, variant, models, progress=_stderr_progress(args.quiet))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for r in reports:
+            target = "" if r["accuracy_target"] is None else f" (target {r['accuracy_target']:.2f})"
+            how = f"trained in {r['train_seconds']:.1f} s" if r["trained_now"] else "loaded from cache"
+            variant = f"[{r['variant']}]" if r["variant"] else ""
+            print(f"{r['scenario']}{variant}/{r['model']}: test accuracy {r['test_accuracy']:.4f}{target}, {how}, device {r['device']}")
+    if args.check and any(r["meets_target"] is False for r in reports):
+        return EXIT_BELOW_TARGET
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="TrustLens engine: list scenarios, train/load their models, precompute caches.",
+        epilog="Environment: TRUSTLENS_DATA_DIR (offline datasets), TRUSTLENS_CACHE_DIR (artifact cache), "
+        "TRUSTLENS_DEVICE (cpu, cuda, mps).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("scenarios", help="list the built-in scenarios and whether their data is available")
+    p.add_argument("--json", action="store_true", help="print JSON (name, kind, models, classes, data availability)")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("warm", help="train (or load from cache) every model of a scenario and report accuracies")
+    p.add_argument("scenario", help="scenario name, see 'scenarios'")
+    p.add_argument("--model", action="append", metavar="M", help="only this model (repeatable)")
+    p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
+    p.add_argument("--all-variants", action="store_true", help="warm every variant of the scenario")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--check", action="store_true", help="exit with status 3 if a model misses its accuracy target")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_warm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TrustLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

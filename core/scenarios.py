@@ -1,0 +1,452 @@
+"""Built-in scenarios: a dataset plus the models trained on it.
+
+Models are trained on first use with fixed seeds and kept in the ArtifactStore, keyed by the
+training data's fingerprint, the recipe and its parameters, and the library versions, so a
+restart loads instead of retraining, and a change to any of those retrains.
+
+This module imports no heavy library at import time: the CLI's ``scenarios`` verb and the
+app's sidebar list scenarios without importing torch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core import datasets
+from core.adapters.base import ModelAdapter
+from core.bundle import DataBundle
+from core.errors import unknown_name
+from core.progress import ProgressCallback, report, subrange
+from core.store import ArtifactStore, cache_key, default_store
+
+RECIPE_VERSION = 1  # bump when a recipe changes in a way its params do not capture
+TRAIN_LIBRARIES = ("numpy", "scikit-learn", "torch")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to train one model of a scenario. ``params`` are part of the cache key."""
+
+    name: str
+    framework: str  # "torch" or "sklearn"
+    recipe: str
+    description: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    name: str
+    title: str
+    kind: str
+    dataset: str
+    class_names: tuple[str, ...]
+    description: str
+    models: tuple[ModelSpec, ...]
+    variants: tuple[str, ...] = ()
+    accuracy_target: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0].name
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise unknown_name(f"model of scenario {self.name!r}", name, self.model_names)
+
+    def variant(self, variant: str | None) -> str | None:
+        """Validate ``variant`` and fill in the default (None for scenarios without variants)."""
+        if not self.variants:
+            if variant not in (None, "", "default"):
+                raise unknown_name(f"variant of scenario {self.name!r}", str(variant), ["default"])
+            return None
+        if variant in (None, ""):
+            return self.variants[0]
+        if variant not in self.variants:
+            raise unknown_name(f"variant of scenario {self.name!r}", str(variant), self.variants)
+        return variant
+
+
+DIGITS = tuple(str(i) for i in range(10))
+
+SCENARIOS: dict[str, ScenarioSpec] = {
+    s.name: s
+    for s in (
+        ScenarioSpec(
+            name="digits",
+            title="Digits (8x8)",
+            kind="image",
+            dataset="digits",
+            class_names=DIGITS,
+            description="scikit-learn's 1,797 hand-written 8x8 digits. Embedded: works offline.",
+            models=(
+                ModelSpec("cnn", "torch", "image_cnn", "Small CNN (2 conv layers, dropout)",
+                          {"epochs": 25, "batch_size": 32, "lr": 3e-3, "widths": [32, 64], "hidden": 128, "seed": 0}),
+                ModelSpec("logreg", "sklearn", "image_logreg", "Logistic regression on the 64 pixels",
+                          {"C": 0.5, "seed": 0}),
+            ),
+            accuracy_target={"cnn": 0.97},
+        ),
+        ScenarioSpec(
+            name="mnist",
+            title="MNIST (28x28)",
+            kind="image",
+            dataset="mnist",
+            class_names=DIGITS,
+            description="70,000 hand-written 28x28 digits (from TRUSTLENS_DATA_DIR or downloaded).",
+            models=(
+                ModelSpec("cnn", "torch", "image_cnn", "CNN (2 conv layers, dropout)",
+                          {"epochs": 2, "batch_size": 128, "lr": 4e-3, "widths": [16, 32], "hidden": 128, "seed": 0}),
+            ),
+            accuracy_target={"cnn": 0.98},
+        ),
+        ScenarioSpec(
+            name="newsgroups",
+            title="20 Newsgroups: atheism vs christian",
+            kind="text",
+            dataset="newsgroups",
+            class_names=("atheism", "christian"),
+            description="alt.atheism vs soc.religion.christian posts, the classic LIME example. "
+            "'headers' keeps the Usenet headers the models latch on to; 'no-headers' removes them.",
+            models=(
+                ModelSpec("forest", "sklearn", "text_forest", "tf-idf + random forest (500 trees)",
+                          {"n_estimators": 500, "seed": 0}),
+                ModelSpec("logreg", "sklearn", "text_logreg", "tf-idf + logistic regression", {"C": 10.0, "seed": 0}),
+                ModelSpec("bag", "torch", "text_bag", "Bag of word embeddings + MLP (torch)",
+                          {"epochs": 25, "batch_size": 32, "lr": 3e-3, "dim": 64, "hidden": 64, "vocab": 20000,
+                           "max_length": 400, "seed": 0}),
+            ),
+            variants=("headers", "no-headers"),
+            accuracy_target={"forest": 0.85, "logreg": 0.90},
+        ),
+        ScenarioSpec(
+            name="breast-cancer",
+            title="Breast cancer (Wisconsin)",
+            kind="tabular",
+            dataset="breast-cancer",
+            class_names=("malignant", "benign"),
+            description="569 tumours, 30 measurements. Embedded: works offline.",
+            models=(
+                ModelSpec("gboost", "sklearn", "tab_gboost", "Gradient boosting (100 trees)", {"seed": 0}),
+                ModelSpec("logreg", "sklearn", "tab_logreg", "Standardised logistic regression", {"C": 1.0, "seed": 0}),
+                ModelSpec("mlp", "torch", "tab_mlp", "MLP (2 hidden layers, torch)",
+                          {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-3, "seed": 0}),
+            ),
+            accuracy_target={"logreg": 0.95, "mlp": 0.95},
+        ),
+        ScenarioSpec(
+            name="titanic",
+            title="Titanic survival",
+            kind="tabular",
+            dataset="titanic",
+            class_names=("died", "survived"),
+            description="891 passengers of the Kaggle Titanic set (from TRUSTLENS_DATA_DIR or downloaded).",
+            models=(
+                ModelSpec("gboost", "sklearn", "tab_gboost", "Gradient boosting (100 trees)", {"seed": 0}),
+                ModelSpec("logreg", "sklearn", "tab_logreg", "Standardised logistic regression", {"C": 1.0, "seed": 0}),
+                ModelSpec("mlp", "torch", "tab_mlp", "MLP (2 hidden layers, torch)",
+                          {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-3, "seed": 0}),
+            ),
+        ),
+    )
+}
+
+DEFAULT_SCENARIO = "digits"
+
+
+def get_spec(name: str) -> ScenarioSpec:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise unknown_name("scenario", name, list(SCENARIOS)) from None
+
+
+def summary(name: str) -> dict[str, Any]:
+    """JSON-able description for ``python -m core scenarios --json`` (loads no data)."""
+    spec = get_spec(name)
+    avail = datasets.availability(spec.dataset)
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "kind": spec.kind,
+        "models": spec.model_names,
+        "default_model": spec.default_model,
+        "classes": list(spec.class_names),
+        "variants": list(spec.variants),
+        "data_available": avail.available,
+        "data_source": avail.source,
+    }
+
+
+# -- data ------------------------------------------------------------------------------------
+_data_cache: dict[tuple[str, str | None], dict[str, DataBundle]] = {}
+_data_lock = threading.Lock()
+
+
+def load_data(name: str, variant: str | None = None) -> dict[str, DataBundle]:
+    """The scenario's splits ``{"train", "val", "test"}``, loaded once per process."""
+    spec = get_spec(name)
+    variant = spec.variant(variant)
+    with _data_lock:
+        key = (name, variant)
+        if key not in _data_cache:
+            loader = {
+                "digits": datasets.load_digits,
+                "mnist": datasets.load_mnist,
+                "newsgroups": lambda: datasets.load_newsgroups(remove_headers=variant == "no-headers"),
+                "breast-cancer": datasets.load_breast_cancer,
+                "titanic": datasets.load_titanic,
+            }[spec.dataset]
+            _data_cache[key] = loader()
+        return _data_cache[key]
+
+
+# -- models ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainedModel:
+    """A built-in model ready to use, with the metrics measured when it was trained."""
+
+    scenario: str
+    variant: str | None
+    spec: ModelSpec
+    adapter: ModelAdapter
+    metrics: dict[str, float]
+    trained_now: bool
+    key: str
+
+
+def flatten_images(x: np.ndarray) -> np.ndarray:
+    """(n, C, H, W) -> (n, C*H*W); a module-level function so the pipeline pickles."""
+    return np.asarray(x).reshape(len(x), -1)
+
+
+def _train_key(spec: ScenarioSpec, model: ModelSpec, variant: str | None, train: DataBundle) -> str:
+    return cache_key(
+        op="train",
+        data_fingerprint=train.fingerprint,
+        params={"scenario": spec.name, "variant": variant, "model": model.name, "recipe": model.recipe,
+                "recipe_version": RECIPE_VERSION, **model.params},
+        libraries=TRAIN_LIBRARIES,
+    )
+
+
+def is_trained(name: str, model: str, variant: str | None = None, store: ArtifactStore | None = None) -> bool:
+    """True when loading ``model`` will not train (its artifact is on disk)."""
+    spec = get_spec(name)
+    variant = spec.variant(variant)
+    splits = load_data(name, variant)
+    store = store or default_store()
+    return store.contains(_train_key(spec, spec.model(model), variant, splits["train"]))
+
+
+_model_cache: dict[tuple[str, str, str | None, str], TrainedModel] = {}
+_model_lock = threading.Lock()
+
+
+def load_model(
+    name: str,
+    model: str | None = None,
+    variant: str | None = None,
+    progress: ProgressCallback | None = None,
+    store: ArtifactStore | None = None,
+) -> TrainedModel:
+    """Load (training on first use) one model of a built-in scenario.
+
+    Parameters
+    ----------
+    name : str
+        Scenario name, see ``SCENARIOS``.
+    model : str, optional
+        Model name within the scenario (default: its first model).
+    variant : str, optional
+        Dataset variant (``newsgroups``: ``"headers"`` or ``"no-headers"``).
+    progress : callable, optional
+        Receives training progress (nothing is reported when loading from the cache).
+    """
+    spec = get_spec(name)
+    variant = spec.variant(variant)
+    mspec = spec.model(model or spec.default_model)
+    store = store or default_store()
+    memo_key = (spec.name, mspec.name, variant, str(store.root))
+    with _model_lock:
+        if memo_key in _model_cache:
+            return _model_cache[memo_key]
+    report(progress, 0.0, f"loading {spec.name} data")
+    splits = load_data(spec.name, variant)
+    key = _train_key(spec, mspec, variant, splits["train"])
+    trained_now = False
+
+    def compute() -> dict[str, Any]:
+        nonlocal trained_now
+        trained_now = True
+        return _train(spec, mspec, splits, progress)
+
+    artifact = store.get_or_compute(key, compute, description={"op": "train", "scenario": spec.name, "model": mspec.name})
+    adapter = _build_adapter(spec, mspec, artifact["state"])
+    loaded = TrainedModel(spec.name, variant, mspec, adapter, dict(artifact["metrics"]), trained_now, key)
+    report(progress, 1.0, f"{spec.name}/{mspec.name} ready")
+    with _model_lock:
+        return _model_cache.setdefault(memo_key, loaded)
+
+
+def forget_loaded_models() -> None:
+    """Drop the in-process model memo (tests use this to simulate a restart)."""
+    with _model_lock:
+        _model_cache.clear()
+
+
+def _train(spec: ScenarioSpec, mspec: ModelSpec, splits: dict[str, DataBundle], progress: ProgressCallback | None) -> dict[str, Any]:
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    started = time.perf_counter()
+    state = _fit(spec, mspec, train, subrange(progress, 0.02, 0.95))
+    seconds = time.perf_counter() - started
+    adapter = _build_adapter(spec, mspec, state)
+    report(progress, 0.97, f"evaluating {spec.name}/{mspec.name}")
+    metrics = {
+        "train_seconds": round(seconds, 2),
+        "train_accuracy": _accuracy(adapter, train),
+        "val_accuracy": _accuracy(adapter, val),
+        "test_accuracy": _accuracy(adapter, test),
+        "n_train": len(train),
+        "n_test": len(test),
+    }
+    return {"state": state, "metrics": metrics}
+
+
+def _accuracy(adapter: ModelAdapter, bundle: DataBundle) -> float:
+    return float(np.mean(adapter.predict(bundle.x, batch_size=256) == bundle.y))
+
+
+def _fit(spec: ScenarioSpec, mspec: ModelSpec, train: DataBundle, progress: ProgressCallback | None) -> dict[str, Any]:
+    """Train and return a picklable state: ``{"estimator": ...}`` or ``{"arch", "weights", ...}``."""
+    p = mspec.params
+    label = f"training {spec.name}/{mspec.name}"
+    if mspec.framework == "sklearn":
+        report(progress, 0.0, label)
+        estimator = _sklearn_estimator(mspec)
+        x = train.x if spec.kind != "text" else list(train.x)
+        estimator.fit(x, train.y)
+        report(progress, 1.0, label)
+        return {"estimator": estimator}
+
+    from core import nets
+    from core.device import resolve_device
+
+    device = resolve_device()
+    encode = None
+    extra: dict[str, Any] = {}
+    if mspec.recipe == "image_cnn":
+        _, c, h, w = train.x.shape
+        arch = {"height": h, "width": w, "channels": c, "n_classes": spec_n(spec), "mean": float(train.x.mean()),
+                "std": float(train.x.std()), "widths": tuple(p["widths"]), "hidden": p["hidden"]}
+        module = nets.image_cnn(**arch)
+    elif mspec.recipe == "tab_mlp":
+        arch = {"n_features": train.x.shape[1], "n_classes": spec_n(spec),
+                "mean": train.x.mean(axis=0).tolist(), "std": train.x.std(axis=0).tolist()}
+        module = nets.tabular_mlp(**arch)
+    elif mspec.recipe == "text_bag":
+        from core.text import Vocabulary
+
+        vocab = Vocabulary.fit(train.x, max_size=p["vocab"], max_length=p["max_length"])
+        arch = {"vocab_size": len(vocab), "n_classes": spec_n(spec), "dim": p["dim"], "hidden": p["hidden"]}
+        module = nets.text_bag_of_embeddings(**arch)
+        encode = vocab.encode
+        extra["vocab"] = vocab
+    else:  # pragma: no cover - guarded by the spec table
+        raise ValueError(f"unknown torch recipe {mspec.recipe!r}")
+    module = nets.train_classifier(
+        module, train.x, train.y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"],
+        device=device, weight_decay=p.get("weight_decay", 0.0), encode=encode, progress=progress, label=label,
+    )
+    weights = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    return {"arch": arch, "weights": weights, **extra}
+
+
+def spec_n(spec: ScenarioSpec) -> int:
+    return len(spec.class_names)
+
+
+def _sklearn_estimator(mspec: ModelSpec) -> Any:
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    p = mspec.params
+    if mspec.recipe == "image_logreg":
+        return Pipeline([("flatten", FunctionTransformer(flatten_images)),
+                         ("logreg", LogisticRegression(C=p["C"], max_iter=5000, random_state=p["seed"]))])
+    if mspec.recipe == "text_forest":
+        # lowercase=False as in the LIME tutorial: "Posting" and "posting" stay distinct words.
+        return Pipeline([("tfidf", TfidfVectorizer(lowercase=False)),
+                         ("forest", RandomForestClassifier(n_estimators=p["n_estimators"], random_state=p["seed"], n_jobs=-1))])
+    if mspec.recipe == "text_logreg":
+        return Pipeline([("tfidf", TfidfVectorizer(lowercase=False)),
+                         ("logreg", LogisticRegression(C=p["C"], max_iter=5000, random_state=p["seed"]))])
+    if mspec.recipe == "tab_gboost":
+        return GradientBoostingClassifier(random_state=p["seed"])
+    if mspec.recipe == "tab_logreg":
+        return Pipeline([("scale", StandardScaler()),
+                         ("logreg", LogisticRegression(C=p["C"], max_iter=5000, random_state=p["seed"]))])
+    raise ValueError(f"unknown scikit-learn recipe {mspec.recipe!r}")  # pragma: no cover
+
+
+def _build_adapter(spec: ScenarioSpec, mspec: ModelSpec, state: dict[str, Any]) -> ModelAdapter:
+    if mspec.framework == "sklearn":
+        from core.adapters.sklearn_adapter import SklearnAdapter
+
+        return SklearnAdapter(state["estimator"], name=mspec.name, class_names=spec.class_names,
+                              input_kind=spec.kind, description=mspec.description)
+    from core import nets
+    from core.adapters.torch_adapter import TorchAdapter
+
+    builder = {"image_cnn": nets.image_cnn, "tab_mlp": nets.tabular_mlp, "text_bag": nets.text_bag_of_embeddings}[mspec.recipe]
+    module = builder(**state["arch"])
+    module.load_state_dict(state["weights"])
+    vocab = state.get("vocab")
+    return TorchAdapter(
+        module, name=mspec.name, class_names=spec.class_names, input_kind=spec.kind,
+        encode=vocab.encode if vocab is not None else None,
+        encoder_fingerprint=vocab.fingerprint if vocab is not None else "",
+        description=mspec.description,
+    )
+
+
+def warm(name: str, variant: str | None = None, models: list[str] | None = None,
+         progress: ProgressCallback | None = None, store: ArtifactStore | None = None) -> list[dict[str, Any]]:
+    """Train or load every model of a scenario; one JSON-able report per model."""
+    spec = get_spec(name)
+    names = models or spec.model_names
+    reports = []
+    for i, model in enumerate(names):
+        started = time.perf_counter()
+        loaded = load_model(name, model, variant, progress=subrange(progress, i / len(names), (i + 1) / len(names)), store=store)
+        target = spec.accuracy_target.get(model)
+        reports.append({
+            "scenario": name,
+            "variant": loaded.variant,
+            "model": model,
+            "framework": loaded.spec.framework,
+            "test_accuracy": round(loaded.metrics["test_accuracy"], 4),
+            "val_accuracy": round(loaded.metrics["val_accuracy"], 4),
+            "accuracy_target": target,
+            "meets_target": None if target is None else loaded.metrics["test_accuracy"] >= target,
+            "train_seconds": loaded.metrics["train_seconds"],
+            "trained_now": loaded.trained_now,
+            "seconds": round(time.perf_counter() - started, 2),
+            "device": loaded.adapter.info.device,
+            "fingerprint": loaded.adapter.fingerprint[:16],
+        })
+    return reports

@@ -1,0 +1,265 @@
+"""On-disk artifact cache keyed by content.
+
+A key is the sha256 of the canonical JSON of
+``{schema, model fingerprint, data fingerprint, op, params, library versions}``, so a result is
+reused exactly when everything it depends on is unchanged, and recomputed when any part is
+(new weights, other data, another parameter, an upgraded library).
+
+Writes are atomic (temporary file in the same folder, then ``os.replace``), so a crash or a
+concurrent reader never sees half a file. A corrupt or mismatched entry is discarded with a
+warning and recomputed; it never reaches a page as an exception.
+
+The store only ever reads files that TrustLens itself wrote into a folder the person running
+the server controls (``TRUSTLENS_CACHE_DIR``); it is never pointed at uploaded files, which is
+why it may use pickle.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.errors import ConfigurationError
+from core.fingerprint import canonical_json, hash_json
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ENV_VAR = "TRUSTLENS_CACHE_DIR"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
+DEFAULT_LIBRARIES = ("numpy", "scikit-learn", "torch")
+_MAGIC = "trustlens-artifact"
+
+T = TypeVar("T")
+
+
+class CorruptEntryWarning(UserWarning):
+    """A cache entry could not be read and is being recomputed."""
+
+
+@functools.lru_cache(maxsize=None)
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def library_versions(libraries: Iterable[str] = DEFAULT_LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``libraries`` (distribution names), read without importing them."""
+    return {name: _version(name) for name in sorted(set(libraries))}
+
+
+def cache_key(
+    *,
+    op: str,
+    model_fingerprint: str | None = None,
+    data_fingerprint: str | None = None,
+    params: dict[str, Any] | None = None,
+    libraries: Iterable[str] = DEFAULT_LIBRARIES,
+) -> str:
+    """sha256 hex key of everything a result depends on.
+
+    Parameters
+    ----------
+    op : str
+        The operation, e.g. ``"train"`` or ``"activations"``.
+    model_fingerprint, data_fingerprint : str or None
+        Content fingerprints (``None`` where the op has no model or no data).
+    params : dict
+        The operation's parameters; must be JSON-like (see ``core.fingerprint``).
+    libraries : iterable of str
+        Distributions whose versions change the result.
+    """
+    return hash_json(_key_document(op, model_fingerprint, data_fingerprint, params, libraries))
+
+
+def _key_document(op, model_fingerprint, data_fingerprint, params, libraries) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "op": op,
+        "model": model_fingerprint,
+        "data": data_fingerprint,
+        "params": params or {},
+        "libraries": library_versions(libraries),
+    }
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int
+    misses: int
+    corrupt: int
+
+
+class ArtifactStore:
+    """A folder of pickled results, one file per key.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Folder to use. Default: ``$TRUSTLENS_CACHE_DIR``, else ``data/cache`` in the checkout.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        if root is None:
+            root = os.environ.get(ENV_VAR) or DEFAULT_DIR
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot create the cache folder {str(self.root)!r}: {exc.strerror or exc}.",
+                hint=f"set {ENV_VAR} to a writable folder.",
+            ) from exc
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.hits = self.misses = self.corrupt = 0
+
+    # -- paths -----------------------------------------------------------------------------
+    def path_for(self, key: str) -> Path:
+        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"Cache keys are sha256 hex digests; got {key!r}.")
+        return self.root / key[:2] / f"{key}.pkl"
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # -- reading and writing ---------------------------------------------------------------
+    def contains(self, key: str) -> bool:
+        return self.path_for(key).exists()
+
+    def load(self, key: str) -> Any:
+        """Return the stored value; raise ``KeyError`` if absent, ``ValueError`` if corrupt."""
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as fh:
+                payload = pickle.load(fh)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except Exception as exc:  # any unpickling failure means the file is unusable
+            raise ValueError(f"cache entry {path} is unreadable: {type(exc).__name__}: {exc}") from exc
+        if not (isinstance(payload, dict) and payload.get("magic") == _MAGIC and payload.get("key") == key):
+            raise ValueError(f"cache entry {path} does not hold the artifact for key {key[:12]}")
+        return payload["value"]
+
+    def save(self, key: str, value: Any, description: dict[str, Any] | None = None) -> Path:
+        """Write ``value`` under ``key`` atomically and return its path."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "magic": _MAGIC,
+            "key": key,
+            "created": time.time(),
+            "description": description or {},
+            "value": value,
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return path
+
+    def get_or_compute(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        description: dict[str, Any] | None = None,
+    ) -> T:
+        """Return the cached value for ``key``, computing and storing it on a miss.
+
+        Concurrent callers in one process asking for the same key wait for a single
+        computation instead of repeating it. A corrupt entry is removed, a
+        :class:`CorruptEntryWarning` is issued, and the value is recomputed.
+        """
+        with self._lock(key):
+            try:
+                value = self.load(key)
+                self.hits += 1
+                return value
+            except KeyError:
+                pass
+            except ValueError as exc:
+                self.corrupt += 1
+                message = f"{exc}; recomputing it."
+                log.warning(message)
+                warnings.warn(message, CorruptEntryWarning, stacklevel=2)
+                self.path_for(key).unlink(missing_ok=True)
+            self.misses += 1
+            value = compute()
+            try:
+                self.save(key, value, description)
+            except OSError as exc:  # a full disk must not lose the result we just computed
+                log.warning("could not write cache entry %s: %s", key[:12], exc)
+            return value
+
+    def cached(
+        self,
+        compute: Callable[[], T],
+        *,
+        op: str,
+        model_fingerprint: str | None = None,
+        data_fingerprint: str | None = None,
+        params: dict[str, Any] | None = None,
+        libraries: Iterable[str] = DEFAULT_LIBRARIES,
+    ) -> T:
+        """``get_or_compute`` with the key built from its parts (the usual entry point)."""
+        document = _key_document(op, model_fingerprint, data_fingerprint, params, libraries)
+        key = hash_json(document)
+        return self.get_or_compute(key, compute, description=_describe(document))
+
+    def stats(self) -> CacheStats:
+        return CacheStats(self.hits, self.misses, self.corrupt)
+
+    def entries(self) -> list[Path]:
+        return sorted(self.root.glob("??/*.pkl"))
+
+    def clear(self) -> int:
+        """Delete every entry; return how many were removed."""
+        removed = 0
+        for path in self.entries():
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _describe(document: dict[str, Any]) -> dict[str, Any]:
+    # Stored beside the value so `python -m core cache` style tooling can say what a file is.
+    return {"op": document["op"], "params": canonical_json(document["params"])[:500]}
+
+
+_default_store: ArtifactStore | None = None
+_default_root: str | None = None
+_default_guard = threading.Lock()
+
+
+def default_store() -> ArtifactStore:
+    """The process-wide store for the current ``TRUSTLENS_CACHE_DIR`` (re-read on change)."""
+    global _default_store, _default_root
+    root = os.environ.get(ENV_VAR) or str(DEFAULT_DIR)
+    with _default_guard:
+        if _default_store is None or _default_root != root:
+            _default_store = ArtifactStore(root)
+            _default_root = root
+        return _default_store
