@@ -1,0 +1,1 @@
+"""Presentation: Streamlit widgets, cached wrappers around core, and Plotly figure builders."""

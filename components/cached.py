@@ -1,0 +1,52 @@
+"""The one home of Streamlit cache wrappers around core calls.
+
+- Models and datasets: ``st.cache_resource`` (one copy shared by all sessions; adapters hold no
+  per-user state and are thread-safe). Training on first use shows progress in the page.
+- Results (predictions): ``st.cache_data`` keyed by names, backed by core's on-disk ArtifactStore.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from components.feedback import progress_status
+from core import scenarios
+from core.bundle import DataBundle
+from core.scenarios import TrainedModel
+
+
+@st.cache_resource(show_spinner="Loading data…", max_entries=8)
+def scenario_data(scenario: str, variant: str | None) -> dict[str, DataBundle]:
+    """The scenario's splits (shared, read-only)."""
+    return scenarios.load_data(scenario, variant)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
+    return scenarios.load_model(scenario, model, variant)
+
+
+def trained_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
+    """Load a built-in model, training it first (with a progress bar) if it is not cached yet."""
+    scenario_data(scenario, variant)
+    if not scenarios.is_trained(scenario, model, variant):
+        with progress_status(f"Training {scenario}/{model} (first use, cached afterwards)") as progress:
+            scenarios.load_model(scenario, model, variant, progress=progress)
+    return _load_model(scenario, model, variant)
+
+
+@st.cache_data(show_spinner="Predicting…", max_entries=64)
+def predictions(scenario: str, model: str, variant: str | None, split: str) -> np.ndarray:
+    """Class probabilities of shape (n_samples, n_classes) for one split."""
+    from core.inference import predict_proba_cached
+
+    loaded = trained_model(scenario, model, variant)
+    return predict_proba_cached(loaded.adapter, scenario_data(scenario, variant)[split])
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    from core.device import describe_device, resolve_device
+
+    return describe_device(resolve_device())

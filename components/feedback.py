@@ -1,0 +1,61 @@
+"""Turn core's errors and progress callbacks into Streamlit elements."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.errors import TrustLensError
+from core.progress import ProgressCallback
+
+
+def show_error(exc: TrustLensError) -> None:
+    """An ``st.error`` with the message, and the hint (what to try) beneath it."""
+    st.error(exc.message, icon=":material/error:")
+    if exc.hint:
+        st.info(f"Try: {exc.hint}", icon=":material/lightbulb:")
+
+
+@contextmanager
+def guarded(stop: bool = True) -> Iterator[None]:
+    """Show a TrustLensError raised inside the block instead of a traceback.
+
+    With ``stop`` the script stops after the message (the rest of the page depends on the
+    failed step); otherwise the page goes on.
+    """
+    try:
+        yield
+    except TrustLensError as exc:
+        show_error(exc)
+        if stop:
+            st.stop()
+
+
+@contextmanager
+def progress_status(label: str) -> Iterator[ProgressCallback]:
+    """A status box with a progress bar; yields a core ``ProgressCallback`` that drives it.
+
+    Updates are throttled to ~10 per second so a fast loop does not flood the websocket.
+    """
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+        last = [0.0]
+        started = time.perf_counter()
+
+        def callback(fraction: float, message: str) -> None:
+            now = time.perf_counter()
+            if fraction < 1.0 and now - last[0] < 0.1:
+                return
+            last[0] = now
+            bar.progress(min(1.0, max(0.0, fraction)), text=message)
+
+        try:
+            yield callback
+        except Exception:
+            status.update(label=f"{label}: failed", state="error")
+            raise
+        bar.progress(1.0, text="done")
+        status.update(label=f"{label}: done in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)

@@ -1,0 +1,63 @@
+"""Reusable widgets: the sidebar's scenario/model picker and the device line."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import state
+from core import scenarios
+
+
+def _reset_model() -> None:
+    # A new scenario has other models and variants: fall back to its defaults.
+    spec = scenarios.get_spec(st.session_state[state.SCENARIO_KEY])
+    st.session_state[state.MODEL_KEY] = spec.default_model
+    st.session_state[state.VARIANT_KEY] = spec.variants[0] if spec.variants else None
+
+
+def scenario_sidebar() -> state.Selection:
+    """Scenario, variant and model pickers in the sidebar; returns the selection."""
+    names = list(scenarios.SCENARIOS)
+    st.session_state.setdefault(state.SCENARIO_KEY, scenarios.DEFAULT_SCENARIO)
+    with st.sidebar:
+        st.selectbox(
+            "Scenario",
+            names,
+            key=state.SCENARIO_KEY,
+            format_func=lambda n: scenarios.SCENARIOS[n].title,
+            on_change=_reset_model,
+            help="A dataset and the models trained on it. Digits and breast cancer work offline.",
+        )
+        spec = scenarios.get_spec(st.session_state[state.SCENARIO_KEY])
+        if spec.variants:
+            if st.session_state.get(state.VARIANT_KEY) not in spec.variants:
+                st.session_state[state.VARIANT_KEY] = spec.variants[0]
+            st.radio("Data variant", spec.variants, key=state.VARIANT_KEY, horizontal=True,
+                     help="'headers' keeps From:/Subject:/NNTP-Posting-Host: lines; 'no-headers' strips them.")
+        if st.session_state.get(state.MODEL_KEY) not in spec.model_names:
+            st.session_state[state.MODEL_KEY] = spec.default_model
+        st.selectbox(
+            "Model",
+            spec.model_names,
+            key=state.MODEL_KEY,
+            format_func=lambda m: f"{m}: {spec.model(m).description}",
+        )
+    return state.current()
+
+
+def device_caption() -> None:
+    """The device line at the foot of the sidebar (imports torch, so call it after the page)."""
+    from core.errors import TrustLensError
+
+    try:
+        label = _device_label()
+    except TrustLensError as exc:
+        st.sidebar.error(exc.message)
+        return
+    st.sidebar.caption(f"Device: **{label}**")
+
+
+def _device_label() -> str:
+    from components.cached import device_label
+
+    return device_label()
