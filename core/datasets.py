@@ -165,7 +165,7 @@ def load_mnist() -> Splits:
         try:
             from sklearn.datasets import fetch_openml
 
-            bunch = fetch_openml("mnist_784", version=1, as_frame=False, parser="liac-arff")
+            bunch = fetch_openml("mnist_784", version=1, as_frame=False, parser="liac-arff", n_retries=1)
         except Exception as exc:  # network errors come in many types
             raise _unavailable("MNIST", "mnist/" + ", mnist/".join(MNIST_FILES.values()), exc) from exc
         images = bunch.data.reshape(-1, 28, 28).astype(np.uint8)
@@ -304,7 +304,7 @@ def _titanic_frame() -> pd.DataFrame:
     try:
         from sklearn.datasets import fetch_openml
 
-        frame = fetch_openml("titanic", version=1, as_frame=True, parser="auto").frame
+        frame = fetch_openml("titanic", version=1, as_frame=True, parser="auto", n_retries=1).frame
     except Exception as exc:
         raise _unavailable("Titanic", "titanic/train.csv", exc) from exc
     rename = {c: c.capitalize() for c in frame.columns}
