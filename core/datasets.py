@@ -275,6 +275,18 @@ def _subject(text: str) -> str:
     return stripped.splitlines()[0][:120] if stripped else ""
 
 
+def _tabular_splits(name: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
+                    features: tuple[str, ...], display: pd.DataFrame) -> Splits:
+    """60/15/25 stratified train/val/test bundles of a table, each with its display rows."""
+    train, val, test = _split_indices(y, test=0.25, val=0.15)
+    return _bundles(
+        name,
+        lambda idx, split_name: DataBundle("tabular", x[idx], y[idx], classes, features, name=split_name,
+                                           display=display.iloc[idx].reset_index(drop=True)),
+        {"train": train, "val": val, "test": test},
+    )
+
+
 # -- breast cancer ---------------------------------------------------------------------------
 def load_breast_cancer() -> Splits:
     """Wisconsin breast cancer (569 rows, 30 features), 60/15/25 train/val/test."""
@@ -286,14 +298,7 @@ def load_breast_cancer() -> Splits:
     features = tuple(str(f) for f in raw.feature_names)
     classes = tuple(str(c) for c in raw.target_names)  # ("malignant", "benign")
     frame = pd.DataFrame(raw.data, columns=list(features))
-    train, val, test = _split_indices(y, test=0.25, val=0.15)
-    return _bundles(
-        "breast-cancer",
-        lambda idx, name: DataBundle(
-            "tabular", x[idx], y[idx], classes, features, name=name, display=frame.iloc[idx].reset_index(drop=True)
-        ),
-        {"train": train, "val": val, "test": test},
-    )
+    return _tabular_splits("breast-cancer", x, y, classes, features, frame)
 
 
 # -- Titanic ---------------------------------------------------------------------------------
@@ -344,11 +349,4 @@ def load_titanic() -> Splits:
     keep = [c for c in ("Name", "Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked", "Cabin", "Ticket") if c in frame]
     display = frame[keep]
     classes = ("died", "survived")
-    train, val, test = _split_indices(y, test=0.25, val=0.15)
-    return _bundles(
-        "titanic",
-        lambda idx, name: DataBundle(
-            "tabular", x[idx], y[idx], classes, TITANIC_FEATURES, name=name, display=display.iloc[idx].reset_index(drop=True)
-        ),
-        {"train": train, "val": val, "test": test},
-    )
+    return _tabular_splits("titanic", x, y, classes, TITANIC_FEATURES, display)

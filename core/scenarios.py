@@ -79,6 +79,14 @@ class ScenarioSpec:
 
 
 DIGITS = tuple(str(i) for i in range(10))
+# The same three recipes on both tables: a tree ensemble, a glass-box linear model, a torch MLP
+# (so gradient methods have a tabular model to run on).
+TABULAR_MODELS = (
+    ModelSpec("gboost", "sklearn", "tab_gboost", "Gradient boosting (100 trees)", {"seed": 0}),
+    ModelSpec("logreg", "sklearn", "tab_logreg", "Standardised logistic regression", {"C": 1.0, "seed": 0}),
+    ModelSpec("mlp", "torch", "tab_mlp", "MLP (2 hidden layers, torch)",
+              {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "dropout": 0.3, "seed": 0}),
+)
 
 SCENARIOS: dict[str, ScenarioSpec] = {
     s.name: s
@@ -137,12 +145,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
             dataset="breast-cancer",
             class_names=("malignant", "benign"),
             description="569 tumours, 30 measurements. Embedded: works offline.",
-            models=(
-                ModelSpec("gboost", "sklearn", "tab_gboost", "Gradient boosting (100 trees)", {"seed": 0}),
-                ModelSpec("logreg", "sklearn", "tab_logreg", "Standardised logistic regression", {"C": 1.0, "seed": 0}),
-                ModelSpec("mlp", "torch", "tab_mlp", "MLP (2 hidden layers, torch)",
-                          {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "dropout": 0.3, "seed": 0}),
-            ),
+            models=TABULAR_MODELS,
             accuracy_target={"logreg": 0.95, "mlp": 0.95},
         ),
         ScenarioSpec(
@@ -152,12 +155,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
             dataset="titanic",
             class_names=("died", "survived"),
             description="891 passengers of the Kaggle Titanic set (from TRUSTLENS_DATA_DIR or downloaded).",
-            models=(
-                ModelSpec("gboost", "sklearn", "tab_gboost", "Gradient boosting (100 trees)", {"seed": 0}),
-                ModelSpec("logreg", "sklearn", "tab_logreg", "Standardised logistic regression", {"C": 1.0, "seed": 0}),
-                ModelSpec("mlp", "torch", "tab_mlp", "MLP (2 hidden layers, torch)",
-                          {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "dropout": 0.3, "seed": 0}),
-            ),
+            models=TABULAR_MODELS,
         ),
     )
 }

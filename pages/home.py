@@ -29,7 +29,7 @@ accuracy = float(np.mean(test_pred == test.y))
 st.subheader(f"Model card: {info.name}")
 st.write(info.description)
 cols = st.columns(6)
-cols[0].metric("Task", f"{len(info.class_names)}-class", help="classification over: " + ", ".join(info.class_names))
+cols[0].metric("Task", f"{len(info.class_names)}-class", help=f"{info.task} over: " + ", ".join(info.class_names))
 cols[1].metric("Test accuracy", f"{accuracy:.1%}", help=f"on {len(test)} held-out samples")
 cols[2].metric("Parameters", f"{info.n_parameters:,}",
                help="trainable weights (torch) or fitted coefficients / tree nodes (scikit-learn)")
