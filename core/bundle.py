@@ -102,7 +102,9 @@ class DataBundle:
         if isinstance(key, (int, np.integer)):
             key = [int(key)]
         if isinstance(key, list):
-            key = np.asarray(key, dtype=int)
+            key = np.asarray(key)
+            if key.dtype != bool:
+                key = key.astype(int)  # an empty list is a float array: make it an index array
         display = None
         if self.display is not None:
             display = self.display.iloc[key] if not isinstance(key, np.ndarray) or key.dtype != bool else self.display[key]

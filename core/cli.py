@@ -66,6 +66,39 @@ def cmd_warm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_calibration(args: argparse.Namespace) -> int:
+    from core import calibration, scenarios
+    from core.inference import predict_proba_cached
+
+    spec = scenarios.get_spec(args.scenario)
+    names = [spec.model(m).name for m in args.model] if args.model else spec.model_names
+    rows = []
+    for name in names:
+        loaded = scenarios.load_model(args.scenario, name, args.variant, progress=_stderr_progress(args.quiet))
+        splits = scenarios.load_data(args.scenario, args.variant)
+        val, test = splits["val"], splits["test"]
+        report = calibration.calibration_report(
+            name, predict_proba_cached(loaded.adapter, val), val.y, predict_proba_cached(loaded.adapter, test), test.y,
+            n_bins=args.bins, methods=("temperature",),
+        )
+        s = report.summary()
+        rows.append({
+            "scenario": args.scenario, "variant": loaded.variant, "model": name, "n": s["n"], "n_bins": args.bins,
+            "accuracy": s["accuracy"], "ece": s["ece"], "ece_low": s["ece_low"], "ece_high": s["ece_high"],
+            "ace": s["ace"], "mce": s["mce"], "brier": s["brier"], "nll": s["nll"],
+            "temperature": s["temperature"], "ece_after_temperature": s["temperature_ece"],
+            "nll_after_temperature": s["temperature_nll"],
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'model':<10} {'acc':>7} {'ECE':>7} {'MCE':>7} {'Brier':>7} {'NLL':>7} {'T':>6} {'ECE(T)':>7} {'NLL(T)':>7}")
+        for r in rows:
+            print(f"{r['model']:<10} {r['accuracy']:7.4f} {r['ece']:7.4f} {r['mce']:7.4f} {r['brier']:7.4f} "
+                  f"{r['nll']:7.4f} {r['temperature']:6.3f} {r['ece_after_temperature']:7.4f} {r['nll_after_temperature']:7.4f}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -89,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit with status 3 if a model misses its accuracy target")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_warm)
+
+    p = sub.add_parser("calibration", help="calibration metrics on the test split, before and after temperature scaling")
+    p.add_argument("scenario", help="scenario name, see 'scenarios'")
+    p.add_argument("--model", action="append", metavar="M", help="only this model (repeatable; default: all)")
+    p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
+    p.add_argument("--bins", type=int, default=15, help="equal-width bins for ECE / MCE (default 15)")
+    p.add_argument("--json", action="store_true", help="print JSON: accuracy, ece, mce, brier, nll, temperature, "
+                   "ece_after_temperature, nll_after_temperature")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_calibration)
     return parser
 
 

@@ -25,7 +25,9 @@ def _canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"__dataclass__": type(value).__name__, **_canonical(dataclasses.asdict(value))}
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        # Non-string keys carry their type so {1: x} and {"1": x} stay distinct.
+        keyed = {(k if isinstance(k, str) else f"{type(k).__name__}:{k}"): v for k, v in value.items()}
+        return {k: _canonical(v) for k, v in sorted(keyed.items())}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -35,10 +37,11 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return {"__ndarray__": hash_array(value)}
     if isinstance(value, float):
+        # Non-finite floats become tagged objects, distinct from the strings "NaN" / "Infinity".
         if math.isnan(value):
-            return "NaN"
+            return {"__float__": "NaN"}
         if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
+            return {"__float__": "Infinity" if value > 0 else "-Infinity"}
         return value
     if isinstance(value, PurePath):
         return str(value)

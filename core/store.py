@@ -193,6 +193,7 @@ class ArtifactStore:
         computation instead of repeating it. A corrupt entry is removed, a
         :class:`CorruptEntryWarning` is issued, and the value is recomputed.
         """
+        self.path_for(key)  # a malformed key is the caller's bug: raise it, do not treat it as corruption
         with self._lock(key):
             try:
                 value = self.load(key)
@@ -210,7 +211,8 @@ class ArtifactStore:
             value = compute()
             try:
                 self.save(key, value, description)
-            except OSError as exc:  # a full disk must not lose the result we just computed
+            except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+                # A full disk or an unpicklable result must not lose the value we just computed.
                 log.warning("could not write cache entry %s: %s", key[:12], exc)
             return value
 

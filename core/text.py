@@ -53,11 +53,14 @@ class Vocabulary:
         return cached
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Ids of shape (n_texts, length), int64, 0-padded; ``length`` <= ``max_length``."""
+        """Ids of shape (n_texts, max_length), int64, 0-padded.
+
+        Always ``max_length`` wide (not the batch's longest text), so a layer's activations have
+        the same width whatever the batch, and results do not depend on the batch size.
+        """
         index = self.index
         rows = [[index.get(t, 1) for t in tokenize(text)][: self.max_length] for text in texts]
-        length = max(1, max((len(r) for r in rows), default=1))
-        out = np.zeros((len(rows), length), dtype=np.int64)
+        out = np.zeros((len(rows), self.max_length), dtype=np.int64)
         for i, row in enumerate(rows):
             out[i, : len(row)] = row
         return out

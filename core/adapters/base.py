@@ -107,6 +107,11 @@ class ModelAdapter(abc.ABC):
         return None
 
     # -- helpers shared by subclasses ------------------------------------------------------
+    def _empty_activations(self, x: Any, layer: str) -> np.ndarray:
+        """(0, n_units) for an empty input: the width comes from one forward pass on a blank sample."""
+        blank = [""] if self.info.input_kind == "text" else np.zeros((1, *np.shape(x)[1:]), dtype=np.float32)
+        return self.activations(blank, layer)[:0]
+
     def _check_layer(self, layer: str) -> None:
         names = self.layer_names()
         if layer not in names:

@@ -64,7 +64,8 @@ class SklearnAdapter(ModelAdapter):
         import joblib
 
         # joblib.hash hashes the fitted state by content (arrays by bytes), not by identity.
-        return joblib.hash((type(estimator).__qualname__, estimator, tuple(class_names)), hash_name="sha1") or ""
+        stable = _without_volatile_state(estimator)
+        return joblib.hash((type(estimator).__qualname__, stable, tuple(class_names)), hash_name="sha1") or ""
 
     @property
     def info(self) -> ModelInfo:
@@ -87,7 +88,7 @@ class SklearnAdapter(ModelAdapter):
         proba = map_batches(
             lambda chunk: self._estimator.predict_proba(self._prepare(chunk)).astype(np.float64),
             x,
-            batch_size or self.default_batch_size,
+            self.default_batch_size if batch_size is None else batch_size,
             owner="predict_proba",
         )
         return proba / proba.sum(axis=1, keepdims=True)
@@ -102,6 +103,9 @@ class SklearnAdapter(ModelAdapter):
 
     def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:
         self._check_input(x)
+        if len(x) == 0:
+            self._check_layer(layer)
+            return self._empty_activations(x, layer)
         self._check_layer(layer)
         if self.info.input_kind == "text":
             x = np.asarray(list(x), dtype=object)
@@ -115,7 +119,29 @@ class SklearnAdapter(ModelAdapter):
             out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
             return out.reshape(len(chunk), -1).astype(np.float32)
 
-        return map_batches(run, x, batch_size or self.default_batch_size, owner="activations")
+        return map_batches(run, x, self.default_batch_size if batch_size is None else batch_size, owner="activations")
+
+
+# Attributes scikit-learn rewrites at prediction time with process-specific values (the text
+# vectorisers cache id(stop_words) in `_stop_words_id`); they say nothing about the fitted model.
+_VOLATILE_ATTRIBUTES = ("_stop_words_id",)
+
+
+def _without_volatile_state(estimator: Any) -> Any:
+    """A shallow copy of ``estimator`` (and of a pipeline's steps) without volatile attributes."""
+    import copy
+
+    steps = getattr(estimator, "steps", None)
+    if steps is not None:
+        clone = copy.copy(estimator)
+        clone.steps = [(name, _without_volatile_state(step)) for name, step in steps]
+        return clone
+    if any(hasattr(estimator, a) for a in _VOLATILE_ATTRIBUTES):
+        clone = copy.copy(estimator)
+        for attribute in _VOLATILE_ATTRIBUTES:
+            clone.__dict__.pop(attribute, None)
+        return clone
+    return estimator
 
 
 def _count_parameters(estimator: Any) -> int:

@@ -112,7 +112,7 @@ class TorchAdapter(ModelAdapter):
         self._check_input(x)
         if len(x) == 0:
             return np.empty((0, len(self.class_names)))
-        proba = map_batches(self._forward_proba, x, batch_size or self.default_batch_size, owner="predict_proba")
+        proba = map_batches(self._forward_proba, x, self.default_batch_size if batch_size is None else batch_size, owner="predict_proba")
         # float32 softmax rows can miss 1 by ~1e-7; renormalise in float64 for exact sums.
         return proba / proba.sum(axis=1, keepdims=True)
 
@@ -144,6 +144,9 @@ class TorchAdapter(ModelAdapter):
 
     def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:
         self._check_input(x)
+        if len(x) == 0:
+            self._check_layer(layer)
+            return self._empty_activations(x, layer)
         torch = self._torch
 
         def run(chunk: Any) -> np.ndarray:
@@ -151,5 +154,5 @@ class TorchAdapter(ModelAdapter):
                 self._module(self.to_tensor(chunk))
             return outputs[-1].reshape(len(chunk), -1).float().cpu().numpy()
 
-        return map_batches(run, x, batch_size or self.default_batch_size, owner="activations")
+        return map_batches(run, x, self.default_batch_size if batch_size is None else batch_size, owner="activations")
 

@@ -1,0 +1,30 @@
+"""Shared helpers for the model tests (not a test module)."""
+
+from __future__ import annotations
+
+from core import scenarios
+from tests.conftest import require_dataset
+
+# Every built-in model, spelled out so that a model silently dropped from core/scenarios.py
+# fails test_every_expected_model_is_registered instead of just running fewer tests.
+EXPECTED_MODELS = [
+    ("digits", "cnn"), ("digits", "logreg"),
+    ("mnist", "cnn"),
+    ("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag"),
+    ("breast-cancer", "gboost"), ("breast-cancer", "logreg"), ("breast-cancer", "mlp"),
+    ("titanic", "gboost"), ("titanic", "logreg"), ("titanic", "mlp"),
+]
+MODEL_IDS = [f"{s}-{m}" for s, m in EXPECTED_MODELS]
+N_SAMPLES = 30
+
+
+def load(scenario: str, model: str) -> scenarios.TrainedModel:
+    """``scenarios.load_model`` after checking that the data is available offline."""
+    require_dataset(scenarios.get_spec(scenario).dataset)
+    return scenarios.load_model(scenario, model)
+
+
+def holdout(scenario: str):
+    return scenarios.load_data(scenario)["test"]
+
+
