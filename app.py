@@ -18,6 +18,7 @@ widgets.scenario_sidebar()
 page = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
     ]
 )
 page.run()

@@ -50,3 +50,17 @@ def device_label() -> str:
     from core.device import describe_device, resolve_device
 
     return describe_device(resolve_device())
+
+
+@st.cache_data(show_spinner="Computing calibration…", max_entries=64)
+def calibration_report(scenario: str, model: str, variant: str | None, n_bins: int):
+    """Test-split calibration of one model, with recalibrators fitted on the validation split."""
+    from core.calibration import calibration_report as compute
+
+    splits = scenario_data(scenario, variant)
+    return compute(
+        model,
+        predictions(scenario, model, variant, "val"), splits["val"].y,
+        predictions(scenario, model, variant, "test"), splits["test"].y,
+        n_bins=n_bins,
+    )

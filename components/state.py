@@ -22,8 +22,29 @@ class Selection:
         return scenarios.get_spec(self.scenario)
 
 
+def _ensure_app_shell() -> None:
+    """Rerun through app.py when Streamlit ran a page script on its own.
+
+    Because the project has a ``pages/`` folder, a process whose very first request is a deep
+    link (``/calibration``) runs that page in Streamlit's legacy multipage mode, without app.py
+    (no sidebar, no st.navigation), until some run calls st.navigation. Switching the legacy
+    flag off and rerunning makes the same URL go through app.py.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - internal module moved; the root URL still works
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current() -> Selection:
-    """The sidebar's selection (defaults before the sidebar has run)."""
+    """The sidebar's selection (defaults before the sidebar has run).
+
+    Every page calls this first; it also makes sure the page runs inside app.py's shell.
+    """
+    _ensure_app_shell()
     name = st.session_state.get(SCENARIO_KEY, scenarios.DEFAULT_SCENARIO)
     spec = scenarios.get_spec(name)
     model = st.session_state.get(MODEL_KEY, spec.default_model)

@@ -1,13 +1,12 @@
 """Home: the selected model's card and a browser over the scenario's data."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded
 from components.figures.model_card import confidence_histogram, confusion_figure
-from components.images import to_display
+from components.samples import render_samples
 from core import browse
 
 sel = state.current()
@@ -36,7 +35,7 @@ cols[2].metric("Parameters", f"{info.n_parameters:,}",
 cols[3].metric("Device", info.device)
 cols[4].metric("Training time", f"{loaded.metrics['train_seconds']:.1f} s",
                help="measured when the model was trained; it is loaded from the cache since")
-cols[5].metric("Fingerprint", info.fingerprint[:10], help=f"content hash of the fitted model: {info.fingerprint}")
+cols[5].metric("Fingerprint", info.fingerprint[:8], help=f"content hash of the fitted model: {info.fingerprint}")
 details = {
     "Classes": ", ".join(info.class_names),
     "Input": info.input_kind,
@@ -44,7 +43,7 @@ details = {
     "Train / val / test": f"{len(splits['train'])} / {len(splits['val'])} / {len(test)}",
     "Validation accuracy": f"{loaded.metrics['val_accuracy']:.1%}",
 }
-st.table(pd.DataFrame({"": list(details.values())}, index=list(details.keys())))
+st.markdown("  \n".join(f"**{name}:** {value}" for name, value in details.items()))
 if info.gradients_unavailable:
     st.info(info.gradients_unavailable, icon=":material/info:")
 
@@ -67,7 +66,6 @@ sort = c5.selectbox("Order", browse.SORTS, key="home_sort")
 
 bundle = splits[split]
 proba = test_proba if split == "test" else cached.predictions(sel.scenario, sel.model, sel.variant, split)
-pred = proba.argmax(axis=1)
 with guarded():
     shown = browse.select_samples(bundle.y, proba, class_filter, correctness, sort, filter_by)
 
@@ -78,43 +76,7 @@ page = p1.number_input("Page", min_value=1, max_value=n_pages, value=1, step=1, 
 rows, n_pages = browse.page_of(shown, int(page), per_page)
 p2.caption(f"{len(shown)} of {len(bundle)} samples match · page {min(int(page), n_pages)} of {n_pages}")
 
-
-def label(i: int) -> str:
-    mark = "✓" if pred[i] == bundle.y[i] else "✗"
-    return f"#{i} {mark} true {info.class_names[bundle.y[i]]} → {info.class_names[pred[i]]} ({proba[i, pred[i]]:.0%})"
-
-
 if len(rows) == 0:
     st.info("No sample matches these filters.", icon=":material/filter_alt_off:")
-elif spec.kind == "image":
-    per_row = 8
-    for start in range(0, len(rows), per_row):
-        columns = st.columns(per_row)
-        for column, i in zip(columns, rows[start : start + per_row]):
-            column.image(to_display(bundle.x[i], 96), caption=label(int(i)), width="stretch")
 else:
-    frame = pd.DataFrame({
-        "index": rows,
-        "true": [info.class_names[bundle.y[i]] for i in rows],
-        "predicted": [info.class_names[pred[i]] for i in rows],
-        "confidence": proba[rows, pred[rows]],
-        "correct": pred[rows] == bundle.y[rows],
-    })
-    if bundle.display is not None:
-        frame = pd.concat([frame, bundle.display.iloc[rows].reset_index(drop=True)], axis=1)
-    event = st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        key="home_table",
-        on_select="rerun" if spec.kind == "text" else "ignore",
-        selection_mode="single-row",
-        column_config={"confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f")},
-    )
-    if spec.kind == "text":
-        chosen = event["selection"]["rows"] if event is not None else []
-        i = int(rows[chosen[0]]) if chosen else int(rows[0])
-        st.markdown(f"**Document {label(i)}**" + ("" if chosen else " · select a row above to read another"))
-        # st.code shows the post verbatim (no markdown, no HTML, whitespace kept), so user text
-        # cannot inject markup and header lines keep their layout.
-        st.code(bundle.x[i], language=None, wrap_lines=True, height=360)
+    render_samples(bundle, rows, proba, info.class_names, key="home_table")

@@ -53,5 +53,5 @@ def confidence_histogram(confidence: np.ndarray, correct: np.ndarray) -> go.Figu
     fig.update_layout(barmode="overlay", title="Confidence of the predicted class (test split)",
                       xaxis_title="probability of the predicted class", yaxis_title="samples", height=320,
                       margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.25})
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick=1)  # ticks at 1, 10, 100 only
     return fig
