@@ -18,13 +18,16 @@ def clicked_index(event: Any) -> int | None:
         points = event["selection"]["points"]
     except (KeyError, TypeError):
         return None
-    for point in points or []:
+    if not isinstance(points, (list, tuple)):
+        return None
+    for point in points:
         custom = point.get("customdata") if hasattr(point, "get") else None
+        if isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
         if custom is None:
             continue
-        value = custom[0] if isinstance(custom, (list, tuple)) else custom
         try:
-            return int(value)
+            return int(custom)
         except (TypeError, ValueError):
             continue
     return None

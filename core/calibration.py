@@ -67,6 +67,10 @@ def check_predictions(proba: Any, y: Any, owner: str = "calibration") -> tuple[n
         raise ParameterError(f"{owner} needs rows summing to 1; row {row} sums to {sums[row]:.4g}.",
                              hint="if these are logits or scores, apply a softmax first.")
     if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+            bad = int(np.size(y) - np.isfinite(y).sum())
+            raise InputShapeError(f"{owner} got {bad} NaN or infinite labels.",
+                                  hint="drop the rows without a true label.")
         if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)
         else:
@@ -143,6 +147,17 @@ def reliability_curve(scores: Any, outcome: Any, n_bins: int = 15, strategy: str
     n_bins = _check_bins(n_bins, strategy, "reliability_curve")
     scores = np.asarray(scores, dtype=np.float64)
     outcome = np.asarray(outcome, dtype=np.float64)
+    if scores.ndim != 1 or outcome.shape != scores.shape:
+        raise InputShapeError(f"reliability_curve needs 1-D scores and outcomes of the same length; got shapes "
+                              f"{scores.shape} and {outcome.shape}.")
+    if len(scores) == 0:
+        raise InputShapeError("reliability_curve got no scores (0 rows).")
+    if not (np.isfinite(scores).all() and np.isfinite(outcome).all()):
+        raise ParameterError("reliability_curve got NaN or infinite scores or outcomes.",
+                             hint="drop or repair those rows.")
+    if scores.min() < 0 or scores.max() > 1:
+        raise ParameterError(f"reliability_curve needs scores in [0, 1]; got min {scores.min():.4g}, "
+                             f"max {scores.max():.4g}.", hint="if these are logits, apply a sigmoid or softmax first.")
     edges = bin_edges(scores, n_bins, strategy)
     ids = np.searchsorted(edges[1:-1], scores)
     counts = np.bincount(ids, minlength=n_bins)

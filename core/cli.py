@@ -70,6 +70,9 @@ def cmd_calibration(args: argparse.Namespace) -> int:
     from core import calibration, scenarios
     from core.inference import predict_proba_cached
 
+    from core.errors import check_int
+
+    check_int("n_bins", args.bins, "calibration")  # fail before loading or training anything
     spec = scenarios.get_spec(args.scenario)
     names = [spec.model(m).name for m in args.model] if args.model else spec.model_names
     rows = []

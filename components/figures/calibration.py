@@ -52,12 +52,14 @@ def reliability_figure(curves: Sequence[tuple[str, ReliabilityCurve]], title: st
                              hovertemplate="bin %{customdata}<br>%{y} samples<extra></extra>"), row=2, col=1)
     for i, (name, curve) in enumerate(curves):
         mask = curve.nonempty
+        # Only the primary model's line carries bin indices in customdata (clicks list its bins);
+        # the others show their bin in the hover text only.
         fig.add_trace(go.Scatter(
             x=curve.mean_confidence[mask], y=curve.accuracy[mask], mode="lines+markers", name=name,
             line={"color": PALETTE[i % len(PALETTE)], "width": 2.5 if i == 0 else 1.8},
-            customdata=np.column_stack([np.flatnonzero(mask), curve.counts[mask]]),
-            hovertemplate=f"{name}<br>bin %{{customdata[0]}}<br>confidence %{{x:.3f}}<br>accuracy %{{y:.3f}}"
-                          "<br>%{customdata[1]} samples<extra></extra>",
+            customdata=np.column_stack([np.flatnonzero(mask), curve.counts[mask]]) if i == 0 else None,
+            text=[f"bin {b}, {c} samples" for b, c in zip(np.flatnonzero(mask), curve.counts[mask])],
+            hovertemplate=f"{name}<br>%{{text}}<br>confidence %{{x:.3f}}<br>accuracy %{{y:.3f}}<extra></extra>",
         ), row=1, col=1)
     fig.update_layout(title=title, barmode="overlay", height=620, margin={"l": 60, "r": 20, "t": 50, "b": 50},
                       legend={"orientation": "h", "y": -0.12}, clickmode="event+select")
@@ -72,8 +74,8 @@ def risk_coverage_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]]) -
     fig = go.Figure()
     for i, (name, coverage, accuracy) in enumerate(curves):
         # A 2,000-point polyline looks the same and keeps the page light at MNIST's 10,000 samples.
-        step = max(1, len(coverage) // 2000)
-        fig.add_trace(go.Scatter(x=coverage[::step], y=accuracy[::step], mode="lines", name=name,
+        keep = np.unique(np.r_[np.arange(0, len(coverage), max(1, -(-len(coverage) // 2000))), len(coverage) - 1])
+        fig.add_trace(go.Scatter(x=coverage[keep], y=accuracy[keep], mode="lines", name=name,
                                  line={"color": PALETTE[i % len(PALETTE)]},
                                  hovertemplate=f"{name}<br>keep %{{x:.1%}}<br>accuracy %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title="Risk-coverage: accuracy when the model may abstain", height=380,
