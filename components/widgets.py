@@ -36,12 +36,8 @@ def scenario_sidebar() -> state.Selection:
                      help="'headers' keeps From:/Subject:/NNTP-Posting-Host: lines; 'no-headers' strips them.")
         if st.session_state.get(state.MODEL_KEY) not in spec.model_names:
             st.session_state[state.MODEL_KEY] = spec.default_model
-        st.selectbox(
-            "Model",
-            spec.model_names,
-            key=state.MODEL_KEY,
-            format_func=lambda m: f"{m}: {spec.model(m).description}",
-        )
+        st.selectbox("Model", spec.model_names, key=state.MODEL_KEY)
+        st.caption(spec.model(st.session_state[state.MODEL_KEY]).description)
     return state.current()
 
 

@@ -67,8 +67,9 @@ for name, report in reports.items():
 table = pd.DataFrame(rows)
 st.subheader("Metrics on the test split")
 st.dataframe(table, hide_index=True, width="stretch", key="cal_table",
-             column_config={c: st.column_config.NumberColumn(format="%.4f")
-                            for c in ("accuracy", "ECE", "ACE (equal mass)", "MCE", "Brier", "NLL")})
+             column_config={"recalibration": st.column_config.TextColumn(width="medium"),
+                            **{c: st.column_config.NumberColumn(format="%.4f")
+                               for c in ("accuracy", "ECE", "ACE (equal mass)", "MCE", "Brier", "NLL")}})
 st.caption("ECE: expected calibration error (equal-width bins) with a bootstrap 95 % interval; ACE: the same with "
            "equal-mass bins; MCE: the largest gap of any bin; Brier and NLL: proper scoring rules (lower is better).")
 

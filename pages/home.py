@@ -35,13 +35,14 @@ cols[2].metric("Parameters", f"{info.n_parameters:,}",
 cols[3].metric("Device", info.device)
 cols[4].metric("Training time", f"{loaded.metrics['train_seconds']:.1f} s",
                help="measured when the model was trained; it is loaded from the cache since")
-cols[5].metric("Fingerprint", info.fingerprint[:8], help=f"content hash of the fitted model: {info.fingerprint}")
+cols[5].metric("Validation accuracy", f"{loaded.metrics['val_accuracy']:.1%}",
+               help=f"on {len(splits['val'])} samples held out from training (used to fit recalibrators)")
 details = {
     "Classes": ", ".join(info.class_names),
     "Input": info.input_kind,
     "Framework": info.framework,
     "Train / val / test": f"{len(splits['train'])} / {len(splits['val'])} / {len(test)}",
-    "Validation accuracy": f"{loaded.metrics['val_accuracy']:.1%}",
+    "Fingerprint": f"`{info.fingerprint[:16]}` (content hash of the fitted model; caches are keyed by it)",
 }
 st.markdown("  \n".join(f"**{name}:** {value}" for name, value in details.items()))
 if info.gradients_unavailable:

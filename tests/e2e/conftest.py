@@ -1,0 +1,204 @@
+"""Real-browser fixtures: one Streamlit server and one headless Chromium for the whole session.
+
+- The server is ``python -m streamlit run app.py`` on a free port, started from the repository
+  root with this process's environment (the top-level conftest has already set
+  TRUSTLENS_CACHE_DIR and TRUSTLENS_DATA_DIR in ``os.environ``, so the server and the tests share
+  the model cache). It is ready when ``GET /_stcore/health`` answers ``ok`` and is stopped by its
+  PID at teardown (terminate, then kill).
+- The browser is Debian's Chromium at /usr/bin/chromium driven by the ``playwright`` package
+  (never ``playwright install``: it downloads a browser). When either is missing the tests skip,
+  unless ``E2E_REQUIRED=1`` (set by .ci/run when it installed chromium): then they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 2600}  # tall: Streamlit scrolls inside stMain, not the page
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"  # git-ignored
+HEALTH_TIMEOUT_S = 60.0
+
+
+def _unavailable_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return f"the playwright package is not installed ({exc}); pip install -r requirements-dev.txt"
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        return (f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium "
+                "(do not run `playwright install`)")
+    return None
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("E2E_REQUIRED") == "1":
+        pytest.fail(f"E2E_REQUIRED=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def e2e_available() -> None:
+    reason = _unavailable_reason()
+    if reason:
+        _skip_or_fail(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200 and response.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "<no server log>"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def streamlit_server(log_dir: Path) -> Iterator[str]:
+    """Run app.py under ``streamlit run`` on a free port; yields its base URL once healthy."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = log_dir / "streamlit.log"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with code {proc.returncode} before it was healthy:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy after {HEALTH_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def app_url(e2e_available, browser, tmp_path_factory) -> Iterator[str]:
+    """Base URL of a Streamlit server running app.py for the whole test session.
+
+    A warm-up session renders the app once before any test runs, so the default scenario's model
+    is trained (when the cache is cold) outside the tests' own time limits and no test depends on
+    being the first session of the process (test_server_start.py covers that case on servers of
+    its own).
+    """
+    from tests.e2e import helpers
+
+    with streamlit_server(tmp_path_factory.mktemp("e2e-server")) as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            helpers.open_app(context.new_page(), url)
+        finally:
+            context.close()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser(e2e_available):
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    try:
+        chromium = manager.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        manager.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def new_page(request, browser, app_url) -> Iterator[Callable[[], object]]:
+    """Factory: a page in a fresh browser context (a fresh Streamlit session), tall viewport.
+
+    When the test fails, every page it opened is saved as screenshots/FAILED-<test>-<n>.png.
+    """
+    yield from _page_factory(request, browser)
+
+
+def _page_factory(request, browser) -> Iterator[Callable[[], object]]:
+    contexts, pages = [], []
+
+    def make():
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        pages.append(context.new_page())
+        return pages[-1]
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        for n, page in enumerate(pages):
+            try:
+                page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}-{n}.png"))
+            except Exception:  # noqa: BLE001 - best effort, never mask the failure
+                pass
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
