@@ -43,7 +43,16 @@ with guarded():
         reports[name] = cached.calibration_report(sel.scenario, name, sel.variant, n_bins)
 
 suffix = "" if method == "none" else f" after {method} scaling" if method == "temperature" else f" after {method}"
-curves = [(name, report.curve(method, strategy)) for name, report in reports.items()]
+of = st.radio("Reliability of", ["top-label", *range(len(spec.class_names))], key="cal_of", horizontal=True,
+              format_func=lambda v: "the predicted class (top-label)" if v == "top-label" else f"{spec.class_names[v]} vs rest",
+              help="top-label: is the model right as often as its confidence says? One-vs-rest: is P(class) honest?")
+if of == "top-label":
+    curves = [(name, report.curve(method, strategy)) for name, report in reports.items()]
+else:
+    curves = [(name, calibration.class_curves(report.proba if method == "none" else report.recalibrated[method],
+                                              report.y, n_bins, strategy, spec.class_names)[of])
+              for name, report in reports.items()]
+    suffix += f", P({spec.class_names[of]}) against the label being {spec.class_names[of]}"
 primary_name, primary_curve = curves[0]
 event = st.plotly_chart(reliability_figure(curves, f"Reliability diagram (test split{suffix})"), key="cal_reliability",
                         on_select="rerun", selection_mode=("points",))

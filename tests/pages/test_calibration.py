@@ -225,3 +225,17 @@ def test_newsgroups_page_lists_the_documents_of_a_bin():
     for group in (correct, ~correct):
         assert np.all(np.diff(samples["confidence"].to_numpy()[group]) <= 1e-12)
     assert at.code, "the first listed document is shown"
+
+
+def test_one_vs_rest_curve_for_a_class():
+    # Class 3 vs rest: the bins are of P(3) over all test samples, checked against an
+    # independent one-vs-rest curve, and the diagram says which probability it shows.
+    at = open_page(cal_of=3)
+    assert "P(3) against the label being 3" in diagram_title(at)
+    splits = scenarios.load_data("digits")
+    proba = scenarios.load_model("digits", "cnn").adapter.predict_proba(splits["test"].x)
+    expected = calibration.reliability_curve(proba[:, 3], splits["test"].y == 3, 15, "uniform")
+    chosen = at.selectbox(key="cal_bin").value
+    assert expected.counts[chosen] > 0
+    n = int(expected.counts[chosen])
+    assert len(at.get("image")) == min(MAX_SHOWN, n)
