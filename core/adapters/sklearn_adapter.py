@@ -128,20 +128,29 @@ _VOLATILE_ATTRIBUTES = ("_stop_words_id",)
 
 
 def _without_volatile_state(estimator: Any) -> Any:
-    """A shallow copy of ``estimator`` (and of a pipeline's steps) without volatile attributes."""
+    """A shallow copy of ``estimator`` (and of a pipeline's steps) fit for content hashing.
+
+    Volatile attributes are dropped, and array attributes are copied to fresh C-ordered arrays:
+    joblib.hash includes strides, and a freshly fitted ``coef_`` of shape (1, d) had strides
+    (0, 8) while the same values read back from the cache had (8 * d, 8), which gave one model
+    two fingerprints.
+    """
     import copy
 
+    clone = copy.copy(estimator)
     steps = getattr(estimator, "steps", None)
     if steps is not None:
-        clone = copy.copy(estimator)
         clone.steps = [(name, _without_volatile_state(step)) for name, step in steps]
         return clone
-    if any(hasattr(estimator, a) for a in _VOLATILE_ATTRIBUTES):
-        clone = copy.copy(estimator)
-        for attribute in _VOLATILE_ATTRIBUTES:
-            clone.__dict__.pop(attribute, None)
+    state = getattr(clone, "__dict__", None)
+    if state is None:
         return clone
-    return estimator
+    for attribute in _VOLATILE_ATTRIBUTES:
+        state.pop(attribute, None)
+    for name, value in list(state.items()):
+        if isinstance(value, np.ndarray):
+            state[name] = value.copy(order="C")
+    return clone
 
 
 def _count_parameters(estimator: Any) -> int:
