@@ -102,6 +102,42 @@ def cmd_calibration(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shapley_game(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import shapley
+    from core.errors import InputShapeError
+
+    if args.values is None:
+        mapping = shapley.RESTAURANT_BILL
+    else:
+        text = Path(args.values).read_text() if Path(args.values).is_file() else args.values
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputShapeError(f"--values is not valid JSON ({exc.msg} at character {exc.pos}).",
+                                  hint='give an object like \'{"A": 400, "B": 560, "A,B": 740}\' or a path to one.') from None
+        if not isinstance(mapping, dict):
+            raise InputShapeError(f"--values must be a JSON object of coalition -> value; got a {type(mapping).__name__}.")
+    game = shapley.Game.from_mapping(mapping)
+    phi = shapley.shapley_values(game)
+    result = {
+        "players": list(game.players),
+        "shapley_values": {p: float(v) for p, v in zip(game.players, phi)},
+        "grand_coalition_value": float(game.values[-1]),
+        "empty_coalition_value": float(game.values[0]),
+        "efficiency_gap": shapley.efficiency_gap(game, phi),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for player, value in result["shapley_values"].items():
+            print(f"{player:<16} {value:12.4f}")
+        print(f"{'sum':<16} {sum(result['shapley_values'].values()):12.4f}  "
+              f"(grand coalition {result['grand_coalition_value']:.4f}, gap {result['efficiency_gap']:.2e})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -135,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "ece_after_temperature, nll_after_temperature")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_calibration)
+
+    p = sub.add_parser("shapley-game", help="exact Shapley values of a cooperative game (default: the lecture's restaurant bill)")
+    p.add_argument("--values", default=None, metavar="JSON",
+                   help='coalition values as a JSON object (or a path to a JSON file), coalitions keyed like "A", '
+                        '"A,B"; every non-empty coalition is needed. Default: the restaurant bill '
+                        '(Alice 400, Bob 560, Carol 720, ..., all three 1000)')
+    p.add_argument("--json", action="store_true", help="print players, shapley_values, efficiency_gap as JSON")
+    p.set_defaults(func=cmd_shapley_game)
     return parser
 
 
