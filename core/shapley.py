@@ -109,6 +109,32 @@ class Game:
         return cls(tuple(order), values)
 
 
+def coalition_labels(players: list[str] | tuple[str, ...]) -> list[str]:
+    """Every non-empty coalition of ``players`` as "A", "A,B"..., smallest first, in player order."""
+    return [",".join(c) for r in range(1, len(players) + 1) for c in itertools.combinations(players, r)]
+
+
+def default_values(players: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """Starting values for an editable game: the restaurant bill for its three diners, otherwise a
+    bill where sharing saves money (each diner alone 400 + 160 * position, together 20 % less)."""
+    if tuple(players) == ("Alice", "Bob", "Carol"):
+        return dict(RESTAURANT_BILL)
+    alone = {p: 400.0 + 160.0 * i for i, p in enumerate(players)}
+    return {label: round(sum(alone[p] for p in _split(label)) * (1.0 if "," not in label else 0.8), 2)
+            for label in coalition_labels(players)}
+
+
+def parse_players(text: str, minimum: int = 2, maximum: int = 5) -> list[str]:
+    """Player names from comma-separated text, validated (count, duplicates, empty names)."""
+    names = _split(text)
+    if len(set(names)) != len(names):
+        raise ParameterError(f"Player names must be distinct; got {names}.")
+    if not minimum <= len(names) <= maximum:
+        raise ParameterError(f"The game needs {minimum} to {maximum} players; got {len(names)}: {names}.",
+                             hint="separate names with commas, e.g. 'Alice, Bob, Carol'.")
+    return names
+
+
 def _split(key: str) -> list[str]:
     return [part.strip() for part in key.split(",") if part.strip()]
 

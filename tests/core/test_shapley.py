@@ -133,3 +133,15 @@ def test_cli_takes_values_and_reports_bad_json():
     assert json.loads(done.stdout)["shapley_values"] == {"A": 2.0, "B": 3.0}
     bad = run_cli("--values", "{A: 1}")
     assert bad.returncode == 1 and "not valid JSON" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_parse_players_and_defaults():
+    assert shapley.parse_players(" Ann ,Ben, Cy ") == ["Ann", "Ben", "Cy"]
+    with pytest.raises(ParameterError, match="distinct"):
+        shapley.parse_players("A, A")
+    with pytest.raises(ParameterError, match="got 1"):
+        shapley.parse_players("A")
+    assert shapley.coalition_labels(["A", "B", "C"]) == ["A", "B", "C", "A,B", "A,C", "B,C", "A,B,C"]
+    assert shapley.default_values(["Alice", "Bob", "Carol"]) == shapley.RESTAURANT_BILL
+    values = shapley.default_values(["A", "B"])
+    assert values == {"A": 400.0, "B": 560.0, "A,B": 768.0}  # together 20 % cheaper

@@ -1,0 +1,60 @@
+"""AppTest of the Shapley page's bill-splitting game."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import shapley
+from tests.conftest import ROOT
+
+
+def open_page(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page("pages/shapley.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown(at: AppTest) -> dict[str, float]:
+    return {m.label: float(m.value.replace(",", "")) for m in at.metric}
+
+
+def test_default_game_is_the_restaurant_bill():
+    at = open_page()
+    assert not at.error
+    assert shown(at) == {"Alice": 180.0, "Bob": 360.0, "Carol": 460.0}
+    assert "Efficiency holds" in at.success[0].value
+    orders = at.dataframe[0].value
+    assert len(orders) == 6 + 1  # 3! join orders and the mean row
+    assert orders.iloc[-1]["Bob"] == pytest.approx(360.0)
+
+
+def test_editing_a_coalition_value_updates_the_shares():
+    at = open_page()
+    at.number_input(key="game_v_Alice|Bob|Carol_Alice,Bob,Carol").set_value(1300.0).run()
+    expected = dict(shapley.RESTAURANT_BILL, **{"Alice,Bob,Carol": 1300.0})
+    phi = shapley.shapley_values(shapley.Game.from_mapping(expected))
+    got = shown(at)
+    assert list(got) == ["Alice", "Bob", "Carol"]
+    assert [got[p] for p in got] == pytest.approx(list(phi.round(2)))
+    assert sum(got.values()) == pytest.approx(1300.0, abs=0.02)
+
+
+def test_other_players_get_defaults_and_exact_values():
+    at = open_page(game_players="Ann, Ben")
+    assert not at.error
+    assert len(at.number_input) == 3  # v(Ann), v(Ben), v(Ann, Ben)
+    game = shapley.Game.from_mapping(shapley.default_values(["Ann", "Ben"]))
+    phi = shapley.shapley_values(game)
+    assert shown(at) == pytest.approx({"Ann": round(phi[0], 2), "Ben": round(phi[1], 2)})
+
+
+@pytest.mark.parametrize("text, message", [("Solo", "2 to 5 players"), ("A, B, A", "distinct"),
+                                           ("A, B, C, D, E, F", "2 to 5 players")])
+def test_bad_player_lists_show_an_error(text, message):
+    at = open_page(game_players=text)
+    assert at.error and message in at.error[0].value
+    assert not at.metric
