@@ -1,0 +1,59 @@
+"""Glass-box models and the interaction heuristic behind dependence plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import glassbox, scenarios
+from core.errors import InputShapeError, ParameterError
+from core.interactions import strongest_interaction
+from tests.conftest import require_dataset
+
+
+def test_titanic_tree_splits_on_sex_first():
+    require_dataset("titanic")
+    splits = scenarios.load_data("titanic")
+    tree = glassbox.shallow_tree(splits["train"], splits["test"], max_depth=3)
+    assert tree.rules.splitlines()[0].startswith("|--- Sex_male <=")  # the lecture's first split
+    assert tree.depth == 3 and tree.n_leaves <= 8
+    assert 0.75 <= tree.test_accuracy <= 0.9
+    assert max(tree.feature_importances, key=tree.feature_importances.get) == "Sex_male"
+
+
+def test_tree_depth_is_validated():
+    splits = scenarios.load_data("breast-cancer")
+    with pytest.raises(ParameterError, match="max_depth"):
+        glassbox.shallow_tree(splits["train"], splits["test"], max_depth=0)
+
+
+def test_logistic_coefficients_match_the_fitted_model():
+    loaded = scenarios.load_model("breast-cancer", "logreg")
+    train = scenarios.load_data("breast-cancer")["train"]
+    coefs = glassbox.logistic_coefficients(loaded.adapter.estimator, train.feature_names, train.class_names)
+    final = loaded.adapter.estimator[-1]
+    np.testing.assert_array_equal(coefs.coefficients, final.coef_)
+    assert coefs.classes == ("benign",) and coefs.per_standard_deviation
+    # the sign is what it says: raising the most positive feature raises P(benign)
+    j = int(np.argmax(coefs.coefficients[0]))
+    x = train.x[:1].copy()
+    before = loaded.adapter.predict_proba(x)[0, 1]
+    x[0, j] += train.x[:, j].std()
+    assert loaded.adapter.predict_proba(x)[0, 1] > before
+
+
+def test_models_without_coefficients_are_refused():
+    loaded = scenarios.load_model("breast-cancer", "gboost")
+    train = scenarios.load_data("breast-cancer")["train"]
+    with pytest.raises(InputShapeError, match="GradientBoostingClassifier has no coefficients"):
+        glassbox.logistic_coefficients(loaded.adapter.estimator, train.feature_names, train.class_names)
+
+
+def test_strongest_interaction_finds_the_modulating_feature():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(2000, 4))
+    # feature 0's effect is scaled by feature 2: an interaction; features 1 and 3 are noise
+    values = np.zeros_like(data)
+    values[:, 0] = data[:, 0] * (1 + data[:, 2])
+    assert strongest_interaction(values, data, 0) == 2
+    assert strongest_interaction(values, np.c_[data[:, :1], np.zeros((2000, 3))], 0) is None
