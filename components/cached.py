@@ -64,3 +64,25 @@ def calibration_report(scenario: str, model: str, variant: str | None, n_bins: i
         predictions(scenario, model, variant, "test"), splits["test"].y,
         n_bins=n_bins,
     )
+
+
+@st.cache_data(show_spinner="Computing SHAP values…", max_entries=32)
+def shap_explanation(scenario: str, model: str, variant: str | None, n_rows: int, algorithm: str, background: str,
+                     background_size: int, target: str | int):
+    """SHAP values of the first ``n_rows`` test rows (background from the train split), disk-cached by core."""
+    from core.shap_tabular import ShapParams, background_data, explain_tabular
+
+    splits = scenario_data(scenario, variant)
+    params = ShapParams(algorithm=algorithm, background=background, background_size=background_size)
+    test = splits["test"]
+    rows = np.arange(min(n_rows, len(test)))
+    return explain_tabular(trained_model(scenario, model, variant).adapter, test, rows,
+                           background_data(splits["train"], params), params, target)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shallow_tree(scenario: str, variant: str | None, max_depth: int):
+    from core.glassbox import shallow_tree as fit
+
+    splits = scenario_data(scenario, variant)
+    return fit(splits["train"], splits["test"], max_depth)

@@ -138,6 +138,46 @@ def cmd_shapley_game(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shap(args: argparse.Namespace) -> int:
+    from core import scenarios
+    from core.errors import InputShapeError, ParameterError
+    from core.shap_tabular import ShapParams, background_data, explain_tabular
+
+    spec = scenarios.get_spec(args.scenario)
+    if spec.kind != "tabular":
+        tabular = [name for name, s in scenarios.SCENARIOS.items() if s.kind == "tabular"]
+        raise InputShapeError(f"SHAP tabular explanations need a tabular scenario; {args.scenario!r} is {spec.kind}.",
+                              hint=f"use one of: {', '.join(tabular)}.")
+    params = ShapParams(algorithm=args.algorithm, background_size=args.background_size)  # validate before loading
+    model = spec.model(args.model or spec.default_model).name
+    splits = scenarios.load_data(args.scenario, args.variant)
+    test = splits["test"]
+    if not 0 <= args.index < len(test):
+        raise ParameterError(f"--index {args.index} is out of range: the test split of {args.scenario!r} has "
+                             f"{len(test)} rows, so valid indices are 0 to {len(test) - 1}.")
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
+    explanation = explain_tabular(loaded.adapter, test, [args.index], background_data(splits["train"], params), params,
+                                  progress=_stderr_progress(args.quiet))
+    target = int(explanation.target[0])
+    names = explanation.feature_names
+    result = {
+        "scenario": args.scenario, "model": model, "index": args.index, "target": target,
+        "target_name": loaded.adapter.class_names[target], "algorithm": explanation.method.split("/")[-1],
+        "base_value": float(explanation.base_values[0]), "output": float(explanation.output[0]),
+        "values": {f: float(v) for f, v in zip(names, explanation.values[0])},
+        "feature_values": {f: float(v) for f, v in zip(names, explanation.data[0])},
+        "additivity_error": float(explanation.additivity_error[0]),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.scenario}/{model} test row {args.index}: P({result['target_name']}) = {result['output']:.4f} "
+              f"(base {result['base_value']:.4f}, {result['algorithm']})")
+        for f in sorted(names, key=lambda f: -abs(result["values"][f])):
+            print(f"{f:<28} {result['feature_values'][f]:>12.4g} {result['values'][f]:>+10.4f}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -179,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
                         '(Alice 400, Bob 560, Carol 720, ..., all three 1000)')
     p.add_argument("--json", action="store_true", help="print players, shapley_values, efficiency_gap as JSON")
     p.set_defaults(func=cmd_shapley_game)
+
+    p = sub.add_parser("shap", help="SHAP values of one test row of a tabular scenario (background: the train split)")
+    p.add_argument("scenario", help="a tabular scenario (breast-cancer, titanic)")
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--index", type=int, required=True, metavar="I", help="row of the test split to explain")
+    p.add_argument("--variant", default=None, help="dataset variant")
+    p.add_argument("--algorithm", default="auto", help="auto, tree, exact, permutation or kernel (default auto)")
+    p.add_argument("--background-size", type=int, default=100, help="background rows sampled from train (default 100)")
+    p.add_argument("--json", action="store_true", help="print scenario, model, index, target, target_name, algorithm, "
+                   "base_value, output, values, feature_values, additivity_error as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_shap)
     return parser
 
 

@@ -4,11 +4,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import state
+from components import cached, state
 from components.feedback import guarded
+from components.figures.shap import (
+    beeswarm_figure,
+    coefficients_figure,
+    dependence_figure,
+    mean_abs_bar_figure,
+    waterfall_figure,
+)
 from core import shapley
+from core.glassbox import logistic_coefficients
+from core.interactions import strongest_interaction
 
-state.current()  # keeps the page inside app.py's shell; the game needs no model
+sel = state.current()
+spec = sel.spec
 st.title("Shapley values")
 st.caption(
     "Features are players in a cooperative game of making a prediction. Before SHAP approximates it, "
@@ -55,3 +65,82 @@ mean_row = {"order": "mean = Shapley value", **{p: float(np.mean(table[p])) for 
 table = pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
 st.dataframe(table, hide_index=True, width="stretch", key="game_orders",
              column_config={p: st.column_config.NumberColumn(format="%.2f") for p in players})
+
+# -- SHAP on a tabular model's features ---------------------------------------------------------
+st.divider()
+st.header(f"SHAP on the features of {spec.title} / {sel.model}")
+if spec.kind != "tabular":
+    st.info("Feature-level SHAP here is for table models: pick the breast-cancer or titanic scenario in the "
+            "sidebar.", icon=":material/table:")
+    st.stop()
+
+with guarded():
+    splits = cached.scenario_data(sel.scenario, sel.variant)
+    loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
+test = splits["test"]
+c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
+n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
+algorithm = c2.selectbox("Algorithm", ["auto", "tree", "exact", "permutation", "kernel"], key="shap_algorithm",
+                         help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
+background = c3.radio("Background", ["sample", "kmeans"], key="shap_background", horizontal=True,
+                      help="The base value is the model's average output over the background rows. A random "
+                           "sample is unbiased; a k-means summary is smaller (faster) but weights cluster centres.")
+background_size = c4.number_input("Background size", 10, 300, 100, step=10, key="shap_background_size")
+target_options = ["predicted", *range(len(spec.class_names))]
+target = c5.selectbox("Explain the probability of", target_options, key="shap_target",
+                      format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
+with guarded():
+    expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), algorithm, background,
+                                   int(background_size), target)
+
+error = float(np.max(np.abs(expl.additivity_error)))
+m1, m2, m3 = st.columns(3)
+m1.metric("Algorithm", expl.method)
+m2.metric("Mean base value", f"{float(np.mean(expl.base_values)):.4f}",
+          help="average output over the background: where every explanation starts")
+m3.metric("Additivity error (max)", f"{error:.1e}",
+          help="|base value + sum of SHAP values - model output|, worst row; exact and tree explainers are ~1e-9")
+
+st.subheader("One row: from the base value to the prediction")
+pred = loaded.adapter.predict_proba(test.x[expl.rows]).argmax(axis=1)
+table = pd.DataFrame({"row": expl.rows, "true": [spec.class_names[y] for y in test.y[expl.rows]],
+                      "predicted": [spec.class_names[p] for p in pred], "explained output": expl.output})
+if test.display is not None:
+    table = pd.concat([table, test.display.iloc[expl.rows].reset_index(drop=True)], axis=1)
+left, right = st.columns([1, 1.1])
+with left:
+    event = st.dataframe(table, hide_index=True, key="shap_row_table", on_select="rerun", selection_mode="single-row",
+                         height=420, column_config={"explained output": st.column_config.NumberColumn(format="%.3f")})
+    chosen = event["selection"]["rows"] if event is not None else []
+    i = int(chosen[0]) if chosen else 0
+    st.caption("Select a row to explain it." if not chosen else f"Row {int(expl.rows[i])} selected.")
+target_name = spec.class_names[int(expl.target[i])]
+right.plotly_chart(waterfall_figure(expl, i, target_name=target_name), key="shap_waterfall")
+
+st.subheader("All explained rows")
+left, right = st.columns(2)
+left.plotly_chart(beeswarm_figure(expl), key="shap_beeswarm")
+right.plotly_chart(mean_abs_bar_figure(expl), key="shap_bar")
+
+importance_order = list(np.argsort(-np.abs(expl.values).mean(axis=0)))
+feature = st.selectbox("Dependence plot of", importance_order, key="shap_dependence",
+                       format_func=lambda j: expl.feature_names[j])
+partner = strongest_interaction(expl.values, expl.data, int(feature))
+st.plotly_chart(dependence_figure(expl, int(feature), partner), key="shap_dependence_plot")
+
+st.subheader("What a glass box says")
+left, right = st.columns(2)
+with left:
+    if "logreg" in spec.model_names:
+        logreg = cached.trained_model(sel.scenario, "logreg", sel.variant)
+        coefs = logistic_coefficients(logreg.adapter.estimator, test.feature_names, spec.class_names)
+        unit = "per standard deviation" if coefs.per_standard_deviation else "per unit"
+        st.plotly_chart(coefficients_figure(coefs.feature_names, coefs.coefficients[0],
+                                            f"Logistic regression: log-odds of '{coefs.classes[0]}' {unit}"),
+                        key="glass_coefficients")
+with right:
+    depth = st.slider("Decision tree depth", 1, 5, 3, key="glass_depth")
+    tree = cached.shallow_tree(sel.scenario, sel.variant, depth)
+    st.caption(f"A depth-{tree.depth} tree ({tree.n_leaves} leaves) fitted on the train split: test accuracy "
+               f"{tree.test_accuracy:.1%} (train {tree.train_accuracy:.1%}).")
+    st.code(tree.rules, language=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -10,9 +11,10 @@ from tests.conftest import ROOT
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    for key, value in state.items():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    for key, value in state.items():  # before the first run, so the sidebar widgets accept them
         at.session_state[key] = value
+    at.run()
     at.switch_page("pages/shapley.py").run()
     assert not at.exception, at.exception
     return at
@@ -58,3 +60,48 @@ def test_bad_player_lists_show_an_error(text, message):
     at = open_page(game_players=text)
     assert at.error and message in at.error[0].value
     assert not at.metric
+
+
+def test_tabular_shap_section_matches_core_and_is_additive():
+    from core.shap_tabular import ShapParams, background_data, explain_tabular
+    from tests.conftest import require_dataset
+
+    require_dataset("titanic")
+    at = open_page(tl_scenario="titanic", tl_model="gboost", shap_rows=50)
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Algorithm"] == "shap/tree"
+    assert float(metrics["Additivity error (max)"]) < 1e-6
+    # the values behind the plots equal an independent call of the core explainer
+    splits = scenarios_data("titanic")
+    params = ShapParams()
+    expl = explain_tabular(load("titanic", "gboost").adapter, splits["test"], np.arange(50),
+                           background_data(splits["train"], params), params, "predicted")
+    assert metrics["Mean base value"] == f"{float(np.mean(expl.base_values)):.4f}"
+    waterfall = next(c for c in charts(at) if c["data"][0]["type"] == "waterfall")
+    assert waterfall["layout"]["title"]["text"].startswith("Why row 0")
+    assert at.code[-1].value.splitlines()[0].startswith("|--- Sex_male <=")  # the glass-box tree
+
+
+def test_image_scenario_points_to_the_table_scenarios():
+    at = open_page()  # digits
+    assert not at.error
+    assert any("breast-cancer or titanic" in i.value for i in at.info)
+
+
+def scenarios_data(name):
+    from core import scenarios
+
+    return scenarios.load_data(name)
+
+
+def load(name, model):
+    from core import scenarios
+
+    return scenarios.load_model(name, model)
+
+
+def charts(at: AppTest) -> list[dict]:
+    import json
+
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
