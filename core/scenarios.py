@@ -349,18 +349,18 @@ def _fit(spec: ScenarioSpec, mspec: ModelSpec, train: DataBundle, progress: Prog
     extra: dict[str, Any] = {}
     if mspec.recipe == "image_cnn":
         _, c, h, w = train.x.shape
-        arch = {"height": h, "width": w, "channels": c, "n_classes": spec_n(spec), "mean": float(train.x.mean()),
+        arch = {"height": h, "width": w, "channels": c, "n_classes": len(spec.class_names), "mean": float(train.x.mean()),
                 "std": float(train.x.std()), "widths": tuple(p["widths"]), "hidden": p["hidden"]}
         module = nets.image_cnn(**arch)
     elif mspec.recipe == "tab_mlp":
-        arch = {"n_features": train.x.shape[1], "n_classes": spec_n(spec),
+        arch = {"n_features": train.x.shape[1], "n_classes": len(spec.class_names),
                 "mean": train.x.mean(axis=0).tolist(), "std": train.x.std(axis=0).tolist(), "dropout": p["dropout"]}
         module = nets.tabular_mlp(**arch)
     elif mspec.recipe == "text_bag":
         from core.text import Vocabulary
 
         vocab = Vocabulary.fit(train.x, max_size=p["vocab"], max_length=p["max_length"])
-        arch = {"vocab_size": len(vocab), "n_classes": spec_n(spec), "dim": p["dim"], "hidden": p["hidden"]}
+        arch = {"vocab_size": len(vocab), "n_classes": len(spec.class_names), "dim": p["dim"], "hidden": p["hidden"]}
         module = nets.text_bag_of_embeddings(**arch)
         encode = vocab.encode
         extra["vocab"] = vocab
@@ -372,10 +372,6 @@ def _fit(spec: ScenarioSpec, mspec: ModelSpec, train: DataBundle, progress: Prog
     )
     weights = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     return {"arch": arch, "weights": weights, **extra}
-
-
-def spec_n(spec: ScenarioSpec) -> int:
-    return len(spec.class_names)
 
 
 def _sklearn_estimator(mspec: ModelSpec) -> Any:
