@@ -96,6 +96,16 @@ class TorchAdapter(ModelAdapter):
     def torch_module(self) -> Any:
         return self._module
 
+    @property
+    def encoder(self) -> Callable[[Any], np.ndarray]:
+        """What turns inputs into the module's input array (a Vocabulary's ``encode`` for text)."""
+        return self._encode
+
+    @property
+    def outputs(self) -> str:
+        """``"logits"`` or ``"probabilities"``: what the module returns."""
+        return self._outputs
+
     def to_tensor(self, x: Any) -> Any:
         """The module's input for a slice of ``x``, on the model's device."""
         return self._torch.as_tensor(self._encode(x)).to(self.device)
