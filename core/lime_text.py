@@ -205,10 +205,13 @@ class Surrogate:
     local_pred: float     # prediction for row 0
 
 
+_TINY = 1e-20  # a weighted sum of squares this small is rounding error: the target is constant
+
+
 def _r2(sse: float, syy: float) -> float:
     # scikit-learn's r2_score with force_finite: a constant target scores 1 if fitted exactly.
-    if syy <= 0:
-        return 1.0 if sse <= 1e-30 else 0.0
+    if syy <= _TINY:
+        return 1.0 if sse <= _TINY else 0.0
     return 1.0 - sse / syy
 
 
@@ -245,7 +248,7 @@ def forward_selection(xs: np.ndarray, ys: np.ndarray, num_features: int) -> np.n
         rhs[:, k] = b
         beta = _solve(a, rhs)
         explained = np.einsum("ij,ij->i", beta, rhs)  # b_S' G_S^-1 b_S = syy - SSE
-        scores = np.array([_r2(syy - e, syy) for e in explained]) if syy <= 0 else 1.0 - (syy - explained) / syy
+        scores = np.ones(n_features) if syy <= _TINY else 1.0 - (syy - explained) / syy
         scores[selected] = -np.inf
         best = int(np.argmax(scores))
         selected.append(best)

@@ -114,7 +114,7 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
     """
     reason = _gradient_unsupported(adapter)
     if reason:
-        raise InputShapeError(f"Gradient x embedding does not support {adapter.name!r}: {reason}",
+        raise InputShapeError(f"Gradient x embedding does not support {adapter.info.name!r}: {reason}",
                               hint="use LIME or leave-one-word-out occlusion, which work for any text model.")
     doc = WordDocument.parse(text)
     doc.require_words()

@@ -101,7 +101,7 @@ def perturber(adapter: ModelAdapter, doc: WordDocument, allow_fast: bool = True)
     """The fastest correct :class:`Perturber` for ``adapter`` and ``doc``."""
     doc.require_words()
     if adapter.info.input_kind != "text":
-        raise InputShapeError(f"Text explanations need a text model; {adapter.name!r} takes {adapter.info.input_kind} input.")
+        raise InputShapeError(f"Text explanations need a text model; {adapter.info.name!r} takes {adapter.info.input_kind} input.")
     if not allow_fast:
         return Perturber(adapter, doc, "strings", "fast path switched off")
     fast, reason = _sparse_perturber(adapter, doc)
