@@ -178,6 +178,52 @@ def cmd_shap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lime(args: argparse.Namespace) -> int:
+    from core import scenarios
+    from core.errors import InputShapeError, ParameterError
+    from core.lime_text import LimeParams, explain_lime
+
+    spec = scenarios.get_spec(args.scenario)
+    if spec.kind != "text":
+        text_scenarios = [name for name, s in scenarios.SCENARIOS.items() if s.kind == "text"]
+        raise InputShapeError(f"LIME text explanations need a text scenario; {args.scenario!r} is {spec.kind}.",
+                              hint=f"use one of: {', '.join(text_scenarios)}.")
+    params = LimeParams(num_samples=args.num_samples, num_features=args.num_features, seed=args.seed,
+                        feature_selection=args.feature_selection)  # validate before loading anything
+    model = spec.model(args.model or spec.default_model).name
+    test = scenarios.load_data(args.scenario, args.variant)["test"]
+    if not 0 <= args.index < len(test):
+        raise ParameterError(f"--index {args.index} is out of range: the test split of {args.scenario!r} has "
+                             f"{len(test)} documents, so valid indices are 0 to {len(test) - 1}.")
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
+    target = "predicted" if args.label is None else args.label
+    if args.label is not None and not 0 <= args.label < len(spec.class_names):
+        raise ParameterError(f"--label must be a class index in 0..{len(spec.class_names) - 1} "
+                             f"({', '.join(spec.class_names)}); got {args.label}.")
+    started = time.perf_counter()
+    e = explain_lime(loaded.adapter, str(test.x[args.index]), params, target, progress=_stderr_progress(args.quiet))
+    result = {
+        "scenario": args.scenario, "variant": loaded.variant, "model": model, "index": args.index,
+        "true_class": spec.class_names[int(test.y[args.index])],
+        "predicted_class": e.class_names[e.predicted], "explained_class": e.target_name,
+        "probabilities": {c: float(p) for c, p in zip(e.class_names, e.proba)},
+        "words": [{"word": w, "weight": v} for w, v in e.top()],
+        "intercept": e.intercept, "local_r2": e.score, "local_prediction": e.local_pred,
+        "num_samples": params.num_samples, "seed": params.seed, "path": e.path,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.scenario}[{loaded.variant}]/{model} test document {args.index} (true: {result['true_class']}): "
+              f"predicted {result['predicted_class']} (P = {e.proba[e.predicted]:.3f}); "
+              f"explaining P({e.target_name})")
+        for w, v in e.top():
+            print(f"  {w:<24} {v:+.4f}")
+        print(f"intercept {e.intercept:.4f}, local R^2 {e.score:.3f}, {params.num_samples} samples, seed {params.seed}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -231,6 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "base_value, output, values, feature_values, additivity_error as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_shap)
+
+    p = sub.add_parser("lime", help="LIME word weights for one test document of a text scenario")
+    p.add_argument("scenario", help="a text scenario (newsgroups)")
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--index", type=int, required=True, metavar="I", help="document of the test split to explain")
+    p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
+    p.add_argument("--num-samples", type=int, default=5000, metavar="N", help="perturbed documents (default 5000)")
+    p.add_argument("--num-features", type=int, default=10, metavar="K", help="words in the explanation (default 10)")
+    p.add_argument("--feature-selection", default="auto", help="auto, forward_selection, highest_weights or none")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
+    p.add_argument("--label", type=int, default=None, metavar="K", help="explain this class index (default: predicted)")
+    p.add_argument("--json", action="store_true", help="print words (word, weight), predicted_class, explained_class, "
+                   "probabilities, intercept, local_r2 as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_lime)
     return parser
 
 

@@ -234,3 +234,46 @@ def test_bad_inputs_have_clear_errors(toy, tmp_store):
 def test_single_word_document(toy, tmp_store):
     e = explain_lime(toy, "God", LimeParams(num_samples=50), store=tmp_store)
     assert e.words == ("God",) and e.selected.tolist() == [0]
+
+
+# -- CLI ----------------------------------------------------------------------------------
+def test_cli_lime_json(capsys):
+    import json
+
+    from tests.conftest import require_dataset
+
+    require_dataset("newsgroups")
+    from core.cli import main
+
+    code = main(["lime", "newsgroups", "--model", "logreg", "--index", "1", "--num-samples", "800", "--seed", "2",
+                 "--num-features", "6", "--json", "--quiet"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["words"]) == 6 and out["predicted_class"] in ("atheism", "christian")
+    assert {"intercept", "local_r2", "probabilities", "explained_class"} <= set(out)
+    assert 0 < out["local_r2"] <= 1 and out["path"] == "sklearn-sparse"
+    weights = [abs(w["weight"]) for w in out["words"]]
+    assert weights == sorted(weights, reverse=True)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["lime", "digits", "--index", "0"], "text scenario"),
+    (["lime", "newsgroups", "--index", "0", "--num-samples", "1"], "num_samples"),
+    (["lime", "newsgroups", "--index", "0", "--model", "svm"], "svm"),
+    (["lime", "newsgroups", "--index", "0", "--feature-selection", "lasso"], "feature_selection"),
+])
+def test_cli_lime_errors_exit_1(argv, message, capsys):
+    from core.cli import main
+
+    assert main(argv + ["--quiet"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_lime_index_out_of_range(capsys):
+    from tests.conftest import require_dataset
+
+    require_dataset("newsgroups")
+    from core.cli import main
+
+    assert main(["lime", "newsgroups", "--index", "99999", "--quiet"]) == 1
+    assert "out of range" in capsys.readouterr().err
