@@ -59,3 +59,26 @@ def progress_status(label: str) -> Iterator[ProgressCallback]:
             raise
         bar.progress(1.0, text="done")
         status.update(label=f"{label}: done in {time.perf_counter() - started:.1f} s", state="complete", expanded=False)
+
+
+@contextmanager
+def transient_progress(label: str) -> Iterator[ProgressCallback]:
+    """A progress bar that shows only while work is under way and disappears afterwards.
+
+    For results that are usually cached: a cache hit reports nothing below 100 %, so nothing is
+    drawn; a miss shows ``label`` and the core's progress messages until it is done.
+    """
+    slot = st.empty()
+    last = [0.0]
+
+    def callback(fraction: float, message: str) -> None:
+        now = time.perf_counter()
+        if fraction >= 1.0 or now - last[0] < 0.1:
+            return
+        last[0] = now
+        slot.progress(min(1.0, max(0.0, fraction)), text=f"{label}: {message}")
+
+    try:
+        yield callback
+    finally:
+        slot.empty()

@@ -39,7 +39,7 @@ def supported_methods(adapter: ModelAdapter) -> dict[str, str]:
 
 
 # -- occlusion ----------------------------------------------------------------------------
-def explain_occlusion(adapter: ModelAdapter, text: str, target: str | int = "predicted", batch_size: int = 1024,
+def explain_occlusion(adapter: ModelAdapter, text: str, target: str | int = "predicted", batch_size: int = 8192,
                       store: ArtifactStore | None = None) -> TextExplanation:
     """Weight of a word = P(target | text) - P(target | text without that word)."""
     check_int("batch_size", batch_size, "explain_occlusion", minimum=1)
@@ -194,7 +194,7 @@ class DeletionCurve:
 
 
 def deletion_curves(adapter: ModelAdapter, text: str, target: int, orders: dict[str, np.ndarray], steps: int = 10,
-                    n_random: int = 10, seed: int = 0, batch_size: int = 1024,
+                    n_random: int = 10, seed: int = 0, batch_size: int = 8192,
                     store: ArtifactStore | None = None) -> dict[str, DeletionCurve]:
     """Deletion curves for each named word order, plus ``random`` (mean of ``n_random`` orders)."""
     check_int("steps", steps, "deletion_curves", minimum=1)

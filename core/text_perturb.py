@@ -37,7 +37,7 @@ class Perturber:
     path: str = "strings"
     reason: str = ""
 
-    def predict(self, active: np.ndarray, batch_size: int = 1024,
+    def predict(self, active: np.ndarray, batch_size: int = 8192,
                 progress: ProgressCallback | None = None) -> np.ndarray:
         """Probabilities of shape (n, n_classes) for masks of shape (n, n_words)."""
         check_int("batch_size", batch_size, "Perturber.predict", minimum=1)
@@ -52,7 +52,9 @@ class Perturber:
         return np.concatenate(parts)
 
     def _predict(self, active: np.ndarray, batch_size: int) -> np.ndarray:
-        return self.adapter.predict_proba(np.array(self.doc.texts(active), dtype=object), batch_size=batch_size)
+        # ``batch_size`` texts are built at a time; the model runs them in its own batches (a
+        # torch text model's activations grow with the batch, strings do not).
+        return self.adapter.predict_proba(np.array(self.doc.texts(active), dtype=object))
 
 
 class SparsePerturber(Perturber):

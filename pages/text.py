@@ -1,0 +1,229 @@
+"""Text explanations: which words made the model decide, and do two models decide for the same reasons?"""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from components import cached, state
+from components.feedback import guarded, transient_progress
+from components.figures.text import (
+    deletion_figure,
+    highlight_html,
+    probabilities_figure,
+    stability_figure,
+    top_words_figure,
+)
+from components.samples import sample_label
+from core import browse, scenarios
+from core.lime_text import FEATURE_SELECTIONS, LimeParams
+from core.text_methods import (
+    METHOD_TITLES,
+    deletion_curves,
+    explain_many,
+    explain_text,
+    lime_stability,
+    submodular_pick,
+    summarize,
+    supported_methods,
+)
+
+EXAMPLE = ("From: reader@example.edu (A. Reader)\nSubject: Re: where does morality come from?\n"
+           "NNTP-Posting-Host: example.edu\n\nI do not see why morality needs a god. People were kind to each "
+           "other long before any church told them to be, and reason explains it well enough.")
+
+sel = state.current()
+spec = sel.spec
+st.title("Text explanations")
+st.caption("LIME removes words at random thousands of times and fits a weighted linear model to how the "
+           "prediction changes: each word's weight is its local effect on the probability of the explained class. "
+           "Two models can be equally accurate for very different reasons.")
+if spec.kind != "text":
+    names = ", ".join(s.title for s in scenarios.SCENARIOS.values() if s.kind == "text")
+    st.info(f"This page explains text models: pick a text scenario in the sidebar ({names}).",
+            icon=":material/article:")
+    st.stop()
+
+with guarded():
+    splits = cached.scenario_data(sel.scenario, sel.variant)
+    loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
+adapter = loaded.adapter
+test = splits["test"]
+test_proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
+
+# -- the document -----------------------------------------------------------------------------------
+source = st.radio("Document", ["A test document", "Your own text"], horizontal=True, key="text_source")
+if source == "A test document":
+    c1, c2, c3 = st.columns([1.6, 1.4, 1.4])
+    classes = c1.multiselect("True class", list(range(len(spec.class_names))), key="text_classes",
+                             format_func=lambda i: spec.class_names[i], placeholder="all classes")
+    correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="text_correctness")
+    sort = c3.selectbox("Order", browse.SORTS, key="text_sort",
+                        help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
+    shown = browse.select_samples(test.y, test_proba, classes, correctness, sort)
+    if len(shown) == 0:
+        st.info("No test document matches these filters.", icon=":material/filter_alt_off:")
+        st.stop()
+    subjects = test.display["subject"] if test.display is not None else None
+    index = st.selectbox(
+        f"Test document ({len(shown)} match)", [int(i) for i in shown], key="text_doc",
+        format_func=lambda i: sample_label(i, test.y, test_proba, spec.class_names)
+        + (f" · {subjects.iloc[i][:70]}" if subjects is not None else ""),
+    )
+    text = str(test.x[index])
+else:
+    text = st.text_area("Paste a text (headers optional)", EXAMPLE, height=180, max_chars=50_000, key="text_custom")
+    if not text.strip():
+        st.info("Type or paste some text to explain.", icon=":material/edit_note:")
+        st.stop()
+
+with st.expander("LIME settings", icon=":material/tune:"):
+    s1, s2, s3, s4, s5 = st.columns(5)
+    num_samples = s1.select_slider("Samples", [500, 1000, 2000, 5000, 10000], 5000, key="lime_samples",
+                                   help="perturbed documents (lime's default 5000); more = less sampling noise")
+    num_features = s2.slider("Words in the explanation", 1, 20, 10, key="lime_features")
+    selection = s3.selectbox("Feature selection", FEATURE_SELECTIONS, key="lime_selection",
+                             help="auto: forward selection up to 6 words, highest weights beyond (as in lime)")
+    seed = s4.number_input("Seed", 0, 10_000, 0, key="lime_seed")
+    target_choice = s5.selectbox("Explain the probability of", ["predicted", *range(len(spec.class_names))],
+                                 key="lime_target",
+                                 format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
+params = LimeParams(num_samples=int(num_samples), num_features=int(num_features), feature_selection=selection,
+                    seed=int(seed))
+
+
+def lime_for(model_adapter, label: str):
+    with guarded(), transient_progress(f"LIME on {label}") as progress:
+        return explain_text(model_adapter, text, "lime", params, target_choice, progress)
+
+
+def reliance_caption(explanation, k: int = 6) -> str:
+    s = summarize(explanation, k)
+    top = ", ".join(f"**{w}**" for w in s["top"])
+    if explanation.doc.header_words() == set():
+        return f"Relies most on: {top}."
+    if s["from_header"]:
+        header = ", ".join(f"**{w}**" for w in s["from_header"])
+        return (f"Relies most on: {top}. :orange[{len(s['from_header'])} of its top {len(s['top'])} words appear only "
+                f"in the Usenet header ({header}): they say where a post came from, not what it argues.]")
+    return f"Relies most on: {top}. None of its top {len(s['top'])} words comes from the Usenet header."
+
+
+def show_explanation(explanation, key: str, k: int) -> None:
+    st.html(highlight_html(explanation))
+    st.plotly_chart(top_words_figure(explanation, k), key=f"{key}_bars")
+
+
+# -- 1. the selected model ----------------------------------------------------------------------------
+main = lime_for(adapter, sel.model)
+variant = f" [{sel.variant}]" if sel.variant else ""
+st.subheader(f"{sel.model}{variant}: predicts {main.class_names[main.predicted]} "
+             f"({main.proba[main.predicted]:.1%}); explaining P({main.target_name})")
+left, right = st.columns([2.2, 1])
+with left:
+    show_explanation(main, "lime_main", params.num_features)
+with right:
+    st.plotly_chart(probabilities_figure(main.proba, main.class_names), key="text_proba")
+    st.metric("Local fit (weighted R²)", f"{main.score:.3f}",
+              help="how well the linear surrogate matches the model on the perturbed samples; low means the "
+                   "weights describe the model poorly here")
+    st.metric("Intercept", f"{main.intercept:.3f}", help="the surrogate's prediction with every word removed")
+    st.caption(reliance_caption(main))
+    route = "one sparse matrix, one classifier call" if main.path == "sklearn-sparse" else "texts in batches"
+    st.caption(f"{params.num_samples:,} samples ({route}), seed {params.seed}.")
+
+# -- 2. which model do you trust? -------------------------------------------------------------------
+st.divider()
+st.subheader("Which model do you trust? Two models, the same document")
+st.caption("The lecture's demonstration: a random forest trained on raw posts and a logistic regression trained "
+           "on posts with the headers removed can both be right, for very different reasons.")
+combos = [(m, v) for v in (spec.variants or (None,)) for m in spec.model_names]
+default_b = ("logreg", "no-headers") if (sel.model, sel.variant) != ("logreg", "no-headers") else ("forest", "headers")
+if default_b not in combos:
+    default_b = next(c for c in combos if c != (sel.model, sel.variant))
+other = st.selectbox("Compare with", combos, index=combos.index(default_b), key="text_compare",
+                     format_func=lambda c: f"{c[0]}" + (f" [{c[1]}]" if c[1] else ""))
+with guarded():
+    other_model = cached.trained_model(sel.scenario, other[0], other[1])
+other_expl = lime_for(other_model.adapter, other[0])
+col_a, col_b = st.columns(2)
+for col, expl, name, key in ((col_a, main, f"{sel.model}{variant}", "cmp_a"),
+                             (col_b, other_expl, f"{other[0]}" + (f" [{other[1]}]" if other[1] else ""), "cmp_b")):
+    with col:
+        correct = ""
+        if source == "A test document":
+            correct = " ✓ correct" if expl.predicted == int(test.y[index]) else " ✗ wrong"
+        st.markdown(f"#### {name}: {expl.class_names[expl.predicted]} ({expl.proba[expl.predicted]:.1%}){correct}")
+        st.caption(reliance_caption(expl))
+        show_explanation(expl, key, min(params.num_features, 10))
+
+# -- 3. other methods ------------------------------------------------------------------------------
+st.divider()
+st.subheader("Same document, other explanation methods")
+support = supported_methods(adapter)
+available = [m for m, why in support.items() if not why]
+for method, why in support.items():
+    if why:
+        st.caption(f"{METHOD_TITLES[method]} is not available for {sel.model}: {why}")
+chosen = st.multiselect("Methods", available, default=available, key="text_methods",
+                        format_func=lambda m: METHOD_TITLES[m])
+explanations = {"lime": main}
+for method in chosen:
+    if method not in explanations:
+        with guarded(), transient_progress(METHOD_TITLES[method]) as progress:
+            explanations[method] = explain_text(adapter, text, method, params, main.target, progress)
+if chosen:
+    columns = st.columns(len(chosen))
+    for col, method in zip(columns, chosen):
+        with col:
+            st.markdown(f"#### {METHOD_TITLES[method]}")
+            expl = explanations[method]
+            # Occlusion and gradients weight every word; shade the same number of words LIME shows.
+            shown_expl = expl if method == "lime" else replace(expl, selected=expl.selected[: params.num_features])
+            show_explanation(shown_expl, f"method_{method}", min(params.num_features, 10))
+
+# -- 4. trust checks ---------------------------------------------------------------------------------
+st.divider()
+st.subheader("Can this explanation be trusted?")
+t1, t2 = st.columns(2)
+with t1:
+    st.markdown("**Stability**: the same explanation with 5 seeds. Long error bars or a low overlap mean the "
+                "top words are partly sampling noise: raise the number of samples.")
+    with guarded(), transient_progress("Stability (LIME with 5 seeds)") as progress:
+        stability = lime_stability(adapter, text, params, main.target, n_seeds=5, progress=progress)
+    st.plotly_chart(stability_figure(stability), key="lime_stability")
+with t2:
+    steps = st.slider("Words to delete", 2, 30, 10, key="deletion_steps")
+    st.markdown("**Faithfulness**: delete words in each method's order of importance. A faithful ranking makes "
+                "the probability fall fast; the mean drop is the score (higher is better).")
+    orders = {}
+    with guarded(), transient_progress("Deletion curves") as progress:
+        # LIME ranks every word here (feature selection "none"), as occlusion and gradients do.
+        full = explain_text(adapter, text, "lime", replace(params, feature_selection="none"), main.target, progress)
+        orders["lime"] = full.ranking()
+        for method in available:
+            if method != "lime":
+                orders[method] = explain_text(adapter, text, method, params, main.target).ranking()
+        curves = deletion_curves(adapter, text, main.target, orders, steps=int(steps))
+    st.plotly_chart(deletion_figure(curves, {**METHOD_TITLES, "random": "Random order (mean of 10)"},
+                                    main.target_name), key="deletion_curves")
+
+st.markdown("**SP-LIME**: a few test documents whose explanations together cover the words the model relies on "
+            "most across many documents: a short reading list for judging the model as a whole.")
+f1, f2, f3 = st.columns([1, 1, 2])
+n_docs = f1.number_input("Documents to explain", 5, 200, 20, step=5, key="sp_docs",
+                         help="the first documents of the filtered list above (or of the test split)")
+budget = f2.number_input("Documents to pick (B)", 1, 10, 4, key="sp_budget")
+if f3.toggle("Run SP-LIME", key="sp_run", help="explains every listed document once (cached afterwards)"):
+    pool = [int(i) for i in (shown if source == "A test document" else range(len(test)))][: int(n_docs)]
+    with guarded(), transient_progress(f"SP-LIME: explaining {len(pool)} documents") as progress:
+        many = explain_many(adapter, [str(test.x[i]) for i in pool], params, progress)
+        pick = submodular_pick(many, int(budget))
+    st.caption(f"Picked {len(pick.picked)} of {len(pool)} documents; they cover {pick.coverage[-1]:.2f} of "
+               f"{pick.total:.2f} total word importance ({pick.coverage[-1] / pick.total:.0%}).")
+    for rank, p in enumerate(pick.picked, start=1):
+        i = pool[p]
+        expl = many[p]
+        label = sample_label(i, test.y, test_proba, spec.class_names)
+        with st.expander(f"{rank}. {label} · covers {pick.coverage[rank - 1] / pick.total:.0%} cumulative · "
+                         f"top words: {', '.join(w for w, _ in expl.top(5))}", expanded=rank == 1):
+            show_explanation(expl, f"sp_{rank}", min(params.num_features, 10))

@@ -1,0 +1,124 @@
+"""AppTest of the text explanations page."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT, require_dataset
+
+
+def open_page(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for key, value in state.items():  # before the first run, so the sidebar widgets accept them
+        at.session_state[key] = value
+    at.run()
+    at.switch_page("pages/text.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def newsgroups(**state) -> AppTest:
+    require_dataset("newsgroups")
+    return open_page(tl_scenario="newsgroups", tl_variant="headers", lime_samples=1000, **state)
+
+
+def html_bodies(at: AppTest) -> list[str]:
+    return [element.proto.body for element in at.get("html")]
+
+
+def test_non_text_scenario_points_to_the_text_scenario():
+    at = open_page()
+    assert "pick a text scenario" in at.info[0].value and "20 Newsgroups" in at.info[0].value
+    assert not at.get("html")
+
+
+def test_forest_on_a_post_with_headers_shows_header_words_and_the_surrogate_fit():
+    from core import scenarios
+    from core.lime_text import LimeParams, explain_lime
+
+    at = newsgroups(tl_model="forest", text_doc=1)
+    assert not at.error
+    captions = " ".join(c.value for c in at.caption)
+    assert "appear only in the Usenet header" in captions
+    assert "None of its top 6 words comes from the Usenet header" in captions  # logreg [no-headers]
+    bodies = html_bodies(at)
+    assert 'title="Posting: +' in bodies[0] and 'title="Host: +' in bodies[0]
+    # The numbers shown are the core's, for the same document and settings.
+    adapter = scenarios.load_model("newsgroups", "forest", "headers").adapter
+    text = str(scenarios.load_data("newsgroups", "headers")["test"].x[1])
+    expected = explain_lime(adapter, text, LimeParams(num_samples=1000))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Local fit (weighted R²)"] == f"{expected.score:.3f}"
+    assert metrics["Intercept"] == f"{expected.intercept:.3f}"
+    assert any("Gradient x embedding is not available for forest" in c.value for c in at.caption)
+
+
+def test_pasted_text_is_escaped():
+    hostile = '<script>alert(1)</script> God is <img src=x onerror="alert(2)"> love, says the church'
+    at = newsgroups(tl_model="logreg", text_source="Your own text", text_custom=hostile)
+    assert not at.error
+    body = html_bodies(at)[0]
+    assert "<script" not in body and "<img" not in body
+    assert "&lt;" in body and "&quot;" in body
+    # Read back as a browser would: the only tags are ours, and the text is the user's, verbatim.
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        tags: set[str] = set()
+        text = ""
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+
+        def handle_data(self, data):
+            self.text += data
+
+    reader = Reader(convert_charrefs=True)
+    reader.feed(body)
+    assert reader.tags <= {"div", "span", "em"}
+    assert hostile in reader.text
+
+
+def test_empty_text_asks_for_some():
+    at = newsgroups(tl_model="logreg", text_source="Your own text", text_custom="   ")
+    assert "Type or paste some text" in at.info[0].value
+
+
+def test_most_confident_mistake_comes_first():
+    import numpy as np
+
+    from core import scenarios
+    from core.inference import predict_proba_cached
+
+    at = newsgroups(tl_model="logreg", text_correctness="incorrect", text_sort="confidence: high first")
+    test = scenarios.load_data("newsgroups", "headers")["test"]
+    proba = predict_proba_cached(scenarios.load_model("newsgroups", "logreg", "headers").adapter, test)
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != test.y)
+    assert len(wrong) > 0
+    worst = int(wrong[np.argmax(proba[wrong, pred[wrong]])])
+    box = at.selectbox(key="text_doc")
+    assert box.value == worst and box.options[0].startswith(f"#{worst} ✗")
+    assert len(box.options) == len(wrong)
+
+
+def test_sp_lime_picks_documents_after_the_button():
+    at = newsgroups(tl_model="logreg", sp_docs=5, sp_budget=2)
+    assert not at.expander or all("covers" not in e.label for e in at.expander)
+    at.toggle(key="sp_run").set_value(True).run()
+    assert not at.exception, at.exception
+    picked = [e for e in at.expander if "covers" in e.label]
+    assert len(picked) == 2
+    assert any("Picked 2 of 5 documents" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("selection", ["forward_selection", "none"])
+def test_feature_selection_setting_reaches_the_explanation(selection):
+    at = newsgroups(tl_model="logreg", lime_selection=selection, lime_features=4, text_doc=2)
+    assert not at.error
+    n_shaded = html_bodies(at)[0].count('class="tl-word"')
+    if selection == "forward_selection":
+        assert 1 <= n_shaded <= 4 * 20  # 4 distinct words (each may occur many times)
+    else:
+        assert n_shaded > 4 * 3
