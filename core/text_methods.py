@@ -27,14 +27,16 @@ from core.store import ArtifactStore, default_store
 from core.text_perturb import perturber
 from core.words import WordDocument
 
-METHODS = ("lime", "occlusion", "gradient_x_embedding")
-METHOD_TITLES = {"lime": "LIME", "occlusion": "Leave one word out", "gradient_x_embedding": "Gradient x embedding"}
+METHODS = ("lime", "occlusion", "gradient_x_embedding", "shap_partition")
+METHOD_TITLES = {"lime": "LIME", "occlusion": "Leave one word out", "gradient_x_embedding": "Gradient x embedding",
+                 "shap_partition": "SHAP (partition)"}
 
 
 def supported_methods(adapter: ModelAdapter) -> dict[str, str]:
     """Method -> "" when it supports ``adapter``, else the reason it does not."""
     out = {"lime": "", "occlusion": ""}
     out["gradient_x_embedding"] = _gradient_unsupported(adapter)
+    out["shap_partition"] = ""
     return out
 
 
@@ -157,13 +159,17 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
 def explain_text(adapter: ModelAdapter, text: str, method: str = "lime", params: LimeParams = LimeParams(),
                  target: str | int = "predicted", progress: ProgressCallback | None = None,
                  store: ArtifactStore | None = None) -> TextExplanation:
-    """Explain ``text`` with one of :data:`METHODS` (``params`` drive LIME; batch size all)."""
+    """Explain ``text`` with one of :data:`METHODS` (``params`` drive LIME; SHAP uses its defaults)."""
     if method == "lime":
         return explain_lime(adapter, text, params, target, progress, store)
     if method == "occlusion":
         result = explain_occlusion(adapter, text, target, params.batch_size, store)
     elif method == "gradient_x_embedding":
         result = explain_gradient_embedding(adapter, text, target, store)
+    elif method == "shap_partition":
+        from core.shap_text import explain_text_shap
+
+        result = explain_text_shap(adapter, text, target=target, progress=progress, store=store)
     else:
         raise ParameterError(f"Unknown text explanation method {method!r}; choose from {', '.join(METHODS)}.")
     report(progress, 1.0, f"{METHOD_TITLES[method]} ready")

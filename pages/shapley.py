@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded
+from components.text_shap import text_shap_section
 from components.figures.shap import (
     beeswarm_figure,
     coefficients_figure,
@@ -69,9 +70,12 @@ st.dataframe(table, hide_index=True, width="stretch", key="game_orders",
 # -- SHAP on a tabular model's features ---------------------------------------------------------
 st.divider()
 st.header(f"SHAP on the features of {spec.title} / {sel.model}")
+if spec.kind == "text":
+    text_shap_section(sel)
+    st.stop()
 if spec.kind != "tabular":
-    st.info("Feature-level SHAP here is for table models: pick the breast-cancer or titanic scenario in the "
-            "sidebar.", icon=":material/table:")
+    st.info("SHAP on features here covers table and text models: pick the breast-cancer, titanic or 20 Newsgroups "
+            "scenario in the sidebar.", icon=":material/table:")
     st.stop()
 
 with guarded():

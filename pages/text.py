@@ -164,8 +164,10 @@ available = [m for m, why in support.items() if not why]
 for method, why in support.items():
     if why:
         st.caption(f"{METHOD_TITLES[method]} is not available for {sel.model}: {why}")
-chosen = st.multiselect("Methods", available, default=available, key="text_methods",
-                        format_func=lambda m: METHOD_TITLES[m])
+chosen = st.multiselect("Methods", available, default=[m for m in available if m != "shap_partition"],
+                        key="text_methods", format_func=lambda m: METHOD_TITLES[m],
+                        help="SHAP (partition) costs about a thousand model calls: add it when you want it; "
+                             "the Shapley values page compares it with LIME in detail")
 explanations = {"lime": main}
 for method in chosen:
     if method not in explanations:
@@ -193,14 +195,14 @@ with t1:
     st.plotly_chart(stability_figure(stability), key="lime_stability")
 with t2:
     steps = st.slider("Words to delete", 2, 30, 10, key="deletion_steps")
-    st.markdown("**Faithfulness**: delete words in each method's order of importance. A faithful ranking makes "
-                "the probability fall fast; the mean drop is the score (higher is better).")
+    st.markdown("**Faithfulness**: delete words in the order of importance of each method chosen above. A "
+                "faithful ranking makes the probability fall fast; the mean drop is the score (higher is better).")
     orders = {}
     with guarded(), transient_progress("Deletion curves") as progress:
         # LIME ranks every word here (feature selection "none"), as occlusion and gradients do.
         full = explain_text(adapter, text, "lime", replace(params, feature_selection="none"), main.target, progress)
         orders["lime"] = full.ranking()
-        for method in available:
+        for method in chosen:
             if method != "lime":
                 orders[method] = explain_text(adapter, text, method, params, main.target).ranking()
         curves = deletion_curves(adapter, text, main.target, orders, steps=int(steps))

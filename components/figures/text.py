@@ -15,7 +15,8 @@ import plotly.graph_objects as go
 # Blue supports the explained class, orange speaks against it (distinguishable with colour-blindness).
 SUPPORT_RGB, AGAINST_RGB = (31, 119, 180), (230, 120, 20)
 SUPPORT, AGAINST = "rgb(31,119,180)", "rgb(230,120,20)"
-METHOD_COLOURS = {"lime": "#1f77b4", "occlusion": "#2ca02c", "gradient_x_embedding": "#9467bd", "random": "#7f7f7f"}
+METHOD_COLOURS = {"lime": "#1f77b4", "occlusion": "#2ca02c", "gradient_x_embedding": "#9467bd",
+                  "shap_partition": "#d62728", "random": "#7f7f7f"}
 
 
 def _background(weight: float, scale: float) -> str:

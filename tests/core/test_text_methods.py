@@ -91,7 +91,7 @@ def test_gradient_methods_say_why_they_do_not_apply(toy, tmp_store):
 
 
 def test_torch_model_generic_path_all_methods(bag, tmp_store):
-    assert supported_methods(bag) == {"lime": "", "occlusion": "", "gradient_x_embedding": ""}
+    assert supported_methods(bag) == {"lime": "", "occlusion": "", "gradient_x_embedding": "", "shap_partition": ""}
     lime = explain_text(bag, DOC, "lime", LimeParams(num_samples=200), store=tmp_store)
     assert lime.path == "strings"
     occ = explain_text(bag, DOC, "occlusion", store=tmp_store)
@@ -157,3 +157,35 @@ def test_summary_counts_header_words(toy, tmp_store):
     s = summarize(e, k=len(e.words))
     assert set(s["from_header"]) <= WordDocument.parse(DOC).header_words()
     assert s["header_share"] == len(s["from_header"]) / len(e.words)
+
+
+# -- SHAP on text (issue 8) ---------------------------------------------------------------
+def test_text_shap_adds_up_and_matches_calling_shap_directly(toy, tmp_store):
+    import shap
+
+    from core.shap_text import TextShapParams, explain_text_shap, rank_agreement
+
+    e = explain_text_shap(toy, DOC, TextShapParams(max_evals=300), store=tmp_store)
+    assert e.method == "shap_partition" and e.target == e.predicted
+    output = toy.predict_proba([DOC])[0, e.target]
+    assert e.intercept + e.weights.sum() + e.params["separator_value"] == pytest.approx(output, abs=1e-9)
+    assert e.params["additivity_error"] < 1e-9
+    # The oracle: shap itself on the same function, masker and budget, summed per word.
+    f = lambda texts: toy.predict_proba(list(texts))[:, e.target]  # noqa: E731
+    direct = shap.Explainer(f, shap.maskers.Text(r"\W+"), algorithm="partition")([DOC], max_evals=300, batch_size=500, silent=True)
+    doc = WordDocument.parse(DOC)
+    expected = np.zeros(doc.n_words)
+    for token, value in zip(direct.data[0], direct.values[0]):
+        words = __import__("re").findall(r"\w+", token)
+        if words:
+            expected[doc.words.index(words[0])] += value
+    np.testing.assert_allclose(e.weights, expected, atol=1e-10)
+    # SHAP and LIME broadly agree on this toy model; an explanation agrees with itself perfectly.
+    lime = explain_text(toy, DOC, "lime", LimeParams(num_samples=1000, feature_selection="none"), store=tmp_store)
+    agreement = rank_agreement(lime, e, k=5)
+    assert agreement["spearman"] > 0.3 and agreement["top_k_overlap"] >= 0.4
+    assert rank_agreement(e, e) == {"spearman": 1.0, "top_k_overlap": 1.0, "sign_agreement": 1.0, "k": 10}
+    with pytest.raises(ParameterError):
+        rank_agreement(e, explain_occlusion(toy, "God is love", store=tmp_store))
+    with pytest.raises(ParameterError, match="max_evals"):
+        TextShapParams(max_evals=1)

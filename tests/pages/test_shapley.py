@@ -86,7 +86,7 @@ def test_tabular_shap_section_matches_core_and_is_additive():
 def test_image_scenario_points_to_the_table_scenarios():
     at = open_page()  # digits
     assert not at.error
-    assert any("breast-cancer or titanic" in i.value for i in at.info)
+    assert any("breast-cancer, titanic or 20 Newsgroups" in i.value for i in at.info)
 
 
 def scenarios_data(name):
@@ -105,3 +105,18 @@ def charts(at: AppTest) -> list[dict]:
     import json
 
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_text_scenario_shows_shap_words_beside_lime():
+    from tests.conftest import require_dataset
+
+    require_dataset("newsgroups")
+    at = open_page(tl_scenario="newsgroups", tl_model="logreg", tl_variant="headers", shap_text_doc=1,
+                   shap_text_evals=300)
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Additivity error"]) < 1e-6
+    assert -1.0 <= float(metrics["LIME vs SHAP: rank correlation"]) <= 1.0
+    bodies = [h.proto.body for h in at.get("html")]
+    assert len(bodies) == 2 and all('class="tl-word"' in b for b in bodies)
+    assert "atheism" in bodies[0]  # the post's most telling word is shaded by SHAP too

@@ -122,3 +122,12 @@ def test_feature_selection_setting_reaches_the_explanation(selection):
         assert 1 <= n_shaded <= 4 * 20  # 4 distinct words (each may occur many times)
     else:
         assert n_shaded > 4 * 3
+
+
+def test_shap_can_join_the_methods_and_the_deletion_curves():
+    at = newsgroups(tl_model="logreg", text_doc=3, text_methods=["lime", "occlusion", "shap_partition"])
+    assert not at.error and not at.exception
+    headings = [m.value for m in at.markdown]
+    assert any("SHAP (partition)" in h for h in headings)
+    chart = [c for c in at.get("plotly_chart") if "SHAP (partition) (faithfulness" in c.proto.spec]
+    assert chart, "the deletion chart has a SHAP line"

@@ -1,0 +1,61 @@
+"""The Shapley page's text section: SHAP word values next to LIME's for the same document."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from components import cached
+from components.feedback import guarded, transient_progress
+from components.figures.text import highlight_html, top_words_figure
+from components.samples import sample_label
+from components.state import Selection
+from core.lime_text import LimeParams
+from core.shap_text import TextShapParams, explain_text_shap, rank_agreement
+from core.text_methods import explain_text
+
+SHOWN_WORDS = 10
+
+
+def text_shap_section(sel: Selection) -> None:
+    spec = sel.spec
+    st.header(f"SHAP on the words of {spec.title} / {sel.model}")
+    st.caption("shap's partition explainer masks groups of neighbouring words with '...' and shares P(class) "
+               "among them (Owen values over a hierarchy of the text); a word's value is the sum over its "
+               "occurrences. LIME on the same document is beside it: do the two methods point at the same words?")
+    with guarded():
+        splits = cached.scenario_data(sel.scenario, sel.variant)
+        loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
+    test = splits["test"]
+    proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
+    c1, c2 = st.columns([3, 1])
+    index = c1.selectbox("Test document", list(range(len(test))), key="shap_text_doc",
+                         format_func=lambda i: sample_label(i, test.y, proba, spec.class_names))
+    max_evals = c2.select_slider("SHAP evaluations", [300, 1000, 3000, 10000], 1000, key="shap_text_evals",
+                                 help="more evaluations split the text into finer groups (slower)")
+    text = str(test.x[index])
+    with guarded(), transient_progress("SHAP (partition)") as progress:
+        shap_expl = explain_text_shap(loaded.adapter, text, TextShapParams(max_evals=int(max_evals)), "predicted", progress)
+    with guarded(), transient_progress("LIME") as progress:
+        lime_expl = explain_text(loaded.adapter, text, "lime", LimeParams(feature_selection="none"), shap_expl.target,
+                                 progress)
+    agreement = rank_agreement(lime_expl, shap_expl, k=SHOWN_WORDS)
+    m = st.columns(5)
+    m[0].metric(f"P({shap_expl.target_name})", f"{shap_expl.proba[shap_expl.target]:.3f}")
+    m[1].metric("Base value", f"{shap_expl.intercept:.3f}", help="P with every word masked: where SHAP starts")
+    m[2].metric("Additivity error", f"{shap_expl.params['additivity_error']:.1e}",
+                help="|base value + sum of SHAP values - model output|")
+    m[3].metric("LIME vs SHAP: rank correlation", f"{agreement['spearman']:.2f}",
+                help="Spearman correlation of all the words' weights (1 = same order)")
+    m[4].metric(f"Top-{agreement['k']} words shared", f"{agreement['top_k_overlap']:.0%}",
+                help=f"of the {agreement['k']} words with the largest |weight|; "
+                     f"{agreement['sign_agreement']:.0%} of the shared ones have the same sign")
+    left, right = st.columns(2)
+    for col, expl, title, key in ((left, shap_expl, "SHAP (partition)", "shap_text"),
+                                  (right, lime_expl, "LIME (all words, 5,000 samples)", "lime_text")):
+        with col:
+            st.markdown(f"#### {title}")
+            shown = replace(expl, selected=expl.selected[:SHOWN_WORDS])
+            st.html(highlight_html(shown))
+            st.plotly_chart(top_words_figure(shown, SHOWN_WORDS), key=f"{key}_bars")
