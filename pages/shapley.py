@@ -69,10 +69,10 @@ st.dataframe(table, hide_index=True, width="stretch", key="game_orders",
 
 # -- SHAP on a tabular model's features ---------------------------------------------------------
 st.divider()
-st.header(f"SHAP on the features of {spec.title} / {sel.model}")
 if spec.kind == "text":
     text_shap_section(sel)
     st.stop()
+st.header(f"SHAP on the features of {spec.title} / {sel.model}")
 if spec.kind != "tabular":
     st.info("SHAP on features here covers table and text models: pick the breast-cancer, titanic or 20 Newsgroups "
             "scenario in the sidebar.", icon=":material/table:")

@@ -82,3 +82,20 @@ def test_pasted_html_is_shown_as_text_not_run(page, app_url, screenshot_dir):
     assert set(words_with_weight(highlight)) & {"God", "church", "atheist", "script", "img"}
     helpers.assert_no_errors(page)
     page.screenshot(path=str(screenshot_dir / "text-escaped.png"))
+
+
+def test_shapley_page_shows_text_shap_beside_lime(page, app_url, screenshot_dir):
+    open_text_page(page, app_url, "forest")
+    helpers.sidebar(page).get_by_role("link", name="Shapley values").click()
+    main = helpers.main(page)
+    helpers.expect(main.get_by_role("heading", name=re.compile(r"^SHAP on the words of"))).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(helpers.metric(page, "Additivity error")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    main.get_by_role("heading", name=re.compile(r"^SHAP on the words of")).scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "shapley-text.png"))
+    helpers.assert_no_errors(page)
+    assert float(helpers.metric_value(page, "Additivity error")) < 1e-6
+    shap_col = main.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", level=4, name="SHAP (partition)"))
+    assert len(words_with_weight(shap_col)) >= 3

@@ -114,6 +114,7 @@ def test_text_scenario_shows_shap_words_beside_lime():
     at = open_page(tl_scenario="newsgroups", tl_model="logreg", tl_variant="headers", shap_text_doc=1,
                    shap_text_evals=300)
     assert not at.error
+    assert [h.value for h in at.header] == ["SHAP on the words of 20 Newsgroups: atheism vs christian / logreg"]
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Additivity error"]) < 1e-6
     assert -1.0 <= float(metrics["LIME vs SHAP: rank correlation"]) <= 1.0
