@@ -138,23 +138,37 @@ def cmd_shapley_game(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _scenario_of_kind(name: str, kind: str, what: str):
+    """The scenario's spec, or an error naming the scenarios of the ``kind`` that ``what`` needs."""
+    from core import scenarios
+    from core.errors import InputShapeError
+
+    spec = scenarios.get_spec(name)
+    if spec.kind != kind:
+        fitting = [n for n, s in scenarios.SCENARIOS.items() if s.kind == kind]
+        raise InputShapeError(f"{what} need a {kind} scenario; {name!r} is {spec.kind}.",
+                              hint=f"use one of: {', '.join(fitting)}.")
+    return spec
+
+
+def _check_index(args: argparse.Namespace, n: int, noun: str) -> None:
+    from core.errors import ParameterError
+
+    if not 0 <= args.index < n:
+        raise ParameterError(f"--index {args.index} is out of range: the test split of {args.scenario!r} has "
+                             f"{n} {noun}, so valid indices are 0 to {n - 1}.")
+
+
 def cmd_shap(args: argparse.Namespace) -> int:
     from core import scenarios
-    from core.errors import InputShapeError, ParameterError
     from core.shap_tabular import ShapParams, background_data, explain_tabular
 
-    spec = scenarios.get_spec(args.scenario)
-    if spec.kind != "tabular":
-        tabular = [name for name, s in scenarios.SCENARIOS.items() if s.kind == "tabular"]
-        raise InputShapeError(f"SHAP tabular explanations need a tabular scenario; {args.scenario!r} is {spec.kind}.",
-                              hint=f"use one of: {', '.join(tabular)}.")
+    spec = _scenario_of_kind(args.scenario, "tabular", "SHAP tabular explanations")
     params = ShapParams(algorithm=args.algorithm, background_size=args.background_size)  # validate before loading
     model = spec.model(args.model or spec.default_model).name
     splits = scenarios.load_data(args.scenario, args.variant)
     test = splits["test"]
-    if not 0 <= args.index < len(test):
-        raise ParameterError(f"--index {args.index} is out of range: the test split of {args.scenario!r} has "
-                             f"{len(test)} rows, so valid indices are 0 to {len(test) - 1}.")
+    _check_index(args, len(test), "rows")
     loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
     explanation = explain_tabular(loaded.adapter, test, [args.index], background_data(splits["train"], params), params,
                                   progress=_stderr_progress(args.quiet))
@@ -180,21 +194,15 @@ def cmd_shap(args: argparse.Namespace) -> int:
 
 def cmd_lime(args: argparse.Namespace) -> int:
     from core import scenarios
-    from core.errors import InputShapeError, ParameterError
+    from core.errors import ParameterError
     from core.lime_text import LimeParams, explain_lime
 
-    spec = scenarios.get_spec(args.scenario)
-    if spec.kind != "text":
-        text_scenarios = [name for name, s in scenarios.SCENARIOS.items() if s.kind == "text"]
-        raise InputShapeError(f"LIME text explanations need a text scenario; {args.scenario!r} is {spec.kind}.",
-                              hint=f"use one of: {', '.join(text_scenarios)}.")
+    spec = _scenario_of_kind(args.scenario, "text", "LIME text explanations")
     params = LimeParams(num_samples=args.num_samples, num_features=args.num_features, seed=args.seed,
                         feature_selection=args.feature_selection)  # validate before loading anything
     model = spec.model(args.model or spec.default_model).name
     test = scenarios.load_data(args.scenario, args.variant)["test"]
-    if not 0 <= args.index < len(test):
-        raise ParameterError(f"--index {args.index} is out of range: the test split of {args.scenario!r} has "
-                             f"{len(test)} documents, so valid indices are 0 to {len(test) - 1}.")
+    _check_index(args, len(test), "documents")
     loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
     target = "predicted" if args.label is None else args.label
     if args.label is not None and not 0 <= args.label < len(spec.class_names):
