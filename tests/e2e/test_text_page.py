@@ -40,7 +40,7 @@ def test_forest_relies_on_headers_logreg_without_headers_does_not(page, app_url,
     page.get_by_role("option").filter(has_text=re.compile(r"^#1 ")).first.click()
     helpers.expect(main.get_by_role("heading", level=4, name=re.compile(r"^logreg \[no-headers\]"))).to_be_visible(
         timeout=helpers.LOAD_TIMEOUT_MS)
-    helpers.expect(main.get_by_text("Deleting the most important words first").first).to_be_attached(
+    helpers.expect(main.get_by_text(re.compile(r"as the top-ranked words are deleted")).first).to_be_attached(
         timeout=helpers.LOAD_TIMEOUT_MS)
     helpers.wait_settled(page)
     helpers.wait_painted(page)
