@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import streamlit as st
 
 from components import cached
 from components.feedback import guarded, transient_progress
-from components.figures.text import highlight_html, top_words_figure
+from components.text_view import show_explanation
 from components.samples import sample_label
 from components.state import Selection
 from core.lime_text import LimeParams
@@ -56,6 +54,4 @@ def text_shap_section(sel: Selection) -> None:
                                   (right, lime_expl, "LIME (all words, 5,000 samples)", "lime_text")):
         with col:
             st.markdown(f"#### {title}")
-            shown = replace(expl, selected=expl.selected[:SHOWN_WORDS])
-            st.html(highlight_html(shown))
-            st.plotly_chart(top_words_figure(shown, SHOWN_WORDS), key=f"{key}_bars")
+            show_explanation(expl, key, SHOWN_WORDS, shade=SHOWN_WORDS)

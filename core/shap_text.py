@@ -21,6 +21,7 @@ from core.errors import ParameterError, check_int
 from core.lime_text import TextExplanation, resolve_target
 from core.progress import ProgressCallback, report
 from core.store import ArtifactStore, default_store
+from core.text_perturb import check_text_input
 from core.words import WordDocument
 
 LIBRARIES = ("numpy", "scikit-learn", "torch", "shap")
@@ -50,10 +51,7 @@ def explain_text_shap(adapter: ModelAdapter, text: str, params: TextShapParams =
         raise ParameterError(f"The 'params' parameter of explain_text_shap must be a TextShapParams. "
                              f"Got {type(params).__name__} instead.")
     doc = WordDocument.parse(text)
-    doc.require_words()
-    from core.text_perturb import perturber
-
-    perturber(adapter, doc)  # the same input checks as the other text methods (a text model)
+    check_text_input(adapter, doc)
     key = {"max_evals": params.max_evals, "batch_size": params.batch_size,
            "target": target if isinstance(target, str) else int(target)}
 

@@ -95,15 +95,19 @@ class SparsePerturber(Perturber):
         return counts.astype(vec.dtype, copy=False)
 
     def _predict(self, active: np.ndarray, batch_size: int) -> np.ndarray:
-        proba = np.asarray(self.rest.predict_proba(self.features(active)), dtype=np.float64)
-        return proba
+        return np.asarray(self.rest.predict_proba(self.features(active)), dtype=np.float64)
+
+
+def check_text_input(adapter: ModelAdapter, doc: WordDocument) -> None:
+    """Raise a clear error unless ``adapter`` is a text model and ``doc`` has words to explain."""
+    doc.require_words()
+    if adapter.info.input_kind != "text":
+        raise InputShapeError(f"Text explanations need a text model; {adapter.info.name!r} takes {adapter.info.input_kind} input.")
 
 
 def perturber(adapter: ModelAdapter, doc: WordDocument, allow_fast: bool = True) -> Perturber:
     """The fastest correct :class:`Perturber` for ``adapter`` and ``doc``."""
-    doc.require_words()
-    if adapter.info.input_kind != "text":
-        raise InputShapeError(f"Text explanations need a text model; {adapter.info.name!r} takes {adapter.info.input_kind} input.")
+    check_text_input(adapter, doc)
     if not allow_fast:
         return Perturber(adapter, doc, "strings", "fast path switched off")
     fast, reason = _sparse_perturber(adapter, doc)

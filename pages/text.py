@@ -6,13 +6,8 @@ import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded, transient_progress
-from components.figures.text import (
-    deletion_figure,
-    highlight_html,
-    probabilities_figure,
-    stability_figure,
-    top_words_figure,
-)
+from components.figures.text import deletion_figure, probabilities_figure, stability_figure
+from components.text_view import show_explanation
 from components.samples import sample_label
 from core import browse, scenarios
 from core.lime_text import FEATURE_SELECTIONS, LimeParams
@@ -108,11 +103,6 @@ def reliance_caption(explanation, k: int = 6) -> str:
     return f"Relies most on: {top}. None of its top {len(s['top'])} words comes from the Usenet header."
 
 
-def show_explanation(explanation, key: str, k: int) -> None:
-    st.html(highlight_html(explanation))
-    st.plotly_chart(top_words_figure(explanation, k), key=f"{key}_bars")
-
-
 # -- 1. the selected model ----------------------------------------------------------------------------
 main = lime_for(adapter, sel.model)
 variant = f" [{sel.variant}]" if sel.variant else ""
@@ -178,10 +168,9 @@ if chosen:
     for col, method in zip(columns, chosen):
         with col:
             st.markdown(f"#### {METHOD_TITLES[method]}")
-            expl = explanations[method]
-            # Occlusion and gradients weight every word; shade the same number of words LIME shows.
-            shown_expl = expl if method == "lime" else replace(expl, selected=expl.selected[: params.num_features])
-            show_explanation(shown_expl, f"method_{method}", min(params.num_features, 10))
+            # Occlusion, gradients and SHAP weight every word; shade as many words as LIME shows.
+            show_explanation(explanations[method], f"method_{method}", min(params.num_features, 10),
+                             shade=None if method == "lime" else params.num_features)
 
 # -- 4. trust checks ---------------------------------------------------------------------------------
 st.divider()
