@@ -126,3 +126,12 @@ def test_feature_selection_setting_reaches_the_explanation(selection):
     n_words = WordDocument.parse(str(scenarios.load_data("newsgroups", "headers")["test"].x[2])).n_words
     # forward selection keeps the 4 asked for; "none" weights every word of the document.
     assert len(shaded) == (4 if selection == "forward_selection" else n_words)
+
+
+def test_shap_can_join_the_methods_and_the_deletion_curves():
+    at = newsgroups(tl_model="logreg", text_doc=3, text_methods=["lime", "occlusion", "shap_partition"])
+    assert not at.error and not at.exception
+    headings = [m.value for m in at.markdown]
+    assert any("SHAP (partition)" in h for h in headings)
+    chart = [c for c in at.get("plotly_chart") if "SHAP (partition) (faithfulness" in c.proto.spec]
+    assert chart, "the deletion chart has a SHAP line"
