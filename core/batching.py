@@ -69,3 +69,36 @@ def _empty_device_cache() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def for_each_range(
+    fn: Callable[[int, int], None],
+    n: int,
+    batch_size: int,
+    *,
+    owner: str = "for_each_range",
+    progress: ProgressCallback | None = None,
+    message: str = "computing",
+) -> None:
+    """Call ``fn(start, stop)`` over consecutive ranges covering ``range(n)``.
+
+    For work whose inputs are built inside ``fn`` (noisy copies, path points, occluded images)
+    and whose outputs are accumulated by it. Halves ``batch_size`` and retries a range on
+    out-of-memory, like :func:`map_batches`; ``fn`` must therefore only commit its results once
+    it has computed them without error.
+    """
+    batch_size = check_int("batch_size", batch_size, owner)
+    start = 0
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            fn(start, stop)
+        except Exception as exc:
+            if not _is_out_of_memory(exc) or batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            log.warning("%s: out of memory, retrying with batch_size=%d", owner, batch_size)
+            _empty_device_cache()
+            continue
+        start = stop
+        report(progress, start / n, f"{message}: {start}/{n}")

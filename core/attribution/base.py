@@ -1,0 +1,241 @@
+"""Shared types of the image attribution methods: the result object, parameter checks, the registry.
+
+Every method lives in its own module and registers a :class:`Method` here by name. A method
+declares which models it supports (``unsupported(adapter)`` returns the reason it cannot run, or
+None), its parameters as a frozen dataclass (whose fields drive the page's form), and one
+``run(adapter, x, target, params, batch_size, progress, context)`` that returns raw maps.
+
+Nothing here imports torch: the page lists methods and their parameters before any model loads.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from core.adapters.base import ModelAdapter
+from core.errors import InputShapeError, ParameterError, unknown_name
+from core.progress import ProgressCallback
+
+
+@dataclass(frozen=True, eq=False)
+class ImageAttribution:
+    """One method's attributions for ``n`` images, as parallel arrays.
+
+    Attributes
+    ----------
+    method : str
+        Registered method name, e.g. ``"integrated_gradients"``.
+    maps : ndarray of shape (n, channels, height, width), float32
+        Attribution of every input value (same layout as the images), or of every pixel
+        (``channels`` = 1) for methods that give one value per pixel (occlusion, Grad-CAM).
+    target : ndarray of shape (n,), int64
+        Class whose output was explained, per image.
+    output : {"logit", "probability"}
+        Which model output the maps explain (gradient methods: the module's raw score; occlusion:
+        the class probability, as in the lecture).
+    signed : bool
+        True when values can be negative (diverging colour map), False for magnitudes.
+    params : dict
+        The parameters that produced the maps (JSON-like).
+    extras : dict of str -> ndarray
+        Method-specific arrays whose first axis is ``n``: ``probability_map`` (occlusion),
+        ``completeness_gap`` / ``attribution_sum`` / ``output_delta`` (Integrated Gradients),
+        ``cam`` (Grad-CAM at the layer's resolution).
+    """
+
+    method: str
+    maps: np.ndarray
+    target: np.ndarray
+    output: str
+    signed: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        maps = np.asarray(self.maps, dtype=np.float32)
+        if maps.ndim != 4:
+            raise InputShapeError(f"ImageAttribution maps must have shape (n, C, H, W); got {maps.shape}.")
+        target = np.asarray(self.target, dtype=np.int64).reshape(-1)
+        if target.shape != (len(maps),):
+            raise InputShapeError(f"ImageAttribution target must have shape ({len(maps)},); got {target.shape}.")
+        for key, value in self.extras.items():
+            if len(value) != len(maps):
+                raise InputShapeError(f"ImageAttribution extra {key!r} has {len(value)} rows for {len(maps)} maps.")
+        object.__setattr__(self, "maps", maps)
+        object.__setattr__(self, "target", target)
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def heatmap(self) -> np.ndarray:
+        """One value per pixel, ndarray of shape (n, height, width), float32.
+
+        Channels are summed for signed maps (contributions add up) and their absolute values
+        summed for unsigned ones, so three-channel images get one map per image.
+        """
+        return self.maps.sum(axis=1) if self.signed else np.abs(self.maps).sum(axis=1)
+
+    def __getitem__(self, key: int | slice | list[int] | np.ndarray) -> "ImageAttribution":
+        """Select images (positions in this object); always returns an ImageAttribution."""
+        if isinstance(key, (int, np.integer)):
+            key = [int(key)]
+        idx = np.asarray(key) if isinstance(key, list) else key
+        return replace(self, maps=self.maps[idx], target=self.target[idx],
+                       extras={k: v[idx] for k, v in self.extras.items()})
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for ``np.savez``: ``maps``, ``heatmap``, ``target`` and every extra."""
+        out = {"maps": self.maps, "heatmap": self.heatmap(), "target": self.target}
+        out.update({f"extra_{k}": np.asarray(v) for k, v in self.extras.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What a method's ``run`` returns: maps (n, C, H, W) and its extras."""
+
+    maps: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+RunFn = Callable[..., MethodResult]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered attribution method.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (also the CLI's ``--method`` value).
+    title : str
+        Column header in the page's grid (the lecture's names).
+    params_type : type
+        Frozen dataclass of the method's parameters; ``params_type()`` gives the defaults.
+    run : callable
+        ``run(adapter, x, target, params, *, batch_size, progress, context) -> MethodResult``
+        with ``x`` float32 of shape (n, C, H, W) and ``target`` int64 of shape (n,).
+    unsupported : callable
+        ``unsupported(adapter) -> str | None``: why the method cannot run on this model.
+    signed : callable
+        ``signed(params) -> bool``.
+    output : {"logit", "probability"}
+    needs_gradients : bool
+    """
+
+    name: str
+    title: str
+    params_type: type
+    run: RunFn
+    unsupported: Callable[[ModelAdapter], str | None]
+    signed: Callable[[Any], bool]
+    output: str
+    needs_gradients: bool
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    _load_all()
+    if name not in METHODS:
+        raise unknown_name("attribution method", name, list(METHODS))
+    return METHODS[name]
+
+
+# The lecture's table, left to right (Original | Gradient | SmoothGrad | Guided BackProp | IG ...).
+COLUMN_ORDER = ("occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
+                "grad_cam", "guided_grad_cam", "lrp")
+
+
+def method_names() -> list[str]:
+    """Registered method names in the lecture's column order (then any others, by name)."""
+    _load_all()
+    rank = {name: i for i, name in enumerate(COLUMN_ORDER)}
+    return sorted(METHODS, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def _load_all() -> None:
+    # Importing the modules registers their methods.
+    import core.attribution.occlusion  # noqa: F401
+    import core.attribution.gradients  # noqa: F401
+    import core.attribution.gradcam  # noqa: F401
+    import core.attribution.lrp  # noqa: F401
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """Dataset facts some methods need besides the images themselves.
+
+    Attributes
+    ----------
+    channel_mean : ndarray of shape (channels,), optional
+        Mean of each channel over the training images (occlusion's "dataset mean" fill).
+    value_range : (float, float)
+        Smallest and largest valid pixel value (SmoothGrad's noise scale, noise baselines).
+    """
+
+    channel_mean: np.ndarray | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+# -- gradient support -------------------------------------------------------------------------
+def gradients_unsupported(adapter: ModelAdapter) -> str | None:
+    """Why gradient methods cannot run on ``adapter`` (None when they can)."""
+    if adapter.torch_module() is None:
+        return adapter.info.gradients_unavailable or (
+            f"{adapter.info.framework} models are not differentiable through torch, so gradient methods "
+            "are not offered; occlusion works on any model."
+        )
+    return None
+
+
+def check_images(x: Any, owner: str) -> np.ndarray:
+    """Images as float32 (n, C, H, W); a clear error for anything else."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 4:
+        raise InputShapeError(
+            f"{owner} expects images of shape (n, channels, height, width); got an array of shape {arr.shape}.",
+            hint="pass a batch, e.g. x[None] for a single image.",
+        )
+    if not np.isfinite(arr).all():
+        raise InputShapeError(f"{owner} got images containing NaN or infinite values.",
+                              hint="check the uploaded file or the preprocessing.")
+    return arr
+
+
+def check_number(name: str, value: Any, owner: str, low: float, high: float | None = None,
+                 low_inclusive: bool = True) -> float:
+    """Validate a real parameter in [low, high] (or (low, high] when ``low_inclusive`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ParameterError(f"The {name!r} parameter of {owner} must be a finite number. Got {value!r} instead.")
+    value = float(value)
+    bad_low = value < low if low_inclusive else value <= low
+    if bad_low or (high is not None and value > high):
+        bracket = "[" if low_inclusive else "("
+        upper = f"{high}]" if high is not None else "inf)"
+        raise ParameterError(f"The {name!r} parameter of {owner} must be in {bracket}{low}, {upper}. Got {value} instead.")
+    return value
+
+
+def check_choice(name: str, value: Any, owner: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ParameterError(
+            f"The {name!r} parameter of {owner} must be one of {', '.join(repr(c) for c in choices)}. Got {value!r} instead."
+        )
+    return str(value)
+
+
+ProgressArg = ProgressCallback | None
