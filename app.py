@@ -19,6 +19,7 @@ page = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
+        st.Page("pages/images.py", title="Image explanations", icon=":material/image_search:"),
         st.Page("pages/text.py", title="Text explanations", icon=":material/article:"),
         st.Page("pages/shapley.py", title="Shapley values", icon=":material/groups:"),
     ]

@@ -86,3 +86,38 @@ def shallow_tree(scenario: str, variant: str | None, max_depth: int):
 
     splits = scenario_data(scenario, variant)
     return fit(splits["train"], splits["test"], max_depth)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def image_context(scenario: str, variant: str | None):
+    """Channel means and pixel range of the training images (occlusion's mean fill, SmoothGrad's noise scale)."""
+    from core.attribution import image_context as compute
+
+    return compute(scenario_data(scenario, variant)["train"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def image_attributions(scenario: str, model: str, variant: str | None, images: np.ndarray, targets: tuple[int, ...],
+                       methods: tuple[tuple[str, str], ...], batch_size: int, _progress=None):
+    """``{method: ImageAttribution}`` for the images; ``methods`` pairs a name with its params as JSON.
+
+    Disk-cached by core as well, so a restart or another session reuses the maps.
+    """
+    import json
+
+    from core.attribution import explain_grid, get_method
+
+    adapter = trained_model(scenario, model, variant).adapter
+    chosen = {name: get_method(name).params_type(**json.loads(params)) for name, params in methods}
+    return explain_grid(adapter, images, np.asarray(targets, dtype=np.int64), chosen, batch_size=batch_size,
+                        context=image_context(scenario, variant), progress=_progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: tuple[int, ...]):
+    """(layers with a spatial output, the default Grad-CAM layer) of a torch image model."""
+    from core.attribution.gradcam import default_layer
+    from core.attribution.gradcam import spatial_layers as compute
+
+    adapter = trained_model(scenario, model, variant).adapter
+    return compute(adapter, image_shape), default_layer(adapter, image_shape)

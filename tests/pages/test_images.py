@@ -1,0 +1,122 @@
+"""AppTest of the image explanations page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+def open_page(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for key, value in state.items():  # before the first run, so widgets accept them
+        at.session_state[key] = value
+    at.run()
+    at.switch_page("pages/images.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def grid(at: AppTest):
+    import json
+
+    charts = at.get("plotly_chart")
+    assert charts, "no chart on the page"
+    return json.loads(charts[0].proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A plotly array from the figure JSON (plain list, or a typed array {dtype, bdata, shape})."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return out.reshape([int(s) for s in str(shape).split(",")]) if shape else out
+    return np.asarray(value, dtype=float)
+
+
+def test_text_scenario_points_to_the_image_scenarios():
+    at = open_page(tl_scenario="breast-cancer")
+    assert "pick an image scenario" in at.info[0].value and "Digits (8x8)" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_default_grid_is_the_lectures_and_its_numbers_are_the_engines():
+    at = open_page()
+    assert not at.error
+    methods = at.multiselect(key="img_methods").value
+    assert methods == ["gradient", "smoothgrad", "guided_backprop", "integrated_gradients"]
+    spec = grid(at)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[:6] == ["Original", "Gradient", "SmoothGrad", "Guided BackProp", "Integrated Gradients",
+                          "Class<br>probabilities"]
+    picks = at.multiselect(key="img_picks").value
+    assert picks == [0, 1, 2, 3]
+    # Independent check of the completeness table: f(image) - f(black) from plain forward passes.
+    from core import scenarios
+
+    adapter = scenarios.load_model("digits", "cnn").adapter
+    x = np.asarray(scenarios.load_data("digits")["test"].x[picks], dtype=np.float32)
+    with torch.no_grad():
+        logits = adapter.torch_module()(torch.as_tensor(x)).numpy()
+    predicted = logits.argmax(axis=1)
+    delta = logits[np.arange(4), predicted] - (adapter.torch_module()(torch.zeros_like(torch.as_tensor(x)))
+                                               .detach().numpy()[np.arange(4), predicted])
+    table = at.dataframe[0].value
+    np.testing.assert_allclose(table["f(image) - f(baseline)"], delta, rtol=1e-4)
+    assert (table["gap %"] < 2).all()
+    # The heatmap shown for IG (column 5 overlay of row 1) holds the engine's values for image 0.
+    from core.attribution import explain_images, image_context
+
+    ig = explain_images(adapter, x[:1], predicted[:1], "integrated_gradients",
+                        context=image_context(scenarios.load_data("digits")["train"]))
+    shown = [t for t in spec["data"] if t["type"] == "heatmap" and "Integrated Gradients" in t.get("hovertemplate", "")]
+    np.testing.assert_allclose(array(shown[0]["z"]), ig.heatmap()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_scikit_learn_model_offers_occlusion_only_and_says_why():
+    at = open_page(tl_model="logreg")
+    assert not at.error
+    assert at.multiselect(key="img_methods").value == ["occlusion"]
+    assert at.multiselect(key="img_methods").options == ["Occlusion"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Not available for this model" in captions and "not differentiable through torch" in captions
+    assert any("Occlusion" in m.value and "patch" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 2  # the grid and the occlusion probability maps
+
+
+def test_another_class_settings_and_mistakes():
+    at = open_page(img_correctness="incorrect", img_sort="confidence: high first", img_target="another class",
+                   img_target_class=3, img_methods=["occlusion", "grad_cam", "lrp", "integrated_gradients"],
+                   occ_fill="mean", occ_window=3, occ_stride=2, ig_steps=100, lrp_rule="alpha_beta")
+    assert not at.error
+    picks = at.multiselect(key="img_picks").value
+    from core import scenarios
+
+    test = scenarios.load_data("digits")["test"]
+    adapter = scenarios.load_model("digits", "cnn").adapter
+    proba = adapter.predict_proba(test.x[picks])
+    assert (proba.argmax(axis=1) != test.y[picks]).all()  # only mistakes
+    assert list(proba.max(axis=1)) == sorted(proba.max(axis=1), reverse=True)  # most confident first
+    occlusion_note = next(m.value for m in at.markdown if "probability of the explained class" in m.value)
+    assert "3 px patch (mean fill)" in occlusion_note and "stride 2" in occlusion_note
+    assert "100 steps" in " ".join(c.value for c in at.caption)
+    spec = grid(at)
+    red = [t["marker"]["color"] for t in spec["data"] if t["type"] == "bar"]
+    assert all(colours[3] == "#b2182b" for colours in red)  # class 3 is the explained one in every row
+    assert at.selectbox(key="cam_layer").value == "conv2"
+
+
+def test_percentile_and_opacity_drive_the_colour_scale():
+    at = open_page(img_methods=["gradient_x_input"], img_clip=100.0, img_opacity=1.0)
+    spec = grid(at)
+    maps = [t for t in spec["data"] if t["type"] == "heatmap" and "Gradient x input" in t.get("hovertemplate", "")]
+    z = array(maps[0]["z"])
+    assert maps[0]["zmax"] == pytest.approx(np.abs(z).max()) and maps[0]["zmin"] == pytest.approx(-np.abs(z).max())
+    assert maps[0]["opacity"] == 1.0
+    # No greyscale backdrop under an opaque map: Original + 1 map per row.
+    assert sum(t["type"] == "heatmap" for t in spec["data"]) == 2 * 4
