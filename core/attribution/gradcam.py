@@ -49,8 +49,21 @@ class GradCamParams:
         check_choice("interpolation", self.interpolation, "GradCamParams", INTERPOLATIONS)
 
 
+_SPATIAL_CACHE: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+
+
 def spatial_layers(adapter: ModelAdapter, image_shape: tuple[int, ...]) -> list[str]:
-    """Layers whose output is a (n, channels, h, w) map for images of ``image_shape`` (C, H, W)."""
+    """Layers whose output is a (n, channels, h, w) map for images of ``image_shape`` (C, H, W).
+
+    Found with one forward pass of a blank image, remembered per model fingerprint and shape.
+    """
+    key = (adapter.fingerprint, tuple(int(s) for s in image_shape))
+    if key not in _SPATIAL_CACHE:
+        _SPATIAL_CACHE[key] = _find_spatial_layers(adapter, key[1])
+    return list(_SPATIAL_CACHE[key])
+
+
+def _find_spatial_layers(adapter: ModelAdapter, image_shape: tuple[int, ...]) -> list[str]:
     torch, module, device = torch_parts(adapter)
     names = [name for name, m in module.named_modules() if name and not list(m.children())]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -93,9 +106,8 @@ def layer_cams(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, layer: 
                progress: ProgressCallback | None = None) -> np.ndarray:
     """Grad-CAM at the layer's resolution, ndarray of shape (n, h, w), float32 (after the ReLU)."""
     torch, module, device = torch_parts(adapter)
-    names = spatial_layers(adapter, x.shape[1:])
-    if layer not in names:
-        raise unknown_name("spatial layer for Grad-CAM", layer, names)
+    if layer not in spatial_layers(adapter, x.shape[1:]):
+        raise unknown_name("spatial layer for Grad-CAM", layer, spatial_layers(adapter, x.shape[1:]))
     xt = to_device(torch, x, device)
     tt = to_device(torch, target, device, torch.long)
     chunks: dict[int, np.ndarray] = {}

@@ -59,13 +59,15 @@ class _GuidedReLU:
             class GuidedReLUFunction(torch.autograd.Function):
                 @staticmethod
                 def forward(ctx: Any, inp: Any) -> Any:
-                    ctx.save_for_backward(inp)
-                    return inp.clamp(min=0)
+                    out = inp.clamp(min=0)
+                    ctx.save_for_backward(out)  # out > 0 exactly where inp > 0
+                    return out
 
                 @staticmethod
                 def backward(ctx: Any, grad: Any) -> Any:
-                    (inp,) = ctx.saved_tensors
-                    return grad.clamp(min=0) * (inp > 0).to(grad.dtype)
+                    (out,) = ctx.saved_tensors
+                    # ReLU's own fused backward kernel (grad where out > 0), on the positive gradients.
+                    return torch.ops.aten.threshold_backward(grad.clamp(min=0), out, 0)
 
             cls._fn = GuidedReLUFunction
         return cls._fn.apply(x)

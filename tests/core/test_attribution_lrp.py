@@ -309,3 +309,32 @@ def test_module_does_not_import_captum():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not any(name.split(".")[0] == "captum" for name in imported)
+
+
+def batchnorm_model(seed: int = 5) -> nn.Sequential:
+    torch.manual_seed(seed)
+    module = nn.Sequential(OrderedDict([
+        ("normalize", Standardize(0.3, 0.4)), ("conv", nn.Conv2d(1, 4, 3, padding=1)), ("bn", nn.BatchNorm2d(4)),
+        ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)), ("flatten", nn.Flatten()), ("drop", nn.Dropout(0.5)),
+        ("fc", nn.Linear(4 * 4 * 4, 10)),
+    ]))
+    module.bn.running_mean.uniform_(-0.1, 0.1)
+    module.bn.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+@pytest.mark.parametrize("make", [cnn, batchnorm_model])
+@pytest.mark.parametrize("eps", [0.0, 1e-9, 1e-6, 0.25])
+def test_one_pass_epsilon_rule_equals_the_layer_by_layer_pass(make, eps):
+    """The epsilon rule runs as one modified backward pass; the layer-by-layer relevance pass (kept
+    for alpha-beta) is the reference it must reproduce."""
+    module = make()
+    chain = lrp_module.lrp_chain(module)
+    assert lrp_module._fast_epsilon_ok(chain)
+    x = torch.as_tensor(images(6))
+    target = torch.as_tensor([0, 1, 2, 3, 4, 5])
+    fast, fast_score = lrp_module._propagate_epsilon(torch, chain, x, target, eps)
+    slow, slow_score = lrp_module._propagate(torch, chain, x, target, LRPParams(rule="epsilon", epsilon=eps))
+    torch.testing.assert_close(fast_score, slow_score)
+    assert rel_diff(fast.numpy(), slow.numpy()) < 1e-5
+    assert np.abs(fast.numpy()).max() > 1e-4
