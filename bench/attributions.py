@@ -275,7 +275,7 @@ class Passes:
         return "+".join(p for p in parts if p)
 
 
-def passes_per_image(method: str, params: Any, shape: tuple[int, ...]) -> Passes:
+def passes_per_image(method: str, params: Any, shape: tuple[int, ...], n_images: int = 1) -> Passes:
     """The passes per image of the method's floor."""
     if method == "occlusion":
         from core.attribution.occlusion import occlusion_masks
@@ -285,6 +285,9 @@ def passes_per_image(method: str, params: Any, shape: tuple[int, ...]) -> Passes
         return Passes(fb=params.samples)
     if method == "integrated_gradients":
         return Passes(fb=params.steps, fwd=2)
+    if method == "expected_gradients":
+        # one forward+backward per sample, plus the forward passes for f(x) and the background's mean output
+        return Passes(fb=params.samples, fwd=1 + -(-params.background_size // max(1, n_images)))
     if method == "grad_cam":
         return Passes(fb_layer=1)
     if method == "guided_grad_cam":
@@ -293,6 +296,9 @@ def passes_per_image(method: str, params: Any, shape: tuple[int, ...]) -> Passes
 
 
 # -- captum -----------------------------------------------------------------------------------
+
+
+BACKGROUND: np.ndarray = np.zeros((1, 1, 1, 1), dtype=np.float32)  # set per model by bench_model
 
 
 def captum_runner(method: str, params: Any, module: nn.Module, adapter: TorchAdapter, shape: tuple[int, ...],
@@ -343,6 +349,21 @@ def captum_runner(method: str, params: Any, module: nn.Module, adapter: TorchAda
         layer = modules[params.layer]
         return wrap(lambda x, t: ca.GuidedGradCam(module, layer).attribute(
             x, target=t, interpolate_mode=params.interpolation))
+    if method == "expected_gradients":
+        # The peer here is shap's GradientExplainer (captum has no expected gradients): defaults
+        # (batch_size 50, every output differentiated), same background subset, samples and seed.
+        import shap
+
+        from core.attribution.expected_gradients import background_subset
+
+        def expected(x: np.ndarray, target: np.ndarray) -> np.ndarray:
+            background = torch.as_tensor(background_subset(BACKGROUND, params.background_size, params.seed)).to(device)
+            values = shap.GradientExplainer(module, background).shap_values(
+                torch.as_tensor(x).to(device), nsamples=params.samples, rseed=params.seed)
+            values = np.stack(values, axis=-1) if isinstance(values, list) else np.asarray(values)
+            return np.stack([values[i, ..., target[i]] for i in range(len(x))]).astype(np.float32)
+
+        return expected
     if method == "lrp":
         from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
@@ -408,7 +429,10 @@ def bench_model(label: str, adapter: TorchAdapter, images: np.ndarray, methods: 
     device = adapter.device
     module = adapter.torch_module()
     shape = tuple(images.shape[1:])
-    context = ImageContext()
+    global BACKGROUND
+    # Expected gradients' baselines: the model's own images (uniform noise for the random ResNet).
+    BACKGROUND = np.concatenate([images] * -(-200 // len(images)))[:200]
+    context = ImageContext(background=BACKGROUND)
     rows: list[Row] = []
     print(f"\n== {label}: input {shape}, {sum(p.numel() for p in module.parameters()):,} parameters, "
           f"device {device} ==", flush=True)
@@ -421,12 +445,12 @@ def bench_model(label: str, adapter: TorchAdapter, images: np.ndarray, methods: 
             print(f"  {method}: n/a: {reason}", flush=True)
             continue
         params = resolve_params(method, None, adapter, shape)
-        passes = passes_per_image(method, params, shape)
         layer = dict(module.named_modules())[params.layer] if getattr(params, "layer", None) else None
         captum_fn = captum_runner(method, params, module, adapter, shape, device)
         for n in batches:
             x = images[:n]
             target = adapter.predict(x, args.batch_size).astype(np.int64)
+            passes = passes_per_image(method, params, shape, n)
             floor = Floor(module, x, target, args.batch_size, device)
             row = Row(method, n, passes=str(passes))
             fns: dict[str, Callable[[], Any]] = {

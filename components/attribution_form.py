@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from core.attribution.gradcam import INTERPOLATIONS, GradCamParams
+from core.attribution.expected_gradients import ExpectedGradientsParams
 from core.attribution.gradients import BASELINES, IG_RULES, GradientParams, IntegratedGradientsParams, NoParams, SmoothGradParams
 from core.attribution.lrp import RULES as LRP_RULES
 from core.attribution.lrp import LRPParams
@@ -52,6 +53,14 @@ def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers
                                             "noise": "uniform noise"}.get)
         rule = d.selectbox("Quadrature", IG_RULES, key="ig_rule")
         return IntegratedGradientsParams(steps=steps, baseline=baseline, rule=rule)
+    if method == "expected_gradients":
+        a, b = c.columns(2)
+        samples = a.slider("Samples", 20, 1000, 200, 10, key="eg_samples",
+                           help="(background image, path point) pairs per image (shap's nsamples)")
+        background = b.select_slider("Background images", [10, 25, 50, 100, 250, 500, 1000], 100, key="eg_background",
+                                     help="training images the baselines are drawn from; the base value is the model's "
+                                          "mean output over them, so a larger background gives a steadier base value")
+        return ExpectedGradientsParams(samples=samples, background_size=background)
     if method in ("grad_cam", "guided_grad_cam"):
         a, b = c.columns(2)
         index = spatial_layers.index(default_layer) if default_layer in spatial_layers else 0

@@ -165,6 +165,19 @@ if "integrated_gradients" in results:
     st.caption(f"{ig.params['steps']} steps, {ig.params['rule']} quadrature, {ig.params['baseline']} baseline; more "
                "steps shrink the gap.")
 
+if "expected_gradients" in results:
+    eg = results["expected_gradients"].extras
+    st.markdown("**Expected Gradients (SHAP) efficiency**: the values should add up, in expectation, to f(image) minus "
+                "the base value (the mean output over the background images).")
+    st.dataframe(pd.DataFrame({
+        "image": row_labels,
+        "base value": eg["base_value"],
+        "f(image)": eg["output"],
+        "sum of values": eg["attribution_sum"],
+        "gap": eg["efficiency_gap"],
+    }), hide_index=True, width="stretch")
+    st.caption("The gap shrinks as the number of samples grows (it is a Monte Carlo estimate).")
+
 if "occlusion" in results:
     occ = results["occlusion"]
     st.markdown(f"**Occlusion**: probability of the explained class with a {occ.params['window']} px patch "

@@ -157,7 +157,7 @@ def get_method(name: str) -> Method:
 
 # The lecture's table, left to right (Original | Gradient | SmoothGrad | Guided BackProp | IG ...).
 COLUMN_ORDER = ("occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
-                "grad_cam", "guided_grad_cam", "lrp")
+                "expected_gradients", "grad_cam", "guided_grad_cam", "lrp")
 
 
 def method_names() -> list[str]:
@@ -171,6 +171,7 @@ def _load_all() -> None:
     # Importing the modules registers their methods.
     import core.attribution.occlusion  # noqa: F401
     import core.attribution.gradients  # noqa: F401
+    import core.attribution.expected_gradients  # noqa: F401
     import core.attribution.gradcam  # noqa: F401
     import core.attribution.lrp  # noqa: F401
 
@@ -185,10 +186,13 @@ class ImageContext:
         Mean of each channel over the training images (occlusion's "dataset mean" fill).
     value_range : (float, float)
         Smallest and largest valid pixel value (SmoothGrad's noise scale, noise baselines).
+    background : ndarray of shape (m, C, H, W), optional
+        A fixed sample of training images (expected gradients draws its baselines from it).
     """
 
     channel_mean: np.ndarray | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
+    background: np.ndarray | None = None
 
 
 # -- gradient support -------------------------------------------------------------------------

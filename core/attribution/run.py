@@ -33,11 +33,20 @@ class MethodUnsupportedError(TrustLensError):
     """The chosen method cannot run on this model (the message says why)."""
 
 
+BACKGROUND_POOL = 1000
+
+
 def image_context(train: Any) -> ImageContext:
-    """Dataset facts for the methods, from the training images (a DataBundle or an array)."""
+    """Dataset facts for the methods, from the training images (a DataBundle or an array).
+
+    The background pool is a fixed random sample (seed 0) of ``BACKGROUND_POOL`` training images:
+    large enough for expected gradients' background subsets, small enough to hash per request.
+    """
     x = np.asarray(getattr(train, "x", train), dtype=np.float32)
+    rows = np.sort(np.random.RandomState(0).choice(len(x), min(BACKGROUND_POOL, len(x)), replace=False))
     return ImageContext(channel_mean=x.mean(axis=(0, 2, 3)).astype(np.float64),
-                        value_range=(float(min(0.0, x.min())), float(max(1.0, x.max()))))
+                        value_range=(float(min(0.0, x.min())), float(max(1.0, x.max()))),
+                        background=x[rows])
 
 
 def supported_methods(adapter: ModelAdapter) -> dict[str, str | None]:
@@ -160,6 +169,8 @@ def explain_images(
     data_fingerprint = hash_array(images) + hash_array(target)
     if context.channel_mean is not None:
         data_fingerprint += hash_array(np.asarray(context.channel_mean, dtype=np.float64))
+    if spec.name == "expected_gradients" and context.background is not None:  # only this method reads it
+        data_fingerprint += hash_array(np.asarray(context.background, dtype=np.float32))
     result = (store or default_store()).cached(
         compute, op="image_attribution", model_fingerprint=adapter.fingerprint, data_fingerprint=data_fingerprint,
         params={"method": method, "params": asdict(params), "value_range": list(context.value_range)},

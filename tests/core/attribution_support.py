@@ -10,7 +10,7 @@ from core.adapters.torch_adapter import TorchAdapter
 from core.nets import image_cnn
 
 GRADIENT_METHODS = ["gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
-                    "grad_cam", "guided_grad_cam"]
+                    "expected_gradients", "grad_cam", "guided_grad_cam"]
 
 
 class PixelMask(nn.Module):

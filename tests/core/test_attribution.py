@@ -40,14 +40,16 @@ def run(adapter, x, method, params=None, batch_size=64, target=None, store=None,
     spec = get_method(method)
     params = spec.params_type() if params is None else params
     target = adapter.predict(x) if target is None else target
-    return explain_images(adapter, x, target, method, params, batch_size=batch_size, store=store,
-                          context=context or ImageContext(channel_mean=np.array([0.5])))
+    if context is None:
+        background = np.random.default_rng(99).uniform(0, 1, size=(20, *x.shape[1:])).astype(np.float32)
+        context = ImageContext(channel_mean=np.full(x.shape[1], 0.5), background=background)
+    return explain_images(adapter, x, target, method, params, batch_size=batch_size, store=store, context=context)
 
 
 def test_registry_lists_the_lecture_columns_in_order():
     names = method_names()
-    assert names[:8] == ["occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop",
-                         "integrated_gradients", "grad_cam", "guided_grad_cam"]
+    assert names[:9] == ["occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop",
+                         "integrated_gradients", "expected_gradients", "grad_cam", "guided_grad_cam"]
     assert "lrp" in names
 
 
@@ -330,7 +332,7 @@ def test_cpu_and_cuda_agree(method, tmp_path):
                         input_kind="image", device="cuda")
     x = images(4, size=12, seed=8)
     target = cpu.predict(x)
-    context = ImageContext(channel_mean=np.array([0.5]))
+    context = ImageContext(channel_mean=np.array([0.5]), background=images(10, size=12, seed=9))
     # Separate stores: both adapters have the same fingerprint, so one store would serve the CPU result twice.
     ours = explain_images(cpu, x, target, method, store=ArtifactStore(tmp_path / "cpu"), context=context)
     theirs = explain_images(cuda, x, target, method, store=ArtifactStore(tmp_path / "cuda"), context=context)
