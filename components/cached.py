@@ -96,12 +96,13 @@ def image_context(scenario: str, variant: str | None):
     return compute(scenario_data(scenario, variant)["train"])
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def image_attributions(scenario: str, model: str, variant: str | None, images: np.ndarray, targets: tuple[int, ...],
                        methods: tuple[tuple[str, str], ...], batch_size: int, _progress=None):
     """``{method: ImageAttribution}`` for the images; ``methods`` pairs a name with its params as JSON.
 
-    Disk-cached by core as well, so a restart or another session reuses the maps.
+    Cached by core's disk store only (a hit costs a few ms), not by ``st.cache_data``: the progress
+    callback draws into the page, and st.cache_data would try to replay those elements on a hit
+    outside the block they belong to (CacheReplayClosureError).
     """
     import json
 

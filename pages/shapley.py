@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded
+from components.image_shap import image_shap_section
 from components.text_shap import text_shap_section
 from components.figures.shap import (
     beeswarm_figure,
@@ -72,10 +73,12 @@ st.divider()
 if spec.kind == "text":
     text_shap_section(sel)
     st.stop()
+if spec.kind == "image":
+    image_shap_section(sel)
+    st.stop()
 st.header(f"SHAP on the features of {spec.title} / {sel.model}")
 if spec.kind != "tabular":
-    st.info("SHAP on features here covers table and text models: pick the breast-cancer, titanic or 20 Newsgroups "
-            "scenario in the sidebar.", icon=":material/table:")
+    st.info("SHAP on features covers table, text and image models.", icon=":material/table:")
     st.stop()
 
 with guarded():

@@ -111,6 +111,18 @@ def test_another_class_settings_and_mistakes():
     assert at.selectbox(key="cam_layer").value == "conv2"
 
 
+def test_a_rerun_with_the_same_inputs_reuses_the_maps_without_errors():
+    """Regression: results cached with st.cache_data replayed the progress bar's elements on a hit
+    (CacheReplayClosureError); moving a display slider reruns the page with the same maps."""
+    at = open_page(img_methods=["gradient", "occlusion"])
+    at.slider(key="img_opacity").set_value(0.4).run()
+    assert not at.exception, at.exception
+    at.run()
+    assert not at.exception, at.exception
+    maps = [t for t in grid(at)["data"] if t["type"] == "heatmap" and "Gradient" in t.get("hovertemplate", "")]
+    assert maps and all(t["opacity"] == 0.4 for t in maps)
+
+
 def test_percentile_and_opacity_drive_the_colour_scale():
     at = open_page(img_methods=["gradient_x_input"], img_clip=100.0, img_opacity=1.0)
     spec = grid(at)

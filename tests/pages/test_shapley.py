@@ -20,8 +20,12 @@ def open_page(**state) -> AppTest:
     return at
 
 
+IMAGE_METRICS = ("Mean base value", "Mean |efficiency gap|", "Gap / |score - base|")
+
+
 def shown(at: AppTest) -> dict[str, float]:
-    return {m.label: float(m.value.replace(",", "")) for m in at.metric}
+    """The game's metrics (the default digits scenario also shows the image SHAP section's)."""
+    return {m.label: float(m.value.replace(",", "")) for m in at.metric if m.label not in IMAGE_METRICS}
 
 
 def test_default_game_is_the_restaurant_bill():
@@ -83,10 +87,31 @@ def test_tabular_shap_section_matches_core_and_is_additive():
     assert at.code[-1].value.splitlines()[0].startswith("|--- Sex_male <=")  # the glass-box tree
 
 
-def test_image_scenario_points_to_the_table_scenarios():
-    at = open_page()  # digits
+def test_image_scenario_shows_pixel_shap_beside_integrated_gradients():
+    at = open_page(shap_image_picks=[0, 5], shap_image_samples=100)  # digits
     assert not at.error
-    assert any("breast-cancer, titanic or 20 Newsgroups" in i.value for i in at.info)
+    spec = charts(at)[0]
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[:3] == ["Original", "Expected Gradients (SHAP)", "Integrated Gradients"]
+    metrics = {m.label: m.value for m in at.metric}
+    ratio = float(metrics["Gap / |score - base|"].rstrip("%")) / 100
+    assert 0 <= ratio < 0.1  # Monte Carlo error of 100 samples on the trained digits CNN
+    # The numbers are the engine's for the same images, background and seed.
+    from core.attribution import explain_images, image_context
+    from core.attribution.expected_gradients import ExpectedGradientsParams
+
+    adapter = load("digits", "cnn").adapter
+    test = scenarios_data("digits")["test"]
+    x = np.asarray(test.x[[0, 5]], dtype=np.float32)
+    result = explain_images(adapter, x, adapter.predict(x), "expected_gradients", ExpectedGradientsParams(samples=100),
+                            context=image_context(scenarios_data("digits")["train"]))
+    assert metrics["Mean base value"] == f"{np.mean(result.extras['base_value']):.3f}"
+
+
+def test_scikit_learn_image_model_gets_the_reason_instead():
+    at = open_page(tl_model="logreg")
+    assert not at.error
+    assert any("need a differentiable model" in i.value for i in at.info)
 
 
 def scenarios_data(name):
