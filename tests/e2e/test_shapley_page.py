@@ -21,3 +21,44 @@ def test_restaurant_game_shows_the_lecture_answer(page, app_url, screenshot_dir)
     helpers.assert_no_errors(page)
     for player, value in (("Alice", "180.00"), ("Bob", "360.00"), ("Carol", "460.00")):
         helpers.expect(helpers.metric(page, player)).to_contain_text(value)
+
+
+def open_shapley(page, app_url, scenario: str | None = None) -> None:
+    from core import scenarios
+
+    helpers.open_app(page, app_url)
+    if scenario:
+        spec = scenarios.get_spec(scenario)
+        helpers.select_scenario(page, spec)
+        helpers.wait_for_scenario(page, spec)
+    helpers.sidebar(page).get_by_role("link", name="Shapley values").click()
+    helpers.expect(helpers.main(page).get_by_role("heading", name="Shapley values", level=1)).to_be_visible(
+        timeout=helpers.UI_TIMEOUT_MS)
+
+
+def test_pixel_shap_on_digits(page, app_url, screenshot_dir):
+    open_shapley(page, app_url)
+    main = helpers.main(page)
+    helpers.expect(main.get_by_role("heading", name="SHAP on the pixels of Digits (8x8) / cnn")).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(helpers.metric(page, "Gap / |score - base|")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    grid = main.locator(".stPlotlyChart").last
+    helpers.expect(grid.get_by_text("Expected Gradients (SHAP)")).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "shapley-image.png"), full_page=True)
+    helpers.assert_no_errors(page)
+    gap = float(helpers.metric_value(page, "Gap / |score - base|").rstrip("%"))
+    assert 0 <= gap < 10
+
+
+def test_tabular_shap_on_breast_cancer(page, app_url, screenshot_dir):
+    open_shapley(page, app_url, "breast-cancer")
+    main = helpers.main(page)
+    helpers.expect(main.get_by_role("heading", name="SHAP on the features of Breast cancer (Wisconsin) / gboost")).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(main.locator(".stPlotlyChart").nth(3)).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "shapley-tabular.png"), full_page=True)
+    helpers.assert_no_errors(page)
