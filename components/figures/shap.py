@@ -35,9 +35,15 @@ def waterfall_figure(expl, i: int = 0, max_features: int = 12, target_name: str 
         increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
         totals={"marker": {"color": "#495057"}},
         text=[f"{base:.3f}", *[f"{s:+.3f}" for s in steps], f"{float(expl.output[i]):.3f}"][::-1],
-        textposition="outside",
+        textposition="outside", cliponaxis=False,
         hovertemplate="%{y}<br>%{text}<extra></extra>",
     ))
+    # Room on both sides for the value labels: outside a bar that ends near the axis start, a
+    # negative step's label would otherwise be drawn over the feature names.
+    ends = np.concatenate([[0.0, base], base + np.cumsum(steps)])
+    low, high = float(ends.min()), float(ends.max())
+    pad = 0.18 * max(high - low, 1e-9)
+    fig.update_xaxes(range=[low - pad, high + pad])
     what = f"P({target_name})" if target_name else "the explained output"
     fig.update_layout(title=f"Why row {int(expl.rows[i])}: SHAP values of {what}", height=120 + 32 * (len(labels) + 2),
                       margin={"l": 10, "r": 40, "t": 50, "b": 40}, xaxis_title=what, showlegend=False)

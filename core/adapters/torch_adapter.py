@@ -126,6 +126,27 @@ class TorchAdapter(ModelAdapter):
         # float32 softmax rows can miss 1 by ~1e-7; renormalise in float64 for exact sums.
         return proba / proba.sum(axis=1, keepdims=True)
 
+    def class_probability(self, x: Any, k: int, batch_size: int | None = None) -> np.ndarray:
+        """P(class ``k``) per sample, ndarray of shape (n,), float64.
+
+        The one column perturbation explainers call millions of times: the softmax's other
+        columns are never copied to the host, and rows are not renormalised in float64 (so values
+        can differ from ``predict_proba(x)[:, k]`` by float32 rounding, ~1e-7).
+        """
+        self._check_input(x)
+        torch = self._torch
+
+        def run(chunk: Any) -> np.ndarray:
+            with torch.inference_mode():
+                out = self._module(self.to_tensor(chunk))
+                if self._outputs == "logits":
+                    out = torch.softmax(out.float(), dim=1)
+                return out[:, k].double().cpu().numpy()
+
+        if len(x) == 0:
+            return np.empty((0,))
+        return map_batches(run, x, self.default_batch_size if batch_size is None else batch_size, owner="class_probability")
+
     def layer_names(self) -> list[str]:
         # Leaf modules plus named blocks, in registration order (input side first).
         return [name for name, m in self._module.named_modules() if name and not list(m.children())]

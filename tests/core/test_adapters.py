@@ -361,3 +361,19 @@ def test_text_pipeline_fingerprint_is_a_function_of_content(fingerprint_probe):
     adapter.predict_proba(holdout("newsgroups").x[:3])
     clone = pickle.loads(pickle.dumps(adapter.estimator))
     assert type(adapter)._fingerprint(clone, adapter.class_names) == adapter.fingerprint
+
+def test_torch_class_probability_is_one_column_of_predict_proba():
+    import numpy as np
+    import torch
+
+    from core.adapters.torch_adapter import TorchAdapter
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    adapter = TorchAdapter(module, name="m", class_names=("a", "b", "c"), input_kind="tabular", device="cpu")
+    x = np.random.default_rng(1).normal(size=(50, 5)).astype(np.float32)
+    for k in range(3):
+        column = adapter.class_probability(x, k, batch_size=7)
+        assert column.shape == (50,) and column.dtype == np.float64
+        np.testing.assert_allclose(column, adapter.predict_proba(x)[:, k], atol=1e-6)
+    assert adapter.class_probability(x[:0], 1).shape == (0,)
