@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cached, state
-from components.feedback import guarded
+from components.feedback import guarded, transient_progress
 from components.image_shap import image_shap_section
 from components.text_shap import text_shap_section
 from components.figures.shap import (
@@ -16,6 +16,8 @@ from components.figures.shap import (
     waterfall_figure,
 )
 from core import shapley
+from core.shap_tabular import ShapParams, background_data, explain_tabular
+from core.table_upload import MAX_ROWS, load_table, template_csv
 from core.glassbox import logistic_coefficients
 from core.interactions import strongest_interaction
 
@@ -85,8 +87,13 @@ with guarded():
     splits = cached.scenario_data(sel.scenario, sel.variant)
     loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
 test = splits["test"]
+source = st.radio("Rows to explain", ["Test split", "Your table (CSV)"], horizontal=True, key="shap_source",
+                  help="upload rows with the model's feature columns to explain them with this model")
 c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
-n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
+if source == "Test split":
+    n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
+else:
+    c1.caption(f"Every uploaded row is explained (up to {MAX_ROWS:,}).")
 algorithm = c2.selectbox("Algorithm", ["auto", "tree", "exact", "permutation", "kernel"], key="shap_algorithm",
                          help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
 background = c3.radio("Background", ["sample", "kmeans"], key="shap_background", horizontal=True,
@@ -96,9 +103,28 @@ background_size = c4.number_input("Background size", 10, 300, 100, step=10, key=
 target_options = ["predicted", *range(len(spec.class_names))]
 target = c5.selectbox("Explain the probability of", target_options, key="shap_target",
                       format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
-with guarded():
-    expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), algorithm, background,
-                                   int(background_size), target)
+if source == "Test split":
+    rows_bundle = test
+    with guarded():
+        expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), algorithm, background,
+                                       int(background_size), target)
+else:
+    u1, u2 = st.columns([3, 1])
+    upload = u1.file_uploader(f"CSV with the {len(test.feature_names)} feature columns (and optionally 'label')",
+                              type=["csv"], key="shap_upload")
+    u2.download_button("Template CSV", template_csv(test), file_name=f"trustlens-{sel.scenario}-rows.csv",
+                       mime="text/csv", icon=":material/download:", key="shap_template",
+                       help="the first 20 test rows in the expected format: edit them and upload")
+    if upload is None:
+        st.info("Upload a CSV of rows to explain, or start from the template.", icon=":material/upload:")
+        st.stop()
+    with guarded():
+        rows_bundle = load_table(upload.getvalue(), test.feature_names, spec.class_names, name=upload.name)
+        params = ShapParams(algorithm=algorithm, background=background, background_size=int(background_size))
+        with transient_progress("Computing SHAP values") as progress:
+            expl = explain_tabular(loaded.adapter, rows_bundle, None, background_data(splits["train"], params), params,
+                                   target, progress)
+    u1.caption(f"{upload.name}: {len(rows_bundle)} rows.")
 
 error = float(np.max(np.abs(expl.additivity_error)))
 m1, m2, m3 = st.columns(3)
@@ -109,11 +135,15 @@ m3.metric("Additivity error (max)", f"{error:.1e}",
           help="|base value + sum of SHAP values - model output|, worst row; exact and tree explainers are ~1e-9")
 
 st.subheader("One row: from the base value to the prediction")
-pred = loaded.adapter.predict_proba(test.x[expl.rows]).argmax(axis=1)
-table = pd.DataFrame({"row": expl.rows, "true": [spec.class_names[y] for y in test.y[expl.rows]],
-                      "predicted": [spec.class_names[p] for p in pred], "explained output": expl.output})
-if test.display is not None:
-    table = pd.concat([table, test.display.iloc[expl.rows].reset_index(drop=True)], axis=1)
+pred = loaded.adapter.predict_proba(rows_bundle.x[expl.rows]).argmax(axis=1)
+table = pd.DataFrame({"row": expl.rows})
+if rows_bundle.y is not None:
+    table["true"] = [spec.class_names[y] for y in rows_bundle.y[expl.rows]]
+table["predicted"] = [spec.class_names[p] for p in pred]
+table["explained output"] = expl.output
+if rows_bundle.display is not None:
+    shown_columns = rows_bundle.display.iloc[expl.rows].reset_index(drop=True)
+    table = pd.concat([table, shown_columns.drop(columns=[c for c in shown_columns.columns if c in table.columns])], axis=1)
 left, right = st.columns([1, 1.1])
 with left:
     event = st.dataframe(table, hide_index=True, key="shap_row_table", on_select="rerun", selection_mode="single-row",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e import helpers
@@ -61,4 +63,22 @@ def test_tabular_shap_on_breast_cancer(page, app_url, screenshot_dir):
     helpers.wait_settled(page)
     helpers.wait_painted(page)
     page.screenshot(path=str(screenshot_dir / "shapley-tabular.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+
+def test_uploaded_rows_are_explained(page, app_url, screenshot_dir, tmp_path):
+    from core.scenarios import load_data
+    from core.table_upload import template_csv
+
+    csv = tmp_path / "my-passengers.csv"
+    csv.write_bytes(template_csv(load_data("titanic")["test"], rows=7))
+    open_shapley(page, app_url, "titanic")
+    helpers.click_radio(page, "Rows to explain", "Your table (CSV)")
+    main = helpers.main(page)
+    main.locator("input[type=file]").set_input_files(str(csv))
+    helpers.expect(main.get_by_text("my-passengers.csv: 7 rows.")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(main.get_by_text(re.compile(r"^Why row 0: SHAP values"))).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "shapley-upload.png"), full_page=True)
     helpers.assert_no_errors(page)
