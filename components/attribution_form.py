@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import streamlit as st
 
 from core.attribution.gradcam import INTERPOLATIONS, GradCamParams
 from core.attribution.expected_gradients import ExpectedGradientsParams

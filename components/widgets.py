@@ -57,3 +57,23 @@ def _device_label() -> str:
     from components.cached import device_label
 
     return device_label()
+
+
+def require_kind(sel: state.Selection, kind: str, icon: str) -> None:
+    """Stop the page with a pointer to the right scenarios when the selected one is not of ``kind``."""
+    if sel.spec.kind != kind:
+        names = ", ".join(s.title for s in scenarios.SCENARIOS.values() if s.kind == kind)
+        st.info(f"This page explains {kind} models: pick {'an' if kind[0] in 'aeiou' else 'a'} {kind} scenario in the "
+                f"sidebar ({names}).", icon=icon)
+        st.stop()
+
+
+def scenario_test_split(sel: state.Selection):
+    """(adapter, splits, test split, test probabilities) of the selected model; errors shown, page stopped."""
+    from components import cached
+    from components.feedback import guarded
+
+    with guarded():
+        splits = cached.scenario_data(sel.scenario, sel.variant)
+        loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
+    return loaded.adapter, splits, splits["test"], cached.predictions(sel.scenario, sel.model, sel.variant, "test")

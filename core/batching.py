@@ -41,23 +41,12 @@ def map_batches(
         Rows per call. On an out-of-memory error the batch is halved and retried (logged),
         down to a single row, after which the error propagates.
     """
-    batch_size = check_int("batch_size", batch_size, owner)
-    n = len(x)
     outputs: list[np.ndarray] = []
-    start = 0
-    while start < n:
-        stop = min(n, start + batch_size)
-        try:
-            outputs.append(np.asarray(fn(x[start:stop])))
-        except Exception as exc:
-            if not _is_out_of_memory(exc) or batch_size == 1:
-                raise
-            batch_size = max(1, batch_size // 2)
-            log.warning("%s: out of memory, retrying with batch_size=%d", owner, batch_size)
-            _empty_device_cache()
-            continue
-        start = stop
-        report(progress, start / n, f"{message}: {start}/{n}")
+
+    def step(start: int, stop: int) -> None:
+        outputs.append(np.asarray(fn(x[start:stop])))  # appended only once the slice succeeded
+
+    for_each_range(step, len(x), batch_size, owner=owner, progress=progress, message=message)
     if not outputs:
         return np.empty((0,))
     return np.concatenate(outputs, axis=0)

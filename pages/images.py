@@ -8,12 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from components import cached, state
+from components.widgets import require_kind, scenario_test_split
 from components.attribution_form import method_params
 from components.feedback import guarded, transient_progress
 from components.figures.attributions import attribution_grid, occlusion_probability_figure
 from components.image_export import grid_png, maps_npz
 from components.samples import sample_label
-from core import browse, scenarios
+from core import browse
 from core.attribution import get_method, method_names, resolve_targets, supported_methods
 from core.image_upload import load_image
 
@@ -26,18 +27,8 @@ st.title("Image explanations")
 st.caption("Which pixels made the model decide? Occlusion hides a patch and watches the class probability; "
            "gradient methods ask how the class score changes with each pixel. Seen side by side, as in the lecture, "
            "the maps agree on some things and not on others, and plain gradients are noisy.")
-if spec.kind != "image":
-    names = ", ".join(s.title for s in scenarios.SCENARIOS.values() if s.kind == "image")
-    st.info(f"This page explains image models: pick an image scenario in the sidebar ({names}).",
-            icon=":material/image:")
-    st.stop()
-
-with guarded():
-    splits = cached.scenario_data(sel.scenario, sel.variant)
-    loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
-adapter = loaded.adapter
-test = splits["test"]
-test_proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
+require_kind(sel, "image", ":material/image:")
+adapter, splits, test, test_proba = scenario_test_split(sel)
 class_names = adapter.class_names
 image_shape = tuple(int(s) for s in np.asarray(test.x).shape[1:])
 

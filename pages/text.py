@@ -5,11 +5,12 @@ from dataclasses import replace
 import streamlit as st
 
 from components import cached, state
+from components.widgets import require_kind, scenario_test_split
 from components.feedback import guarded, transient_progress
 from components.figures.text import deletion_figure, probabilities_figure, stability_figure
 from components.text_view import show_explanation
 from components.samples import sample_label
-from core import browse, scenarios
+from core import browse
 from core.lime_text import FEATURE_SELECTIONS, LimeParams
 from core.text_methods import (
     METHOD_TITLES,
@@ -32,18 +33,8 @@ st.title("Text explanations")
 st.caption("LIME removes words at random thousands of times and fits a weighted linear model to how the "
            "prediction changes: each word's weight is its local effect on the probability of the explained class. "
            "Two models can be equally accurate for very different reasons.")
-if spec.kind != "text":
-    names = ", ".join(s.title for s in scenarios.SCENARIOS.values() if s.kind == "text")
-    st.info(f"This page explains text models: pick a text scenario in the sidebar ({names}).",
-            icon=":material/article:")
-    st.stop()
-
-with guarded():
-    splits = cached.scenario_data(sel.scenario, sel.variant)
-    loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
-adapter = loaded.adapter
-test = splits["test"]
-test_proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
+require_kind(sel, "text", ":material/article:")
+adapter, splits, test, test_proba = scenario_test_split(sel)
 
 # -- the document -----------------------------------------------------------------------------------
 source = st.radio("Document", ["A test document", "Your own text"], horizontal=True, key="text_source")

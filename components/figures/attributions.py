@@ -76,7 +76,7 @@ def attribution_grid(
     fig = make_subplots(rows=n, cols=n_cols, column_titles=column_titles,
                         horizontal_spacing=0.012, vertical_spacing=0.02 if n > 1 else 0.0,
                         column_widths=[1.0] * (n_cols - 1) + [1.4])
-    height, width = images.shape[2], images.shape[3]
+    width = images.shape[3]
     for r in range(n):
         grey = greyscale(images[r])
         _image_trace(fig, grey, r + 1, 1, hover="pixel %{z:.2f}<extra>original</extra>")
