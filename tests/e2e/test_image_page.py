@@ -25,10 +25,13 @@ def open_image_page(page, app_url, scenario: str) -> None:
 
 
 def grid_titles(page) -> list[str]:
-    """The column titles of the attribution grid (plotly annotations)."""
+    """The column titles of the attribution grid (plotly annotations), each line joined by a space."""
     grid = helpers.main(page).locator(".stPlotlyChart").first
     helpers.expect(grid.locator("g.annotation-text-g").first).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
-    return grid.locator("g.annotation-text-g text").all_text_contents()
+    # A title broken with <br> is drawn as one <tspan> per line, whose text contents run together.
+    return grid.locator("g.annotation-text-g text").evaluate_all(
+        "texts => texts.map(t => { const lines = t.querySelectorAll('tspan.line');"
+        " return lines.length ? Array.from(lines).map(l => l.textContent).join(' ') : t.textContent; })")
 
 
 @pytest.mark.parametrize("scenario", ["digits", "mnist"])
