@@ -297,6 +297,54 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sanity(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from core import scenarios
+    from core.attribution import explain_images, get_method, image_context, resolve_targets
+    from core.sanity import faithfulness_curves, randomization_test
+
+    spec = _scenario_of_kind(args.scenario, "image", "Sanity checks")
+    method = get_method(args.method)
+    model = spec.model(args.model or spec.default_model).name
+    splits = scenarios.load_data(args.scenario, args.variant)
+    test = splits["test"]
+    _check_index(args, len(test), "images")
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
+    adapter = loaded.adapter
+    x = np.asarray(test.x[args.index:args.index + 1], dtype=np.float32)
+    target = resolve_targets(adapter, x, "predicted")
+    context = image_context(splits["train"])
+    started = time.perf_counter()
+    randomization = randomization_test(adapter, x, target, {args.method: None}, mode=args.mode, context=context,
+                                       progress=_stderr_progress(args.quiet))[args.method]
+    heat = explain_images(adapter, x, target, args.method, context=context).heatmap()
+    curves = faithfulness_curves(adapter, x, target, heat, method=args.method, steps=args.steps, fill=args.fill,
+                                 context=context)
+    report = {
+        "scenario": args.scenario, "model": model, "index": args.index, "method": args.method,
+        "target": int(target[0]), "target_name": adapter.class_names[int(target[0])], "mode": args.mode,
+        "randomization": [{"stage": stage, **{k: float(v[s, 0]) for k, v in randomization.similarity.items()}}
+                          for s, stage in enumerate(randomization.stages)],
+        "randomization_verdict": randomization.verdict(),
+        "faithfulness": {"steps": args.steps, "fill": args.fill, "areas": curves.areas()},
+        "faithfulness_verdict": curves.verdict(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.scenario}/{model} test image {args.index}: {method.title} toward {report['target_name']}")
+        print(f"{args.mode} randomisation: similarity to the original map (Spearman |values|, SSIM, top-10 % overlap)")
+        for row in report["randomization"]:
+            print(f"  {row['stage']:<18} {row['spearman']:+.3f}  {row['ssim']:+.3f}  {row['top_k']:.2f}")
+        print(f"  -> {report['randomization_verdict']}")
+        print(f"deletion / insertion ({args.steps} steps, {args.fill} fill): areas "
+              + ", ".join(f"{k} {v:.3f}" for k, v in report["faithfulness"]["areas"].items()))
+        print(f"  -> {report['faithfulness_verdict']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -382,6 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "true, probabilities, params, extras, out as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("sanity", help="randomisation test and deletion / insertion curves of one test image's map")
+    p.add_argument("scenario", help="an image scenario (digits, mnist)")
+    p.add_argument("--method", required=True, metavar="M", help="an image attribution method (see 'explain')")
+    p.add_argument("--index", type=int, required=True, metavar="I", help="image of the test split")
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--variant", default=None, help="dataset variant")
+    p.add_argument("--mode", choices=("cascading", "independent"), default="cascading",
+                   help="randomise layers from the output down, cumulatively (default), or one at a time")
+    p.add_argument("--steps", type=int, default=20, help="points of the deletion / insertion curves (default 20)")
+    p.add_argument("--fill", choices=("zero", "mean", "blur"), default="zero", help="what a deleted pixel becomes")
+    p.add_argument("--json", action="store_true", help="print randomization (stage, spearman, ssim, top_k), "
+                   "faithfulness areas and verdicts as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_sanity)
     return parser
 
 

@@ -1,0 +1,393 @@
+"""Can the explanation be trusted? Sanity checks and faithfulness for image attributions.
+
+- Model parameter randomisation (Adebayo et al. 2018): re-initialise the weights layer by layer
+  from the output down (cascading) or one layer at a time (independent), re-explain, and measure
+  how similar the maps stay. A method whose maps survive randomisation is not explaining the model.
+- Data randomisation: the same architecture trained on permuted labels (:func:`random_label_model`).
+- Faithfulness: deletion and insertion curves (Petsiuk et al. 2018): remove (or add) pixels in
+  order of attribution and watch the class probability, against random orders.
+- Agreement: rank correlation and top-k overlap between methods' maps.
+- Stability: max-sensitivity, the largest relative change of a map under small input noise.
+
+Everything runs through :func:`core.attribution.explain_images` (batched, on the model's device,
+cached by content) or batched ``predict_proba`` calls.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.adapters.base import ModelAdapter
+from core.attribution import ImageContext, explain_images, get_method
+from core.attribution.occlusion import fill_images, OcclusionParams
+from core.batching import for_each_range
+from core.errors import ParameterError, check_int
+from core.progress import ProgressCallback, report, subrange
+from core.store import ArtifactStore
+
+MODES = ("cascading", "independent")
+TOP_K_FRACTION = 0.1
+
+
+# -- similarity of maps ---------------------------------------------------------------------------
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis (ties share their mean rank), float64."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, axis=-1)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation per row of (n, d) arrays.
+
+    A constant row (an all-zero Grad-CAM map) has no ranking: it scores 1 against an identical
+    row and 0 against anything else.
+    """
+    ra, rb = _ranks(a), _ranks(b)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (ra * rb).sum(axis=1) / denominator
+    identical = np.all(np.asarray(a) == np.asarray(b), axis=1)
+    return np.where(denominator > 0, out, np.where(identical, 1.0, 0.0))
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, fraction: float = TOP_K_FRACTION) -> np.ndarray:
+    """Share of the top ``fraction`` features of ``a`` (by value) that are also in ``b``'s, per row."""
+    k = max(1, int(round(fraction * a.shape[1])))
+    top_a = np.argsort(-a, axis=1, kind="stable")[:, :k]
+    top_b = np.argsort(-b, axis=1, kind="stable")[:, :k]
+    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
+
+
+def ssim(a: np.ndarray, b: np.ndarray, window: int = 3) -> np.ndarray:
+    """Structural similarity (Wang et al. 2004) of (n, H, W) maps, each scaled to [0, 1]; mean per map.
+
+    Uniform ``window`` x ``window`` neighbourhoods (3 suits 8x8 digits as well as 28x28 MNIST).
+    """
+    from scipy.ndimage import uniform_filter
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        low = m.min(axis=(1, 2), keepdims=True)
+        span = m.max(axis=(1, 2), keepdims=True) - low
+        return np.where(span > 0, (m - low) / np.where(span > 0, span, 1), 0.0)
+
+    a, b = unit(np.asarray(a, dtype=np.float64)), unit(np.asarray(b, dtype=np.float64))
+    size = (1, window, window)
+    mu_a, mu_b = uniform_filter(a, size), uniform_filter(b, size)
+    var_a = uniform_filter(a * a, size) - mu_a ** 2
+    var_b = uniform_filter(b * b, size) - mu_b ** 2
+    cov = uniform_filter(a * b, size) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    score = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return score.mean(axis=(1, 2))
+
+
+def map_similarity(reference: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
+    """Spearman of |values|, SSIM of |values| and top-10 % overlap of |values|, each of shape (n,)."""
+    ref, oth = np.abs(reference), np.abs(other)
+    flat_ref, flat_oth = ref.reshape(len(ref), -1), oth.reshape(len(oth), -1)
+    return {"spearman": spearman(flat_ref, flat_oth), "ssim": ssim(ref, oth),
+            "top_k": top_k_overlap(flat_ref, flat_oth)}
+
+
+# -- model parameter randomisation -----------------------------------------------------------------
+
+
+def parameter_layers(module: Any) -> list[str]:
+    """Leaf layers with weights, from the input side to the output side."""
+    return [name for name, m in module.named_modules()
+            if name and not list(m.children()) and any(p.requires_grad for p in m.parameters(recurse=False))]
+
+
+def randomized_module(module: Any, layers: list[str], seed: int) -> Any:
+    """A deep copy of ``module`` whose ``layers`` are re-initialised (``reset_parameters``, seeded)."""
+    import torch
+
+    clone = copy.deepcopy(module)
+    named = dict(clone.named_modules())
+    for i, name in enumerate(layers):
+        layer = named[name]
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed * 1000 + i)
+        try:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+            else:
+                with torch.no_grad():
+                    for p in layer.parameters(recurse=False):
+                        p.normal_(0.0, 0.05)
+        finally:
+            torch.random.set_rng_state(generator_state)
+    return clone.eval()
+
+
+@dataclass(frozen=True, eq=False)
+class RandomizationResult:
+    """One method's maps and similarities across randomisation stages.
+
+    Attributes
+    ----------
+    stages : tuple of str
+        ``"original"`` then, cascading: ``"up to fc2"``, ``"up to fc1"``...; independent: ``"fc2"``...
+    heatmaps : ndarray of shape (n_stages, n, H, W)
+    similarity : dict metric -> ndarray of shape (n_stages, n)
+        Similarity of each stage's map to the original's (1 at the original stage).
+    """
+
+    method: str
+    mode: str
+    stages: tuple[str, ...]
+    heatmaps: np.ndarray
+    similarity: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def mean(self, metric: str = "spearman") -> np.ndarray:
+        """Mean similarity over images per stage, shape (n_stages,)."""
+        return self.similarity[metric].mean(axis=1)
+
+    def verdict(self, threshold: float = 0.5) -> str:
+        """A one-line reading of the numbers (fully randomised stage, Spearman of |values|)."""
+        final = float(self.mean()[-1])
+        if final < threshold:
+            return (f"passes: its maps change when the weights are randomised (rank correlation {final:.2f} "
+                    f"with every layer random)")
+        return (f"fails: its maps barely change with random weights (rank correlation {final:.2f} with every layer "
+                "random); it shows the input more than the model")
+
+
+def randomization_test(
+    adapter: ModelAdapter,
+    x: np.ndarray,
+    target: np.ndarray,
+    methods: dict[str, Any],
+    *,
+    mode: str = "cascading",
+    seed: int = 0,
+    batch_size: int = 256,
+    context: ImageContext | None = None,
+    progress: ProgressCallback | None = None,
+    store: ArtifactStore | None = None,
+) -> dict[str, RandomizationResult]:
+    """Model parameter randomisation test for several methods on the same images and targets.
+
+    The targets stay those of the original model, so every stage explains the same class.
+    """
+    if mode not in MODES:
+        raise ParameterError(f"The 'mode' parameter of randomization_test must be one of {MODES}. Got {mode!r} instead.")
+    module = adapter.torch_module()
+    if module is None:
+        raise ParameterError(f"The randomisation test re-initialises weights, which needs a torch model; "
+                             f"{adapter.info.name!r} is {adapter.info.framework}.",
+                             hint="pick a torch model (the CNNs).")
+    from core.adapters.torch_adapter import TorchAdapter
+
+    layers = parameter_layers(module)[::-1]  # output side first
+    stages: list[tuple[str, list[str]]] = [("original", [])]
+    if mode == "cascading":
+        stages += [(f"up to {name}", layers[: i + 1]) for i, name in enumerate(layers)]
+    else:
+        stages += [(name, [name]) for name in layers]
+    heat: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for s, (label, randomized) in enumerate(stages):
+        stage_adapter = adapter if not randomized else TorchAdapter(
+            randomized_module(module, randomized, seed), name=f"{adapter.info.name}[{label}]",
+            class_names=adapter.class_names, input_kind="image", outputs=getattr(adapter, "outputs", "logits"),
+            device=getattr(adapter, "device", None))
+        for j, (method, params) in enumerate(methods.items()):
+            step = s * len(methods) + j
+            result = explain_images(stage_adapter, x, target, method, params, batch_size=batch_size, context=context,
+                                    store=store, progress=subrange(progress, step / (len(stages) * len(methods)),
+                                                                   (step + 1) / (len(stages) * len(methods))))
+            heat[method].append(result.heatmap())
+        report(progress, (s + 1) / len(stages), f"randomisation: {label}")
+    out = {}
+    for method, maps in heat.items():
+        stacked = np.stack(maps)
+        sims = [map_similarity(stacked[0], stacked[s]) for s in range(len(stages))]
+        out[method] = RandomizationResult(method, mode, tuple(label for label, _ in stages), stacked,
+                                          {k: np.stack([sim[k] for sim in sims]) for k in sims[0]})
+    return out
+
+
+# -- faithfulness: deletion and insertion ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class FaithfulnessCurves:
+    """Class probability as pixels are deleted or inserted in order of attribution.
+
+    Attributes
+    ----------
+    fractions : ndarray of shape (steps + 1,)
+        Share of pixels removed (deletion) or restored (insertion) at each point.
+    curves : dict name -> ndarray of shape (n, steps + 1)
+        ``deletion`` (most relevant first), ``deletion_least`` (least relevant first),
+        ``insertion`` (most relevant first), and ``deletion_random`` / ``insertion_random``
+        (mean over random orders).
+    """
+
+    method: str
+    fractions: np.ndarray
+    curves: dict[str, np.ndarray]
+
+    def area(self, name: str) -> np.ndarray:
+        """Area under a curve per image (trapezoid over the fraction axis), shape (n,)."""
+        c = self.curves[name]
+        return ((c[:, 1:] + c[:, :-1]) / 2 * np.diff(self.fractions)).sum(axis=1)
+
+    def areas(self) -> dict[str, float]:
+        return {name: float(self.area(name).mean()) for name in self.curves}
+
+    def verdict(self) -> str:
+        a = self.areas()
+        deletion_ok = a["deletion"] < a["deletion_random"]
+        insertion_ok = a["insertion"] > a["insertion_random"]
+        if deletion_ok and insertion_ok:
+            return (f"faithful: deleting its top pixels drops the probability faster than random (area "
+                    f"{a['deletion']:.3f} vs {a['deletion_random']:.3f}) and inserting them raises it faster "
+                    f"({a['insertion']:.3f} vs {a['insertion_random']:.3f})")
+        if not deletion_ok and not insertion_ok:
+            return (f"does not beat random deletion ({a['deletion']:.3f} vs {a['deletion_random']:.3f}) nor random "
+                    f"insertion ({a['insertion']:.3f} vs {a['insertion_random']:.3f})")
+        which = "insertion" if deletion_ok else "deletion"
+        return f"mixed: beats random on {'deletion' if deletion_ok else 'insertion'} but not on {which}"
+
+
+def faithfulness_curves(
+    adapter: ModelAdapter,
+    x: np.ndarray,
+    target: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    method: str = "",
+    steps: int = 20,
+    fill: str = "zero",
+    random_orders: int = 3,
+    seed: int = 0,
+    batch_size: int = 512,
+    context: ImageContext | None = None,
+    progress: ProgressCallback | None = None,
+) -> FaithfulnessCurves:
+    """Deletion / insertion curves of one map per image.
+
+    Parameters
+    ----------
+    heatmap : ndarray of shape (n, H, W)
+        Pixel relevance (signed maps: larger = more evidence for the target).
+    steps : int
+        Points after the start; each removes / restores ``1 / steps`` of the pixels.
+    fill : {"zero", "mean", "blur"}
+        What a deleted pixel becomes (and what an insertion starts from).
+    """
+    steps = check_int("steps", steps, "faithfulness_curves")
+    random_orders = check_int("random_orders", random_orders, "faithfulness_curves", minimum=0)
+    x = np.asarray(x, dtype=np.float32)
+    n, _c, height, width = x.shape
+    d = height * width
+    heat = np.asarray(heatmap, dtype=np.float64).reshape(n, d)
+    fill_x = fill_images(x, OcclusionParams(fill=fill), context)
+    rng = np.random.default_rng(seed)
+    # Orders (n, n_orders, d): position of each pixel in the removal order.
+    orders = [np.argsort(-heat, axis=1, kind="stable"), np.argsort(heat, axis=1, kind="stable")]
+    orders += [np.stack([rng.permutation(d) for _ in range(n)]) for _ in range(random_orders)]
+    ranks = np.empty((n, len(orders), d), dtype=np.int64)
+    for o, order in enumerate(orders):
+        np.put_along_axis(ranks[:, o], order, np.arange(d)[None].repeat(n, 0), axis=1)
+    counts = np.round(np.linspace(0, d, steps + 1)).astype(np.int64)
+    # Rows: image x order x step x {deletion, insertion}.
+    n_orders, n_points = len(orders), steps + 1
+    total = n * n_orders * n_points * 2
+    proba = np.empty(total, dtype=np.float64)
+
+    def step(start: int, stop: int) -> None:
+        rows = np.arange(start, stop)
+        image = rows // (n_orders * n_points * 2)
+        order = rows // (n_points * 2) % n_orders
+        point = rows // 2 % n_points
+        insertion = rows % 2 == 1
+        hidden = ranks[image, order] < counts[point][:, None]  # the first k pixels of the order
+        hidden = np.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
+        batch = np.where(hidden, fill_x[image], x[image])
+        proba[start:stop] = adapter.predict_proba(batch, len(batch))[np.arange(len(rows)), target[image]]
+
+    for_each_range(step, total, batch_size, owner="faithfulness_curves", progress=progress, message="deletion / insertion")
+    p = proba.reshape(n, n_orders, n_points, 2)
+    curves = {"deletion": p[:, 0, :, 0], "deletion_least": p[:, 1, :, 0], "insertion": p[:, 0, :, 1]}
+    if random_orders:
+        curves["deletion_random"] = p[:, 2:, :, 0].mean(axis=1)
+        curves["insertion_random"] = p[:, 2:, :, 1].mean(axis=1)
+    return FaithfulnessCurves(method, counts / d, curves)
+
+
+# -- agreement and stability -----------------------------------------------------------------------
+
+
+def agreement(heatmaps: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, Spearman (m, m, n), top-10 % overlap (m, m, n)) between every pair of methods' |maps|."""
+    names = list(heatmaps)
+    flat = {k: np.abs(np.asarray(v, dtype=np.float64)).reshape(len(v), -1) for k, v in heatmaps.items()}
+    n = len(next(iter(flat.values())))
+    rho = np.ones((len(names), len(names), n))
+    top = np.ones((len(names), len(names), n))
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if j > i:
+                rho[i, j] = rho[j, i] = spearman(flat[a], flat[b])
+                top[i, j] = top_k_overlap(flat[a], flat[b])
+                top[j, i] = top_k_overlap(flat[b], flat[a])
+    return names, rho, top
+
+
+def max_sensitivity(
+    adapter: ModelAdapter,
+    x: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    params: Any = None,
+    *,
+    radius: float = 0.02,
+    samples: int = 8,
+    seed: int = 0,
+    batch_size: int = 256,
+    context: ImageContext | None = None,
+    store: ArtifactStore | None = None,
+) -> np.ndarray:
+    """max_j ||e(x + u_j) - e(x)|| / ||e(x)|| over ``samples`` uniform perturbations in [-radius, radius], shape (n,)."""
+    samples = check_int("samples", samples, "max_sensitivity")
+    x = np.asarray(x, dtype=np.float32)
+    n = len(x)
+    noise = np.random.default_rng(seed).uniform(-radius, radius, size=(n * samples, *x.shape[1:])).astype(np.float32)
+    noisy = np.repeat(x, samples, axis=0) + noise
+    base = explain_images(adapter, x, target, method, params, batch_size=batch_size, context=context, store=store)
+    moved = explain_images(adapter, noisy, np.repeat(target, samples), method, params, batch_size=batch_size,
+                           context=context, store=store)
+    ref = base.heatmap().reshape(n, -1)
+    diff = moved.heatmap().reshape(n, samples, -1) - ref[:, None]
+    norm = np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
+    return (np.linalg.norm(diff, axis=2).max(axis=1) / norm).astype(np.float64)
+
+
+SEEDED = ("smoothgrad", "expected_gradients", "integrated_gradients")
+
+
+def seed_stability(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, method: str, params: Any = None,
+                   seeds: int = 5, *, batch_size: int = 256, context: ImageContext | None = None,
+                   store: ArtifactStore | None = None) -> np.ndarray:
+    """Mean pairwise Spearman of |maps| over ``seeds`` seeds of a sampling method, shape (n,)."""
+    from dataclasses import replace
+
+    spec = get_method(method)
+    params = spec.params_type() if params is None else params
+    if not hasattr(params, "seed"):
+        raise ParameterError(f"{spec.title} has no random seed: its maps do not vary across seeds.")
+    heats = [explain_images(adapter, x, target, method, replace(params, seed=s), batch_size=batch_size,
+                            context=context, store=store).heatmap().reshape(len(x), -1) for s in range(seeds)]
+    pairs = [spearman(np.abs(heats[i]), np.abs(heats[j])) for i in range(seeds) for j in range(i + 1, seeds)]
+    return np.mean(pairs, axis=0)
