@@ -21,6 +21,7 @@ page = st.navigation(
         st.Page("pages/calibration.py", title="Calibration", icon=":material/speed:"),
         st.Page("pages/images.py", title="Image explanations", icon=":material/image_search:"),
         st.Page("pages/text.py", title="Text explanations", icon=":material/article:"),
+        st.Page("pages/trust.py", title="Trust checks", icon=":material/verified:"),
         st.Page("pages/shapley.py", title="Shapley values", icon=":material/groups:"),
     ]
 )
