@@ -232,30 +232,38 @@ def cmd_lime(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _test_image(args: argparse.Namespace, what: str):
+    """(model name, splits, adapter, x (1, C, H, W), y (1,)) of the test image ``args.index``."""
+    import numpy as np
+
+    from core import scenarios
+
+    spec = _scenario_of_kind(args.scenario, "image", what)
+    model = spec.model(args.model or spec.default_model).name
+    splits = scenarios.load_data(args.scenario, args.variant)
+    test = splits["test"]
+    _check_index(args, len(test), "images")
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
+    x = np.asarray(test.x[args.index:args.index + 1], dtype=np.float32)
+    return model, splits, loaded.adapter, x, np.asarray(test.y[args.index:args.index + 1])
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
 
-    from core import scenarios
     from core.attribution import explain_images, get_method, image_context, resolve_targets
     from core.errors import ParameterError
 
-    spec = _scenario_of_kind(args.scenario, "image", "Image attributions")
+    _scenario_of_kind(args.scenario, "image", "Image attributions")
     method = get_method(args.method)  # unknown names fail before loading anything
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ParameterError(f"--out must name a .npz file; got {args.out!r}.", hint="e.g. --out maps.npz")
     if not out.parent.is_dir():
         raise ParameterError(f"--out {args.out!r}: the folder {str(out.parent)!r} does not exist.")
-    model = spec.model(args.model or spec.default_model).name
-    splits = scenarios.load_data(args.scenario, args.variant)
-    test = splits["test"]
-    _check_index(args, len(test), "images")
-    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
-    adapter = loaded.adapter
-    x = np.asarray(test.x[args.index:args.index + 1], dtype=np.float32)
-    y = np.asarray(test.y[args.index:args.index + 1])
+    model, splits, adapter, x, y = _test_image(args, "Image attributions")
     target_arg: Any = args.target
     if target_arg not in ("predicted", "true") and target_arg.lstrip("-").isdigit():
         target_arg = int(target_arg)
@@ -298,21 +306,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from core import scenarios
     from core.attribution import explain_images, get_method, image_context, resolve_targets
     from core.sanity import faithfulness_curves, randomization_test
 
-    spec = _scenario_of_kind(args.scenario, "image", "Sanity checks")
+    _scenario_of_kind(args.scenario, "image", "Sanity checks")
     method = get_method(args.method)
-    model = spec.model(args.model or spec.default_model).name
-    splits = scenarios.load_data(args.scenario, args.variant)
-    test = splits["test"]
-    _check_index(args, len(test), "images")
-    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
-    adapter = loaded.adapter
-    x = np.asarray(test.x[args.index:args.index + 1], dtype=np.float32)
+    model, splits, adapter, x, _y = _test_image(args, "Sanity checks")
     target = resolve_targets(adapter, x, "predicted")
     context = image_context(splits["train"])
     started = time.perf_counter()
@@ -343,6 +342,14 @@ def cmd_sanity(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v:.3f}" for k, v in report["faithfulness"]["areas"].items()))
         print(f"  -> {report['faithfulness_verdict']}")
     return EXIT_OK
+
+
+def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: str, variant_help: str) -> None:
+    """The arguments every one-sample verb takes: SCENARIO, --index, --model, --variant."""
+    p.add_argument("scenario", help=scenario_help)
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--index", type=int, required=True, metavar="I", help=f"{noun} of the test split")
+    p.add_argument("--variant", default=None, help=variant_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,10 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_shapley_game)
 
     p = sub.add_parser("shap", help="SHAP values of one test row of a tabular scenario (background: the train split)")
-    p.add_argument("scenario", help="a tabular scenario (breast-cancer, titanic)")
-    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
-    p.add_argument("--index", type=int, required=True, metavar="I", help="row of the test split to explain")
-    p.add_argument("--variant", default=None, help="dataset variant")
+    _add_sample_arguments(p, "a tabular scenario (breast-cancer, titanic)", "row to explain", "dataset variant")
     p.add_argument("--algorithm", default="auto", help="auto, tree, exact, permutation or kernel (default auto)")
     p.add_argument("--background-size", type=int, default=100, help="background rows sampled from train (default 100)")
     p.add_argument("--json", action="store_true", help="print scenario, model, index, target, target_name, algorithm, "
@@ -400,10 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_shap)
 
     p = sub.add_parser("lime", help="LIME word weights for one test document of a text scenario")
-    p.add_argument("scenario", help="a text scenario (newsgroups)")
-    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
-    p.add_argument("--index", type=int, required=True, metavar="I", help="document of the test split to explain")
-    p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
+    _add_sample_arguments(p, "a text scenario (newsgroups)", "document to explain",
+                          "dataset variant (newsgroups: headers, no-headers)")
     p.add_argument("--num-samples", type=int, default=5000, metavar="N", help="perturbed documents (default 5000)")
     p.add_argument("--num-features", type=int, default=10, metavar="K", help="words in the explanation (default 10)")
     p.add_argument("--feature-selection", default="auto", help="auto, forward_selection, highest_weights or none")
@@ -415,16 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lime)
 
     p = sub.add_parser("explain", help="attribution map of one test image of an image scenario, written to .npz")
-    p.add_argument("scenario", help="an image scenario (digits, mnist)")
+    _add_sample_arguments(p, "an image scenario (digits, mnist)", "image to explain", "dataset variant")
     p.add_argument("--method", required=True, metavar="M",
                    help="occlusion, gradient, gradient_x_input, smoothgrad, guided_backprop, integrated_gradients, "
-                        "grad_cam, guided_grad_cam or lrp (default parameters)")
-    p.add_argument("--index", type=int, required=True, metavar="I", help="image of the test split to explain")
+                        "expected_gradients, grad_cam, guided_grad_cam or lrp (default parameters)")
     p.add_argument("--target", default="predicted", metavar="T",
                    help="class to explain: predicted (default), true, a class index or a class name")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write maps, heatmap, target, predicted...")
-    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
-    p.add_argument("--variant", default=None, help="dataset variant")
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="rows per forward/backward pass (default 256)")
     p.add_argument("--json", action="store_true", help="print scenario, model, index, method, predicted, target, "
                    "true, probabilities, params, extras, out as JSON")
@@ -432,11 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("sanity", help="randomisation test and deletion / insertion curves of one test image's map")
-    p.add_argument("scenario", help="an image scenario (digits, mnist)")
+    _add_sample_arguments(p, "an image scenario (digits, mnist)", "image", "dataset variant")
     p.add_argument("--method", required=True, metavar="M", help="an image attribution method (see 'explain')")
-    p.add_argument("--index", type=int, required=True, metavar="I", help="image of the test split")
-    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
-    p.add_argument("--variant", default=None, help="dataset variant")
     p.add_argument("--mode", choices=("cascading", "independent"), default="cascading",
                    help="randomise layers from the output down, cumulatively (default), or one at a time")
     p.add_argument("--steps", type=int, default=20, help="points of the deletion / insertion curves (default 20)")
