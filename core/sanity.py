@@ -24,6 +24,7 @@ import numpy as np
 from core.adapters.base import ModelAdapter
 from core.attribution import ImageContext, explain_images, get_method
 from core.attribution.occlusion import fill_images, OcclusionParams
+from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
@@ -306,16 +307,31 @@ def faithfulness_curves(
     total = n * n_orders * n_points * 2
     proba = np.empty(total, dtype=np.float64)
 
-    def step(start: int, stop: int) -> None:
-        rows = np.arange(start, stop)
-        image = rows // (n_orders * n_points * 2)
-        order = rows // (n_points * 2) % n_orders
-        point = rows // 2 % n_points
-        insertion = rows % 2 == 1
-        hidden = ranks[image, order] < counts[point][:, None]  # the first k pixels of the order
-        hidden = np.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
-        batch = np.where(hidden, fill_x[image], x[image])
-        proba[start:stop] = adapter.predict_proba(batch, len(batch))[np.arange(len(rows)), target[image]]
+    def decode(rows: Any) -> tuple[Any, Any, Any, Any]:
+        return (rows // (n_orders * n_points * 2), rows // (n_points * 2) % n_orders, rows // 2 % n_points,
+                rows % 2 == 1)
+
+    if adapter.torch_module() is not None:
+        # Masks and batches built on the model's device (no host copies of the images).
+        torch, _module, device = torch_parts(adapter)
+        xt, ft = to_device(torch, x, device), to_device(torch, fill_x, device)
+        ranks_t = torch.as_tensor(ranks).to(device)
+        counts_t = torch.as_tensor(counts).to(device)
+        tt = torch.as_tensor(np.asarray(target, dtype=np.int64)).to(device)
+
+        def step(start: int, stop: int) -> None:
+            image, order, point, insertion = decode(torch.arange(start, stop, device=device))
+            hidden = ranks_t[image, order] < counts_t[point][:, None]  # the first k pixels of the order
+            hidden = torch.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
+            proba[start:stop] = target_probabilities(adapter, torch.where(hidden, ft[image], xt[image]), tt[image])
+    else:
+        def step(start: int, stop: int) -> None:
+            rows = np.arange(start, stop)
+            image, order, point, insertion = decode(rows)
+            hidden = ranks[image, order] < counts[point][:, None]
+            hidden = np.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
+            batch = np.where(hidden, fill_x[image], x[image])
+            proba[start:stop] = adapter.predict_proba(batch, len(batch))[np.arange(len(rows)), target[image]]
 
     for_each_range(step, total, batch_size, owner="faithfulness_curves", progress=progress, message="deletion / insertion")
     p = proba.reshape(n, n_orders, n_points, 2)

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.attribution.base import ImageContext, Method, MethodResult, check_choice, check_number, register
-from core.attribution.torch_ops import gaussian_blur, to_device, torch_parts
+from core.attribution.torch_ops import gaussian_blur, target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback
@@ -122,13 +122,9 @@ def _occlusion(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params:
         xt, ft = to_device(torch, x, device), to_device(torch, fill, device)
         mt = torch.as_tensor(masks).to(device)[:, None]
         tt = to_device(torch, target, device, torch.long)
-        as_probability = getattr(adapter, "outputs", "logits") == "logits"
 
         def probabilities(batch: Any, targets: Any) -> np.ndarray:
-            with torch.inference_mode():
-                out = module(batch).float()
-                out = torch.softmax(out, dim=1) if as_probability else out
-                return out.gather(1, targets[:, None]).squeeze(1).double().cpu().numpy()
+            return target_probabilities(adapter, batch, targets)
 
         original = probabilities(xt, tt) if n <= batch_size else np.concatenate(
             [probabilities(xt[a:a + batch_size], tt[a:a + batch_size]) for a in range(0, n, batch_size)])

@@ -161,6 +161,16 @@ def input_gradients(
         for_each_range(step, n_rows, batch_size, owner=owner, progress=progress, message=message)
 
 
+def target_probabilities(adapter: ModelAdapter, batch: Any, targets: Any) -> np.ndarray:
+    """P(target) per row of a batch already on the model's device, float64 numpy of shape (m,)."""
+    torch, module, _device = torch_parts(adapter)
+    with torch.inference_mode():
+        out = module(batch).float()
+        if getattr(adapter, "outputs", "logits") == "logits":
+            out = torch.softmax(out, dim=1)
+        return out.gather(1, targets[:, None]).squeeze(1).double().cpu().numpy()
+
+
 def to_device(torch: Any, array: np.ndarray, device: str, dtype: Any = None) -> Any:
     return torch.as_tensor(array, dtype=dtype or torch.float32).to(device)
 
