@@ -63,9 +63,13 @@ def test_occlusion_and_grad_cam_columns_on_mistakes(page, app_url, screenshot_di
     page.keyboard.press("Escape")
     helpers.expect(main.get_by_text(re.compile(r"^Occlusion: probability of the explained class"))).to_be_visible(
         timeout=helpers.LOAD_TIMEOUT_MS)
+    # Each pick reruns the page: wait for the last one (LRP's column) before reading the titles.
+    grid = main.locator(".stPlotlyChart").first
+    helpers.expect(grid.locator("g.annotation-text-g text").filter(has_text="LRP")).to_be_attached(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
     titles = grid_titles(page)
     assert {"Occlusion", "Grad-CAM", "LRP"} <= set(titles), titles
-    helpers.wait_settled(page)
     helpers.wait_painted(page)
     page.screenshot(path=str(screenshot_dir / "images-digits-mistakes.png"), full_page=True)
     helpers.assert_no_errors(page)
