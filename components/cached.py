@@ -122,3 +122,10 @@ def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: 
 
     adapter = trained_model(scenario, model, variant).adapter
     return compute(adapter, image_shape), default_layer(adapter, image_shape)
+
+
+@st.cache_resource(show_spinner="Training the same model on shuffled labels (first use only, then cached)…",
+                   max_entries=8)
+def random_label_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
+    """The data randomisation test's model: the recipe trained on permuted train labels."""
+    return scenarios.load_random_label_model(scenario, model, variant)

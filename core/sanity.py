@@ -407,3 +407,54 @@ def seed_stability(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, met
                             context=context, store=store).heatmap().reshape(len(x), -1) for s in range(seeds)]
     pairs = [spearman(np.abs(heats[i]), np.abs(heats[j])) for i in range(seeds) for j in range(i + 1, seeds)]
     return np.mean(pairs, axis=0)
+
+
+# -- data randomisation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DataRandomizationResult:
+    """One method's maps for the real model and for the same recipe trained on shuffled labels.
+
+    Attributes
+    ----------
+    real, shuffled : ndarray of shape (n, H, W)
+    similarity : dict metric -> ndarray of shape (n,)
+    """
+
+    method: str
+    real: np.ndarray
+    shuffled: np.ndarray
+    similarity: dict[str, np.ndarray]
+
+    def verdict(self, threshold: float = 0.5) -> str:
+        rho = float(self.similarity["spearman"].mean())
+        if rho < threshold:
+            return (f"passes: its maps for the model trained on shuffled labels differ from the real model's "
+                    f"(rank correlation {rho:.2f})")
+        return (f"fails: a model that learned nothing gets much the same maps (rank correlation {rho:.2f})")
+
+
+def data_randomization_test(
+    adapter: ModelAdapter,
+    shuffled_adapter: ModelAdapter,
+    x: np.ndarray,
+    target: np.ndarray,
+    methods: dict[str, Any],
+    *,
+    batch_size: int = 256,
+    context: ImageContext | None = None,
+    progress: ProgressCallback | None = None,
+    store: ArtifactStore | None = None,
+) -> dict[str, DataRandomizationResult]:
+    """Maps of each method for the real model and for ``shuffled_adapter`` (same targets), and their similarity."""
+    out = {}
+    for i, (method, params) in enumerate(methods.items()):
+        maps = []
+        for j, model in enumerate((adapter, shuffled_adapter)):
+            step = 2 * i + j
+            maps.append(explain_images(model, x, target, method, params, batch_size=batch_size, context=context,
+                                       store=store, progress=subrange(progress, step / (2 * len(methods)),
+                                                                      (step + 1) / (2 * len(methods)))).heatmap())
+        out[method] = DataRandomizationResult(method, maps[0], maps[1], map_similarity(maps[0], maps[1]))
+    return out

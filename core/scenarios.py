@@ -298,6 +298,49 @@ def load_model(
         return _model_cache.setdefault(memo_key, loaded)
 
 
+def load_random_label_model(
+    name: str,
+    model: str | None = None,
+    variant: str | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    store: ArtifactStore | None = None,
+) -> TrainedModel:
+    """The same recipe trained on the train split with its labels shuffled (the data randomisation
+    test of Adebayo et al. 2018): a model with nothing to learn, whose explanations should look
+    nothing like the real model's. Trained on first use (same time as the real model), then cached.
+
+    Its metrics are measured against the true labels, so its accuracy sits near chance.
+    """
+    import dataclasses
+
+    spec = get_spec(name)
+    mspec = spec.model(model or spec.default_model)
+    variant = spec.variant(variant)
+    store = store or default_store()
+    splits = load_data(spec.name, variant)
+    train = splits["train"]
+    shuffled = dataclasses.replace(train, y=np.random.RandomState(seed).permutation(np.asarray(train.y)))
+    key = cache_key(
+        op="train_random_labels",
+        data_fingerprint=train.fingerprint,
+        params={"scenario": spec.name, "variant": variant, "model": mspec.name, "recipe": mspec.recipe,
+                "recipe_version": RECIPE_VERSION, "label_seed": seed, **mspec.params},
+        libraries=TRAIN_LIBRARIES,
+    )
+    trained_now = False
+
+    def compute() -> dict[str, Any]:
+        nonlocal trained_now
+        trained_now = True
+        return _train(spec, mspec, {**splits, "train": shuffled}, progress)
+
+    artifact = store.get_or_compute(key, compute, description={"op": "train_random_labels", "scenario": spec.name,
+                                                                "model": mspec.name})
+    adapter = _build_adapter(spec, mspec, artifact["state"])
+    return TrainedModel(spec.name, variant, mspec, adapter, dict(artifact["metrics"]), trained_now, key)
+
+
 def forget_loaded_models() -> None:
     """Drop the in-process model memo (tests use this to simulate a restart)."""
     with _model_lock:

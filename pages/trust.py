@@ -6,13 +6,20 @@ import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded, transient_progress
-from components.figures.sanity import agreement_figure, faithfulness_figure, randomization_strip, similarity_figure
+from components.figures.sanity import (
+    agreement_figure,
+    faithfulness_figure,
+    pair_strip,
+    randomization_strip,
+    similarity_figure,
+)
 from components.samples import sample_label
 from components.widgets import require_kind, scenario_test_split
 from core.attribution import explain_images, get_method, method_names, supported_methods
 from core.sanity import (
     SEEDED,
     agreement,
+    data_randomization_test,
     faithfulness_curves,
     max_sensitivity,
     randomization_test,
@@ -82,6 +89,21 @@ with tab_random:
         st.plotly_chart(randomization_strip(randomized, titles, int(shown)), key="trust_strip")
         st.caption("Each row: the method's |map| for the model, then with more and more of its layers re-initialised "
                    "(targets stay the original model's prediction). Hover a map for its rank correlation with the first.")
+        st.subheader("Data randomisation")
+        if st.toggle("Compare with the same model trained on shuffled labels", False, key="trust_data_random",
+                     help="the same recipe trained on the train split with its labels permuted: it learns nothing "
+                          "about the classes, so a faithful explanation of it should look different"):
+            with guarded():
+                shuffled = cached.random_label_model(sel.scenario, sel.model, sel.variant)
+            st.caption(f"Trained on shuffled labels: test accuracy {shuffled.metrics['test_accuracy']:.1%} "
+                       f"(chance {1 / len(names):.0%}); the real model: "
+                       f"{float(np.mean(test_proba.argmax(axis=1) == test.y)):.1%}.")
+            with guarded(), transient_progress("Explaining the shuffled-label model") as progress:
+                data_random = data_randomization_test(adapter, shuffled.adapter, x, target, {m: None for m in methods},
+                                                      context=context, progress=progress)
+            st.plotly_chart(pair_strip(data_random, titles, int(shown)), key="trust_data_strip")
+            for method, result in data_random.items():
+                st.markdown(f"- **{titles[method]}** {result.verdict()}.")
 
 # -- faithfulness -----------------------------------------------------------------------------------
 with tab_faithful:

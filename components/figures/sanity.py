@@ -87,3 +87,24 @@ def agreement_figure(names: list[str], matrix: np.ndarray, titles: dict[str, str
     fig.update_layout(title=f"Agreement between methods ({what} of |map|, mean over images)",
                       height=120 + 45 * len(names), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
+
+
+def pair_strip(results: dict, titles: dict[str, str], image: int, cell: int = 110) -> go.Figure:
+    """|map| from the real model beside the shuffled-label model's, one row per method."""
+    methods = list(results)
+    fig = make_subplots(rows=1, cols=2 * len(methods), horizontal_spacing=0.01,
+                        column_titles=[f"{titles.get(m, m)}<br>{which}" for m in methods
+                                       for which in ("real labels", "shuffled labels")])
+    for i, method in enumerate(methods):
+        result = results[method]
+        for j, heat in enumerate((np.abs(result.real[image]), np.abs(result.shuffled[image]))):
+            col = 2 * i + j + 1
+            low, high = display_range(heat, False, 99.0)
+            fig.add_trace(go.Heatmap(z=heat, zmin=low, zmax=high, colorscale=SEQUENTIAL, showscale=False,
+                                     hovertemplate="|value| %{z:.3g}<extra></extra>"), row=1, col=col)
+            fig.update_xaxes(visible=False, constrain="domain", row=1, col=col)
+            fig.update_yaxes(visible=False, autorange="reversed", constrain="domain", row=1, col=col,
+                             scaleanchor=fig.get_subplot(1, col).xaxis.plotly_name.replace("axis", ""))
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=cell + 80, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig

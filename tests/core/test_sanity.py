@@ -166,3 +166,21 @@ def test_cli_prints_the_similarity_per_stage_and_the_areas(capsys):
     assert set(report["faithfulness"]["areas"]) == {"deletion", "deletion_least", "insertion", "deletion_random",
                                                      "insertion_random"}
     assert report["randomization_verdict"].startswith(("passes", "fails"))
+
+
+def test_data_randomization_against_the_digits_cnn_trained_on_shuffled_labels(tmp_store, edge_method):
+    from core import scenarios
+    from core.sanity import data_randomization_test
+
+    real = load("digits", "cnn").adapter
+    shuffled = scenarios.load_random_label_model("digits", "cnn")
+    assert shuffled.metrics["test_accuracy"] < 0.2  # near chance (0.1): it learned nothing about digits
+    assert shuffled.adapter.fingerprint != real.fingerprint
+    x = np.asarray(holdout("digits").x[:8], dtype=np.float32)
+    target = real.predict(x)
+    results = data_randomization_test(real, shuffled.adapter, x, target, {"gradient": None, edge_method: None},
+                                      store=tmp_store)
+    np.testing.assert_allclose(results[edge_method].similarity["spearman"], 1.0)
+    assert results[edge_method].verdict().startswith("fails")
+    assert results["gradient"].similarity["spearman"].mean() < results[edge_method].similarity["spearman"].mean()
+    assert results["gradient"].real.shape == results["gradient"].shuffled.shape == (8, 8, 8)

@@ -43,6 +43,14 @@ def test_randomisation_and_deletion_on_mnist(page, app_url, screenshot_dir):
     wait_visible_painted(page)
     page.screenshot(path=str(screenshot_dir / "trust-randomisation.png"), full_page=True)
     helpers.assert_no_errors(page)
+    main.get_by_text("Compare with the same model trained on shuffled labels").click()
+    helpers.expect(main.get_by_text(re.compile(r"^Trained on shuffled labels: test accuracy"))).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(main.get_by_text(re.compile(r"model trained on shuffled labels differ|learned nothing")).first).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    wait_visible_painted(page)
+    page.screenshot(path=str(screenshot_dir / "trust-data-randomisation.png"), full_page=True)
+    helpers.assert_no_errors(page)
     page.get_by_role("tab", name="Deletion / insertion").click()
     helpers.expect(main.get_by_text(re.compile(r"^Integrated Gradients: faithful"))).to_be_visible(
         timeout=helpers.LOAD_TIMEOUT_MS)

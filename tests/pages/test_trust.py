@@ -66,3 +66,13 @@ def test_scikit_learn_model_gets_faithfulness_but_not_randomisation():
 def test_text_scenario_points_to_the_text_page():
     at = open_page(tl_scenario="newsgroups")
     assert any("Text explanations page" in i.value for i in at.info)
+
+
+def test_data_randomisation_shows_the_shuffled_label_model():
+    at = open_page(trust_methods=["gradient", "integrated_gradients"], trust_data_random=True)
+    assert not at.error
+    captions = " ".join(c.value for c in at.caption)
+    assert "Trained on shuffled labels: test accuracy" in captions
+    verdicts = [m.value for m in at.markdown if m.value.startswith("- **") and "shuffled labels" in m.value
+                or "learned nothing" in m.value]
+    assert len(verdicts) == 2, verdicts
