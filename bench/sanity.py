@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +26,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.calibration import timed  # noqa: E402
+
 METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients")
 PASSES = {"gradient": (1, 0), "smoothgrad": (50, 0), "guided_backprop": (1, 0), "integrated_gradients": (50, 2)}
 
 
 def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return timed(fn, repeats)[0]  # bench/calibration.py's warm-up + median
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from core.attribution.base import (
     gradients_unsupported,
     register,
 )
-from core.attribution.torch_ops import input_gradients, target_scores, to_device, torch_parts
+from core.attribution.torch_ops import batched_scores, input_gradients, to_device, torch_parts
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback
 
@@ -109,13 +109,10 @@ def _expected_gradients(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray
     input_gradients(adapter, n * samples, make_batch, consume, batch_size=batch_size, owner="expected gradients",
                     progress=progress, message="expected gradients")
     maps = (total / samples).float().cpu().numpy()
-    with torch.inference_mode():
-        outputs = []
-        for start in range(0, n, batch_size):
-            outputs.append(target_scores(adapter, module(xt[start:start + batch_size]), tt[start:start + batch_size]))
-        f_x = torch.cat(outputs).double().cpu().numpy()
+    f_x = batched_scores(adapter, xt, tt, batch_size).cpu().numpy()
+    with torch.inference_mode():  # the background's mean output for each class: the base value
         background_out = torch.cat([module(bt[s:s + batch_size]) for s in range(0, len(bt), batch_size)]).double()
-        base = background_out.mean(dim=0).cpu().numpy()[target]
+    base = background_out.mean(dim=0).cpu().numpy()[target]
     attribution_sum = maps.astype(np.float64).reshape(n, -1).sum(axis=1)
     return MethodResult(maps, {
         "base_value": base,

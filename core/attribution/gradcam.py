@@ -9,7 +9,6 @@ Guided Grad-CAM multiplies it with Guided Backprop for a sharp "what, where" map
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -152,15 +151,6 @@ def _guided_gradcam(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, pa
     cams = layer_cams(adapter, x, target, layer, batch_size=batch_size, progress=subrange(progress, 0.0, 0.5))
     guided = _plain_gradients(adapter, x, target, batch_size, subrange(progress, 0.5, 1.0), "guided backprop", guided=True)
     return MethodResult(guided * upsample(cams, x.shape[2], x.shape[3], params.interpolation), {"cam": cams})
-
-
-def resolve_layer(params: Any, adapter: ModelAdapter, image_shape: tuple[int, ...]) -> Any:
-    """``params`` with the default layer written in (so cache keys and exports name it)."""
-    from dataclasses import replace
-
-    if getattr(params, "layer", "") is None:
-        return replace(params, layer=default_layer(adapter, image_shape))
-    return params
 
 
 register(Method(

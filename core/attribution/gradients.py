@@ -24,7 +24,7 @@ from core.attribution.base import (
     gradients_unsupported,
     register,
 )
-from core.attribution.torch_ops import gaussian_blur, input_gradients, target_scores, to_device, torch_parts
+from core.attribution.torch_ops import batched_scores, gaussian_blur, input_gradients, to_device, torch_parts
 from core.errors import check_int
 from core.progress import ProgressCallback
 
@@ -246,13 +246,7 @@ def _integrated_gradients(adapter: ModelAdapter, x: np.ndarray, target: np.ndarr
                     progress=progress, message="Integrated Gradients")
     maps = (total * (xt - bt)).cpu().numpy()
     # Completeness (the axiom IG is built on): sum of attributions = f(x) - f(baseline).
-    with torch.inference_mode():
-        ends = torch.cat([xt, bt])
-        scores = []
-        for start in range(0, len(ends), batch_size):
-            chunk = ends[start:start + batch_size]
-            scores.append(target_scores(adapter, module(chunk), torch.cat([tt, tt])[start:start + batch_size]))
-        scores = torch.cat(scores).double().cpu().numpy()
+    scores = batched_scores(adapter, torch.cat([xt, bt]), torch.cat([tt, tt]), batch_size).cpu().numpy()
     delta = scores[:n] - scores[n:]
     total_attr = maps.astype(np.float64).reshape(n, -1).sum(axis=1)
     return MethodResult(maps, {

@@ -157,11 +157,6 @@ def _occlusion(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params:
     })
 
 
-def _resolved_params(params: OcclusionParams, shape: tuple[int, ...]) -> OcclusionParams:
-    window, stride = params.resolved(shape[-2], shape[-1])
-    return OcclusionParams(window=window, stride=stride, fill=params.fill, blur_sigma=params.blur_sigma)
-
-
 register(Method(
     name="occlusion", title="Occlusion", params_type=OcclusionParams, run=_occlusion,
     unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,

@@ -36,10 +36,6 @@ def target_scores(adapter: ModelAdapter, out: Any, target: Any) -> Any:
     return out.gather(1, target[:, None]).squeeze(1)
 
 
-def score_name(adapter: ModelAdapter) -> str:
-    return "probability" if getattr(adapter, "outputs", "logits") == "probabilities" else "logit"
-
-
 def _relu_modules(module: Any) -> list[Any]:
     import torch
 
@@ -159,6 +155,15 @@ def input_gradients(
         if guided:
             stack.enter_context(guided_relus(module))
         for_each_range(step, n_rows, batch_size, owner=owner, progress=progress, message=message)
+
+
+def batched_scores(adapter: ModelAdapter, inputs: Any, targets: Any, batch_size: int) -> Any:
+    """The target scores (see :func:`target_scores`) of inputs already on the device, without gradients,
+    ``batch_size`` rows per pass; a float64 tensor of shape (m,)."""
+    torch, module, _device = torch_parts(adapter)
+    with torch.inference_mode():
+        return torch.cat([target_scores(adapter, module(inputs[s:s + batch_size]), targets[s:s + batch_size])
+                          for s in range(0, len(inputs), batch_size)]).double()
 
 
 def target_probabilities(adapter: ModelAdapter, batch: Any, targets: Any) -> np.ndarray:

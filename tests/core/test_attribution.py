@@ -168,7 +168,6 @@ def test_occlusion_matches_a_loop_over_windows_on_a_scikit_learn_model(tmp_store
     from core.adapters.sklearn_adapter import SklearnAdapter
     from core.scenarios import flatten_images
 
-    rng = np.random.default_rng(0)
     x = images(40, size=6)
     y = (x[:, 0, :, :3].mean(axis=(1, 2)) > x[:, 0, :, 3:].mean(axis=(1, 2))).astype(int)
     pipe = make_pipeline(FunctionTransformer(flatten_images), LogisticRegression()).fit(x, y)
@@ -194,7 +193,6 @@ def test_occlusion_matches_a_loop_over_windows_on_a_scikit_learn_model(tmp_store
     assert result.output == "probability"
     with pytest.raises(MethodUnsupportedError, match="scikit-learn|sklearn"):
         run(adapter, x[:3], "integrated_gradients", store=tmp_store)
-    assert rng is not None
 
 
 def test_occlusion_windows_cover_every_pixel_and_clip_at_the_border():
@@ -268,15 +266,15 @@ def test_targets():
         resolve_targets(adapter, x, 7)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: SmoothGradParams(samples=0),
-    lambda: SmoothGradParams(noise_level=0.0),
-    lambda: IntegratedGradientsParams(steps=1),
-    lambda: IntegratedGradientsParams(baseline="grey"),
-    lambda: OcclusionParams(fill="gray"),
+@pytest.mark.parametrize("make, name", [
+    (lambda: SmoothGradParams(samples=0), "samples"),
+    (lambda: SmoothGradParams(noise_level=0.0), "noise_level"),
+    (lambda: IntegratedGradientsParams(steps=1), "steps"),
+    (lambda: IntegratedGradientsParams(baseline="grey"), "baseline"),
+    (lambda: OcclusionParams(fill="gray"), "fill"),
 ])
-def test_bad_parameters_are_refused_with_the_parameter_named(make):
-    with pytest.raises(ParameterError, match="samples|noise_level|steps|baseline|fill"):
+def test_bad_parameters_are_refused_with_the_parameter_named(make, name):
+    with pytest.raises(ParameterError, match=f"The '{name}' parameter"):
         make()
 
 
