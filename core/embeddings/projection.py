@@ -1,0 +1,394 @@
+"""2-D maps of activations: PCA, t-SNE (openTSNE) and UMAP, with placement of new points.
+
+A map is computed in composable steps, like openTSNE's own API: optional standardisation and
+PCA pre-reduction (:class:`Preprocessor`), then the projection (:func:`fit_projection`), then
+its quality (:func:`core.embeddings.quality.map_quality`). :func:`embed` runs them all behind
+the ArtifactStore, so a map computed once (from the page or ``python -m core embed``) reopens
+instantly; the fitted projection is stored in a second entry so new points (adversarial or
+uploaded inputs) can be placed into the same map with :func:`place`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.embeddings.quality import MapQuality, map_quality
+from core.errors import ParameterError, check_int
+from core.progress import ProgressCallback, report, subrange
+from core.store import ArtifactStore, default_store
+
+log = logging.getLogger(__name__)
+
+METHODS = ("pca", "tsne", "umap")
+METRICS = ("euclidean", "cosine", "manhattan", "correlation")
+LIBRARIES = ("numpy", "scikit-learn", "openTSNE", "umap-learn", "pynndescent", "numba")
+LayoutCallback = Callable[[int, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class EmbeddingParams:
+    """Everything a map depends on besides the activations (part of the cache key).
+
+    Attributes
+    ----------
+    method : {"pca", "tsne", "umap"}
+    n_components : {2, 3}
+    standardize : bool
+        Scale every unit to zero mean and unit variance first (units with no variance are kept at 0).
+    pca_dims : int
+        Pre-reduce to this many principal components before t-SNE / UMAP (0: never). Ignored when
+        the activations have fewer dimensions.
+    perplexity, early_exaggeration, exaggeration : float
+        t-SNE: effective number of neighbours; exaggeration of the first phase and of the main phase.
+    early_iter, n_iter : int
+        t-SNE iterations of the exaggerated first phase and of the main phase.
+    n_neighbors, min_dist, metric :
+        UMAP's parameters of the same names.
+    seed : int
+    """
+
+    method: str = "pca"
+    n_components: int = 2
+    standardize: bool = False
+    pca_dims: int = 50
+    perplexity: float = 30.0
+    early_exaggeration: float = 12.0
+    exaggeration: float = 1.0
+    early_iter: int = 125
+    n_iter: int = 375
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "euclidean"
+    seed: int = 0
+
+    def validated(self) -> "EmbeddingParams":
+        owner = "EmbeddingParams"
+        if self.method not in METHODS:
+            raise ParameterError(f"The 'method' parameter of {owner} must be one of {METHODS}. Got {self.method!r} instead.",
+                                 hint="use 'pca' (instant), 'tsne' or 'umap'.")
+        if self.n_components not in (2, 3):
+            raise ParameterError(f"The 'n_components' parameter of {owner} must be 2 or 3. Got {self.n_components!r} instead.")
+        check_int("pca_dims", self.pca_dims, owner, minimum=0)
+        check_int("early_iter", self.early_iter, owner, minimum=0)
+        check_int("n_iter", self.n_iter, owner, minimum=1)
+        check_int("n_neighbors", self.n_neighbors, owner, minimum=2)
+        check_int("seed", self.seed, owner, minimum=0)
+        for name in ("perplexity", "early_exaggeration", "exaggeration"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+                raise ParameterError(f"The {name!r} parameter of {owner} must be a number > 0. Got {value!r} instead.")
+        if not isinstance(self.min_dist, (int, float)) or not 0 <= self.min_dist <= 1:
+            raise ParameterError(f"The 'min_dist' parameter of {owner} must be in [0, 1]. Got {self.min_dist!r} instead.")
+        if self.metric not in METRICS:
+            raise ParameterError(f"The 'metric' parameter of {owner} must be one of {METRICS}. Got {self.metric!r} instead.")
+        return self
+
+    def key(self) -> dict[str, Any]:
+        """Only the fields the chosen method reads (changing t-SNE's perplexity keeps the UMAP map)."""
+        shared = {"method": self.method, "n_components": self.n_components, "standardize": self.standardize,
+                  "pca_dims": self.pca_dims, "seed": self.seed}
+        if self.method == "tsne":
+            shared.update(perplexity=float(self.perplexity), early_exaggeration=float(self.early_exaggeration),
+                          exaggeration=float(self.exaggeration), early_iter=self.early_iter, n_iter=self.n_iter)
+        elif self.method == "umap":
+            shared.update(n_neighbors=self.n_neighbors, min_dist=float(self.min_dist), metric=self.metric)
+        return shared
+
+
+# -- preprocessing -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preprocessor:
+    """Standardisation then PCA, fitted on the map's points and applied unchanged to new points."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    components: np.ndarray | None  # (k, d) or None when no reduction
+
+    @classmethod
+    def fit(cls, x: np.ndarray, standardize: bool, pca_dims: int) -> "Preprocessor":
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        if standardize:
+            std = x.std(axis=0)
+            scale = np.where(std > 1e-12, std, 1.0)
+        else:
+            scale = np.ones(x.shape[1])
+        components = None
+        if pca_dims and x.shape[1] > pca_dims:
+            centred = (x - mean) / scale
+            # Covariance eigendecomposition: d is small (tens to thousands), n may be 70,000.
+            cov = centred.T @ centred / max(1, len(x) - 1)
+            values, vectors = np.linalg.eigh(cov)
+            order = np.argsort(values)[::-1][:pca_dims]
+            components = vectors[:, order].T
+            # Fix each component's sign (largest loading positive) so maps do not flip between runs.
+            signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+            components = components * np.where(signs == 0, 1.0, signs)[:, None]
+        return cls(mean, scale, components)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        if self.components is not None:
+            z = z @ self.components.T
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        """Standardised (not reduced) activations: the 'original space' the quality is measured in."""
+        return np.ascontiguousarray((np.asarray(x, dtype=np.float64) - self.mean) / self.scale, dtype=np.float32)
+
+
+# -- result objects ----------------------------------------------------------------------------
+@dataclass
+class Embedding:
+    """A computed map: stores its arrays so re-plotting never recomputes.
+
+    Attributes
+    ----------
+    coords : ndarray of shape (n_samples, n_components), float32
+    params : EmbeddingParams
+    layer : str
+    quality : MapQuality
+    seconds : float
+        Wall time of the projection (not counting activations or quality).
+    """
+
+    coords: np.ndarray
+    params: EmbeddingParams
+    layer: str
+    quality: MapQuality
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.params.method
+
+
+@dataclass
+class FittedMap:
+    """What placing new points needs: the preprocessor and the fitted projection object."""
+
+    preprocessor: Preprocessor
+    params: EmbeddingParams
+    model: Any  # PCA: components ndarray; t-SNE: openTSNE.TSNEEmbedding; UMAP: umap.UMAP
+    coords: np.ndarray
+
+
+# -- projections -------------------------------------------------------------------------------
+def _n_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def pca_coords(z: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(coords, components) of a plain PCA of the preprocessed points (instant even at 70,000)."""
+    z = np.asarray(z, dtype=np.float64)
+    centred = z - z.mean(axis=0)
+    cov = centred.T @ centred / max(1, len(z) - 1)
+    values, vectors = np.linalg.eigh(cov)
+    comps = vectors[:, np.argsort(values)[::-1][:n_components]].T
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
+    coords = centred @ comps.T
+    if coords.shape[1] < n_components:  # fewer input dimensions than requested
+        coords = np.pad(coords, ((0, 0), (0, n_components - coords.shape[1])))
+    return coords.astype(np.float32), comps
+
+
+def tsne_fit(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback | None = None,
+             on_layout: LayoutCallback | None = None, layout_every: int = 25):
+    """openTSNE in two phases (exaggerated, then main), reporting progress and intermediate layouts.
+
+    Tuned for speed at equal quality (see bench/embeddings.py): approximate neighbours (Annoy),
+    the FFT-accelerated gradient from 10,000 points (Barnes-Hut below), PCA initialisation, openTSNE's automatic
+    learning rate (n / exaggeration), and 125 + 375 iterations instead of openTSNE's 250 + 500.
+    """
+    from openTSNE import TSNEEmbedding, affinity, initialization
+
+    n = len(z)
+    perplexity = float(min(params.perplexity, max(1.0, (n - 1) / 3.0)))
+    report(progress, 0.0, f"t-SNE: nearest neighbours of {n:,} points")
+    method = "exact" if n < 1000 else "annoy"
+    aff = affinity.PerplexityBasedNN(z, perplexity=perplexity, method=method, n_jobs=_n_jobs(),
+                                     random_state=params.seed, verbose=False)
+    init = initialization.pca(z, n_components=params.n_components, random_state=params.seed)
+    # Barnes-Hut below 10,000 points (the FFT grid costs more than it saves on small maps), FFT above.
+    gradient = "bh" if n < 10_000 else "fft"
+    emb = TSNEEmbedding(init, aff, negative_gradient_method=gradient, n_jobs=_n_jobs(), random_state=params.seed)
+    total = params.early_iter + params.n_iter
+    span = 0.9  # the neighbour search above is the first ~10 %
+
+    def callback(phase_offset: int):
+        def cb(iteration: int, error: float, embedding: Any) -> bool:
+            step = phase_offset + iteration
+            report(progress, 0.1 + span * step / total, f"t-SNE: iteration {step}/{total}, KL {error:.3f}")
+            if on_layout is not None:
+                on_layout(step, np.asarray(embedding, dtype=np.float32).copy())
+            return False
+        return cb
+
+    every = max(1, int(layout_every))
+    if params.early_iter:
+        emb = emb.optimize(n_iter=params.early_iter, exaggeration=params.early_exaggeration, momentum=0.5,
+                           callbacks=callback(0), callbacks_every_iters=every)
+    emb = emb.optimize(n_iter=params.n_iter, exaggeration=params.exaggeration, momentum=0.8,
+                       callbacks=callback(params.early_iter), callbacks_every_iters=every)
+    report(progress, 1.0, "t-SNE: done")
+    return emb
+
+
+def umap_fit(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback | None = None):
+    """umap-learn's UMAP (its first call in a process compiles with numba: see core.embeddings.warm)."""
+    report(progress, 0.0, f"UMAP: loading umap-learn ({len(z):,} points)")
+    import umap
+
+    report(progress, 0.15, f"UMAP: neighbour graph and layout of {len(z):,} points")
+    # A fixed random_state makes UMAP single-threaded; the seed still fixes the initialisation
+    # through numpy when we do not pass it, so pass it only for small maps where speed is moot.
+    model = umap.UMAP(n_components=params.n_components, n_neighbors=min(params.n_neighbors, len(z) - 1),
+                      min_dist=params.min_dist, metric=params.metric,
+                      random_state=params.seed if len(z) <= 5000 else None,
+                      n_jobs=1 if len(z) <= 5000 else _n_jobs(), low_memory=True, verbose=False)
+    if len(z) > 5000:
+        np.random.seed(params.seed)
+    model.fit(z)
+    report(progress, 1.0, "UMAP: done")
+    return model
+
+
+def fit_projection(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback | None = None,
+                   on_layout: LayoutCallback | None = None) -> tuple[np.ndarray, Any]:
+    """(coords of shape (n, n_components) float32, fitted model) of preprocessed points ``z``."""
+    params = params.validated()
+    if len(z) < 5:
+        raise ParameterError(f"A map needs at least 5 points; got {len(z)}.", hint="pick a larger split.")
+    if params.method == "pca":
+        coords, comps = pca_coords(z, params.n_components)
+        return coords, (np.asarray(z, dtype=np.float64).mean(axis=0), comps)
+    if params.method == "tsne":
+        emb = tsne_fit(z, params, progress, on_layout)
+        return np.asarray(emb, dtype=np.float32).copy(), emb
+    model = umap_fit(z, params, progress)
+    return np.asarray(model.embedding_, dtype=np.float32).copy(), model
+
+
+def transform_points(fitted: FittedMap, activations: np.ndarray) -> np.ndarray:
+    """Coordinates of new points (rows of raw activations of the same layer) in the fitted map.
+
+    PCA projects; t-SNE uses openTSNE's ``transform`` (optimises the new points against the
+    fixed map); UMAP uses ``UMAP.transform``.
+    """
+    z = fitted.preprocessor.transform(activations)
+    if len(z) == 0:
+        return np.empty((0, fitted.params.n_components), dtype=np.float32)
+    method = fitted.params.method
+    if method == "pca":
+        centre, comps = fitted.model
+        coords = (np.asarray(z, dtype=np.float64) - centre) @ comps.T
+        if coords.shape[1] < fitted.params.n_components:
+            coords = np.pad(coords, ((0, 0), (0, fitted.params.n_components - coords.shape[1])))
+        return coords.astype(np.float32)
+    # openTSNE's and UMAP's transform both optimise the new points against the fixed map.
+    return np.asarray(fitted.model.transform(z), dtype=np.float32).copy()
+
+
+# -- the cached entry point --------------------------------------------------------------------
+def _keys(model_fingerprint: str, data_fingerprint: str, layer: str, params: EmbeddingParams) -> tuple[dict, dict]:
+    base = {"model_fingerprint": model_fingerprint, "data_fingerprint": data_fingerprint,
+            "params": {"layer": layer, **params.key()}, "libraries": LIBRARIES}
+    return {"op": "embedding", **base}, {"op": "embedding_model", **base}
+
+
+def embed_activations(
+    activations: np.ndarray,
+    labels: np.ndarray | None,
+    params: EmbeddingParams,
+    *,
+    layer: str,
+    model_fingerprint: str,
+    data_fingerprint: str,
+    store: ArtifactStore | None = None,
+    progress: ProgressCallback | None = None,
+    on_layout: LayoutCallback | None = None,
+    quality_queries: int = 5000,
+) -> Embedding:
+    """The map of ``activations`` (one row per point), computed once and then read from the store.
+
+    Parameters
+    ----------
+    activations : ndarray of shape (n_samples, n_units)
+    labels : ndarray of shape (n_samples,) or None
+        True labels, for the kNN accuracy shown with the map.
+    params : EmbeddingParams
+    layer, model_fingerprint, data_fingerprint : str
+        What the activations are of (part of the cache key, with ``params.key()``).
+    progress : ProgressCallback, optional
+        Fractions in [0, 1]: the projection up to 0.9, the quality measures after it.
+    on_layout : callable(iteration, coords), optional
+        t-SNE's intermediate layouts while it converges (not called on a cache hit).
+
+    Returns
+    -------
+    Embedding
+    """
+    from core.store import cache_key
+
+    params = params.validated()
+    store = store or default_store()
+    map_doc, model_doc = _keys(model_fingerprint, data_fingerprint, layer, params)
+    model_key = cache_key(**model_doc)
+
+    def compute() -> Embedding:
+        report(progress, 0.0, "preprocessing")
+        pre = Preprocessor.fit(activations, params.standardize, params.pca_dims)
+        z = pre.transform(activations)
+        started = time.perf_counter()
+        coords, model = fit_projection(z, params, subrange(progress, 0.0, 0.9), on_layout)
+        seconds = time.perf_counter() - started
+        report(progress, 0.9, "measuring trustworthiness and kNN accuracy")
+        quality = map_quality(pre.scaled(activations), coords, labels, max_queries=quality_queries)
+        try:
+            store.save(model_key, FittedMap(pre, params, model, coords), {"op": "embedding_model"})
+        except Exception as exc:  # an unpicklable fitted model only costs a refit when placing points
+            log.warning("could not store the fitted %s map: %s", params.method, exc)
+        report(progress, 1.0, "done")
+        return Embedding(coords=coords, params=params, layer=layer, quality=quality, seconds=seconds,
+                         extra={"input_dims": int(z.shape[1])})
+
+    return store.cached(compute, **map_doc)
+
+
+def fitted_map(
+    activations: np.ndarray,
+    labels: np.ndarray | None,
+    params: EmbeddingParams,
+    *,
+    layer: str,
+    model_fingerprint: str,
+    data_fingerprint: str,
+    store: ArtifactStore | None = None,
+    progress: ProgressCallback | None = None,
+) -> FittedMap:
+    """The fitted projection behind :func:`embed_activations` (recomputed if its entry is gone)."""
+    from core.store import cache_key
+
+    params = params.validated()
+    store = store or default_store()
+    map_doc, model_doc = _keys(model_fingerprint, data_fingerprint, layer, params)
+    key = cache_key(**model_doc)
+    try:
+        return store.load(key)
+    except (KeyError, ValueError):
+        pass
+    # The map exists without its model (evicted, or written by an older version): recompute both.
+    store.path_for(cache_key(**map_doc)).unlink(missing_ok=True)
+    embed_activations(activations, labels, params, layer=layer, model_fingerprint=model_fingerprint,
+                      data_fingerprint=data_fingerprint, store=store, progress=progress)
+    return store.load(key)
