@@ -344,6 +344,55 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Map every sample of a scenario (all splits, or one) by a layer's activations; write the coordinates."""
+    import numpy as np
+
+    from core import scenarios
+    from core.embeddings import EmbeddingParams, combine_splits, default_layer, embed
+    from core.embeddings.export import map_table
+    from core.errors import ParameterError, check_int
+    from core.inference import predict_proba_cached
+
+    if not args.out.lower().endswith((".csv", ".parquet")):
+        raise ParameterError(f"--out must name a .csv or .parquet file; got {args.out!r}.",
+                             hint="e.g. --out map.csv")
+    params = EmbeddingParams(method=args.method, perplexity=args.perplexity, n_neighbors=args.neighbors,
+                             min_dist=args.min_dist, standardize=args.standardize, seed=args.seed).validated()
+    spec = scenarios.get_spec(args.scenario)
+    model = spec.model(args.model or spec.default_model).name
+    progress = _stderr_progress(args.quiet)
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=progress)
+    adapter = loaded.adapter
+    layer = args.layer or default_layer(adapter)
+    bundle, split_of, position = combine_splits(scenarios.load_data(args.scenario, args.variant), args.split)
+    if args.n is not None:
+        n = check_int("n", args.n, "embed")
+        if n < len(bundle):  # a fixed random subset, the same for every method
+            keep = np.sort(np.random.default_rng(args.seed).choice(len(bundle), size=n, replace=False))
+            bundle, split_of, position = bundle[keep], split_of[keep], position[keep]
+    started = time.perf_counter()
+    embedding = embed(adapter, bundle, layer, params, batch_size=args.batch_size, progress=progress)
+    seconds = time.perf_counter() - started
+    proba = predict_proba_cached(adapter, bundle)
+    table = map_table(embedding.coords, bundle.y, proba, adapter.class_names, split_of, position)
+    if args.out.lower().endswith(".parquet"):
+        table.to_parquet(args.out, index=False)
+    else:
+        table.to_csv(args.out, index=False)
+    report = {"scenario": args.scenario, "model": model, "layer": layer, "method": args.method, "n": len(bundle),
+              "split": args.split, "out": args.out, **embedding.quality.as_dict(),
+              "projection_seconds": round(embedding.seconds, 3), "seconds": round(seconds, 3)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        q = embedding.quality
+        print(f"{args.scenario}/{model} {layer}: {args.method} map of {len(bundle):,} points written to {args.out}")
+        print(f"  trustworthiness {q.trustworthiness:.4f} (k={q.k}, {q.n_queries:,} query points); kNN accuracy "
+              f"{q.knn_accuracy_map:.4f} in the map vs {q.knn_accuracy_original:.4f} in the original space")
+    return EXIT_OK
+
+
 def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: str, variant_help: str) -> None:
     """The arguments every one-sample verb takes: SCENARIO, --index, --model, --variant."""
     p.add_argument("scenario", help=scenario_help)
@@ -441,6 +490,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "faithfulness areas and verdicts as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_sanity)
+
+    p = sub.add_parser("embed", help="2-D map (t-SNE, UMAP, PCA) of a layer's activations, written to CSV / Parquet")
+    p.add_argument("scenario", help="scenario name, see 'scenarios'")
+    p.add_argument("--layer", default=None, metavar="NAME", help="layer to map (default: the last hidden layer)")
+    p.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne", help="projection (default tsne)")
+    p.add_argument("--n", type=int, default=None, metavar="N", help="map a random subset of N points (default: all)")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="where to write index, split, position, x, y, "
+                   "label, prediction, confidence per point (.csv or .parquet)")
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
+    p.add_argument("--split", default="all", choices=("all", "train", "val", "test"), help="points to map (default all)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
+    p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
+    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
+    p.add_argument("--standardize", action="store_true", help="scale every unit to unit variance first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default 256)")
+    p.add_argument("--json", action="store_true", help="print the quality metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_embed)
     return parser
 
 
