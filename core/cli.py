@@ -309,7 +309,12 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     from core.attribution import explain_images, get_method, image_context, resolve_targets
     from core.sanity import faithfulness_curves, randomization_test
 
+    from core import scenarios
+
+    if scenarios.get_spec(args.scenario).kind == "text":
+        return _sanity_text(args)
     _scenario_of_kind(args.scenario, "image", "Sanity checks")
+    args.steps = 20 if args.steps is None else args.steps
     method = get_method(args.method)
     model, splits, adapter, x, _y = _test_image(args, "Sanity checks")
     target = resolve_targets(adapter, x, "predicted")
@@ -341,6 +346,63 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         print(f"deletion / insertion ({args.steps} steps, {args.fill} fill): areas "
               + ", ".join(f"{k} {v:.3f}" for k, v in report["faithfulness"]["areas"].items()))
         print(f"  -> {report['faithfulness_verdict']}")
+    return EXIT_OK
+
+
+def _sanity_text(args: argparse.Namespace) -> int:
+    """``sanity`` on a text scenario: word weights instead of maps (no fill, no SSIM)."""
+    from core import scenarios
+    from core.errors import ParameterError
+    from core.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
+    from core.text_methods import METHOD_TITLES, supported_methods
+
+    spec = scenarios.get_spec(args.scenario)
+    if args.method not in METHOD_TITLES:
+        raise ParameterError(f"Unknown text method {args.method!r} for {args.scenario}; choose from "
+                             f"{', '.join(METHOD_TITLES)}.")
+    steps = 10 if args.steps is None else args.steps
+    model = spec.model(args.model or spec.default_model).name
+    test = scenarios.load_data(args.scenario, args.variant)["test"]
+    _check_index(args, len(test), "documents")
+    loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
+    adapter = loaded.adapter
+    reason = supported_methods(adapter)[args.method]
+    if reason:
+        raise ParameterError(f"{METHOD_TITLES[args.method]} does not support {model!r}: {reason}",
+                             hint="use lime or occlusion, which work for any text model.")
+    text = [str(test.x[args.index])]
+    target = predicted_classes(adapter, text)
+    started = time.perf_counter()
+    report: dict[str, Any] = {"scenario": args.scenario, "variant": loaded.variant, "model": model,
+                              "index": args.index, "method": args.method, "target": int(target[0]),
+                              "target_name": adapter.class_names[int(target[0])], "mode": args.mode}
+    if adapter.torch_module() is None:
+        report["randomization"] = None
+        report["randomization_verdict"] = (f"not run: the randomisation test re-initialises weights, which needs a "
+                                           f"torch model; {model!r} is {adapter.info.framework} (try --model bag)")
+    else:
+        result = text_randomization_test(adapter, text, [args.method], mode=args.mode,
+                                         progress=_stderr_progress(args.quiet))[args.method]
+        report["randomization"] = [{"stage": stage, **{k: float(v[s, 0]) for k, v in result.similarity.items()}}
+                                   for s, stage in enumerate(result.stages)]
+        report["randomization_verdict"] = result.verdict()
+    weights = text_explanations(adapter, text, [args.method], target)[args.method][0].weights
+    curves = text_faithfulness_curves(adapter, text, target, [weights], method=args.method, steps=steps)
+    report["faithfulness"] = {"steps": steps, "areas": curves.areas()}
+    report["faithfulness_verdict"] = curves.verdict()
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"{args.scenario}/{model} test document {args.index}: {METHOD_TITLES[args.method]} toward "
+          f"{report['target_name']}")
+    if report["randomization"] is not None:
+        print(f"{args.mode} randomisation: similarity to the original word weights (Spearman |weights|, top-10 words)")
+        for row in report["randomization"]:
+            print(f"  {row['stage']:<22} {row['spearman']:+.3f}  {row['top_k']:.2f}")
+    print(f"  -> {report['randomization_verdict']}")
+    print(f"deletion / insertion ({steps} steps): areas " + ", ".join(f"{k} {v:.3f}" for k, v in curves.areas().items()))
+    print(f"  -> {report['faithfulness_verdict']}")
     return EXIT_OK
 
 
@@ -479,13 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("sanity", help="randomisation test and deletion / insertion curves of one test image's map")
-    _add_sample_arguments(p, "an image scenario (digits, mnist)", "image", "dataset variant")
-    p.add_argument("--method", required=True, metavar="M", help="an image attribution method (see 'explain')")
+    p = sub.add_parser("sanity", help="randomisation test and deletion / insertion curves of one test image's map "
+                       "or one test document's word weights")
+    _add_sample_arguments(p, "an image (digits, mnist) or text (newsgroups) scenario", "image or document",
+                          "dataset variant")
+    p.add_argument("--method", required=True, metavar="M",
+                   help="an image attribution method (see 'explain') or, for text, lime, occlusion, "
+                        "gradient_x_embedding or shap_partition")
     p.add_argument("--mode", choices=("cascading", "independent"), default="cascading",
                    help="randomise layers from the output down, cumulatively (default), or one at a time")
-    p.add_argument("--steps", type=int, default=20, help="points of the deletion / insertion curves (default 20)")
-    p.add_argument("--fill", choices=("zero", "mean", "blur"), default="zero", help="what a deleted pixel becomes")
+    p.add_argument("--steps", type=int, default=None,
+                   help="points of the deletion / insertion curves (default 20 for images, 10 for text)")
+    p.add_argument("--fill", choices=("zero", "mean", "blur"), default="zero",
+                   help="what a deleted pixel becomes (images only; a deleted word is removed)")
     p.add_argument("--json", action="store_true", help="print randomization (stage, spearman, ssim, top_k), "
                    "faithfulness areas and verdicts as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -130,6 +130,33 @@ def randomized_module(module: Any, layers: list[str], seed: int) -> Any:
     return clone.eval()
 
 
+def randomized_adapter(adapter: ModelAdapter, layers: list[str], seed: int, label: str) -> ModelAdapter:
+    """``adapter`` around a copy of its module with ``layers`` re-initialised (same encoder, classes, device)."""
+    from core.adapters.torch_adapter import TorchAdapter
+
+    module = adapter.torch_module()
+    copy_ = randomized_module(module, layers, seed)
+    if isinstance(adapter, TorchAdapter):
+        return adapter.with_module(copy_, f"{adapter.info.name}[{label}]")
+    return TorchAdapter(copy_, name=f"{adapter.info.name}[{label}]", class_names=adapter.class_names,
+                        input_kind=adapter.info.input_kind, outputs=getattr(adapter, "outputs", "logits"),
+                        device=getattr(adapter, "device", None))
+
+
+def randomization_stages(module: Any, mode: str) -> list[tuple[str, list[str]]]:
+    """(label, layers randomised) per stage: ``original`` first, then from the output side down."""
+    if mode not in MODES:
+        raise ParameterError(f"The 'mode' parameter of the randomisation test must be one of {MODES}. "
+                             f"Got {mode!r} instead.")
+    layers = parameter_layers(module)[::-1]  # output side first
+    stages: list[tuple[str, list[str]]] = [("original", [])]
+    if mode == "cascading":
+        stages += [(f"up to {name}", layers[: i + 1]) for i, name in enumerate(layers)]
+    else:
+        stages += [(name, [name]) for name in layers]
+    return stages
+
+
 @dataclass(frozen=True, eq=False)
 class RandomizationResult:
     """One method's maps and similarities across randomisation stages.
@@ -148,6 +175,7 @@ class RandomizationResult:
     stages: tuple[str, ...]
     heatmaps: np.ndarray
     similarity: dict[str, np.ndarray] = field(default_factory=dict)
+    noun: str = "maps"  # "word weights" for text
 
     def mean(self, metric: str = "spearman") -> np.ndarray:
         """Mean similarity over images per stage, shape (n_stages,)."""
@@ -157,10 +185,10 @@ class RandomizationResult:
         """A one-line reading of the numbers (fully randomised stage, Spearman of |values|)."""
         final = float(self.mean()[-1])
         if final < threshold:
-            return (f"passes: its maps change when the weights are randomised (rank correlation {final:.2f} "
+            return (f"passes: its {self.noun} change when the weights are randomised (rank correlation {final:.2f} "
                     f"with every layer random)")
-        return (f"fails: its maps barely change with random weights (rank correlation {final:.2f} with every layer "
-                "random); it shows the input more than the model")
+        return (f"fails: its {self.noun} barely change with random weights (rank correlation {final:.2f} with every "
+                "layer random); it shows the input more than the model")
 
 
 def randomization_test(
@@ -187,20 +215,10 @@ def randomization_test(
         raise ParameterError(f"The randomisation test re-initialises weights, which needs a torch model; "
                              f"{adapter.info.name!r} is {adapter.info.framework}.",
                              hint="pick a torch model (the CNNs).")
-    from core.adapters.torch_adapter import TorchAdapter
-
-    layers = parameter_layers(module)[::-1]  # output side first
-    stages: list[tuple[str, list[str]]] = [("original", [])]
-    if mode == "cascading":
-        stages += [(f"up to {name}", layers[: i + 1]) for i, name in enumerate(layers)]
-    else:
-        stages += [(name, [name]) for name in layers]
+    stages = randomization_stages(module, mode)
     heat: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     for s, (label, randomized) in enumerate(stages):
-        stage_adapter = adapter if not randomized else TorchAdapter(
-            randomized_module(module, randomized, seed), name=f"{adapter.info.name}[{label}]",
-            class_names=adapter.class_names, input_kind="image", outputs=getattr(adapter, "outputs", "logits"),
-            device=getattr(adapter, "device", None))
+        stage_adapter = adapter if not randomized else randomized_adapter(adapter, randomized, seed, label)
         for j, (method, params) in enumerate(methods.items()):
             step = s * len(methods) + j
             result = explain_images(stage_adapter, x, target, method, params, batch_size=batch_size, context=context,
@@ -237,6 +255,7 @@ class FaithfulnessCurves:
     method: str
     fractions: np.ndarray
     curves: dict[str, np.ndarray]
+    unit: str = "pixels"  # "words" for text
 
     def area(self, name: str) -> np.ndarray:
         """Area under a curve per image (trapezoid over the fraction axis), shape (n,)."""
@@ -251,7 +270,7 @@ class FaithfulnessCurves:
         deletion_ok = a["deletion"] < a["deletion_random"]
         insertion_ok = a["insertion"] > a["insertion_random"]
         if deletion_ok and insertion_ok:
-            return (f"faithful: deleting its top pixels drops the probability faster than random (area "
+            return (f"faithful: deleting its top {self.unit} drops the probability faster than random (area "
                     f"{a['deletion']:.3f} vs {a['deletion_random']:.3f}) and inserting them raises it faster "
                     f"({a['insertion']:.3f} vs {a['insertion_random']:.3f})")
         if not deletion_ok and not insertion_ok:
@@ -345,8 +364,9 @@ def faithfulness_curves(
 # -- agreement and stability -----------------------------------------------------------------------
 
 
-def agreement(heatmaps: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(names, Spearman (m, m, n), top-10 % overlap (m, m, n)) between every pair of methods' |maps|."""
+def agreement(heatmaps: dict[str, np.ndarray],
+              fraction: float = TOP_K_FRACTION) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, Spearman (m, m, n), top-``fraction`` overlap (m, m, n)) between every pair of methods' |maps|."""
     names = list(heatmaps)
     flat = {k: np.abs(np.asarray(v, dtype=np.float64)).reshape(len(v), -1) for k, v in heatmaps.items()}
     n = len(next(iter(flat.values())))
@@ -356,8 +376,8 @@ def agreement(heatmaps: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, n
         for j, b in enumerate(names):
             if j > i:
                 rho[i, j] = rho[j, i] = spearman(flat[a], flat[b])
-                top[i, j] = top_k_overlap(flat[a], flat[b])
-                top[j, i] = top_k_overlap(flat[b], flat[a])
+                top[i, j] = top_k_overlap(flat[a], flat[b], fraction)
+                top[j, i] = top_k_overlap(flat[b], flat[a], fraction)
     return names, rho, top
 
 

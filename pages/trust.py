@@ -1,10 +1,12 @@
-"""Trust checks: can the image explanations be trusted? Randomisation, faithfulness, agreement, stability."""
+"""Trust checks: can the explanations be trusted? Randomisation, faithfulness, agreement, stability.
+
+Images here; text models are drawn by :mod:`components.trust_text`."""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state
+from components import cached, state, trust_text
 from components.feedback import guarded, transient_progress
 from components.figures.sanity import (
     agreement_figure,
@@ -35,9 +37,7 @@ st.caption("\"The method outputs a noisy image, you see something reasonable: sh
            "whose top pixels do not move the prediction when deleted is not faithful to it; two methods that "
            "disagree cannot both be right.")
 if sel.spec.kind == "text":
-    st.info("For text models the trust checks (LIME across seeds, deletion curves against random orders) are on the "
-            "Text explanations page.", icon=":material/article:")
-    st.page_link("pages/text.py", label="Text explanations", icon=":material/article:")
+    trust_text.render(sel)
     st.stop()
 require_kind(sel, "image", ":material/image:")
 adapter, splits, test, test_proba = scenario_test_split(sel)

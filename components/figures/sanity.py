@@ -46,10 +46,13 @@ def similarity_figure(results: dict, titles: dict[str, str], metric: str = "spea
                                  name=titles.get(method, method), line={"color": PALETTE[i % len(PALETTE)]},
                                  error_y={"type": "data", "array": values.std(axis=1), "visible": True, "thickness": 1},
                                  hovertemplate="%{x}: %{y:.3f}<extra>" + titles.get(method, method) + "</extra>"))
-    label = {"spearman": "Spearman rank correlation of |map|", "ssim": "SSIM of |map|",
-             "top_k": "top-10 % pixel overlap"}[metric]
+    text = next(iter(results.values())).noun != "maps" if results else False
+    label = ({"spearman": "Spearman rank correlation of |weights|", "top_k": "top-10 word overlap"} if text else
+             {"spearman": "Spearman rank correlation of |map|", "ssim": "SSIM of |map|",
+              "top_k": "top-10 % pixel overlap"})[metric]
+    what = "word weights" if text else "map"
     fig.add_hline(y=0.0, line={"color": "#adb5bd", "dash": "dot"})
-    fig.update_layout(title="Similarity to the original model's map as layers are randomised", yaxis_title=label,
+    fig.update_layout(title=f"Similarity to the original model's {what} as layers are randomised", yaxis_title=label,
                       xaxis_title="randomisation stage", yaxis_range=[-0.3, 1.05], height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig
@@ -70,21 +73,23 @@ def faithfulness_figure(curves: dict, titles: dict[str, str], kind: str = "delet
         fig.add_trace(go.Scatter(x=random_curve.fractions, y=random_curve.curves[f"{kind}_random"].mean(axis=0),
                                  mode="lines", line={"color": "#868e96", "dash": "dash"}, name=f"random order (area {area:.3f})"))
     better = "lower" if kind == "deletion" else "higher"
-    fig.update_layout(title=f"{kind.capitalize()}: most relevant pixels first ({better} area = more faithful)",
-                      xaxis_title=f"share of pixels {'deleted' if kind == 'deletion' else 'inserted'}",
+    unit = random_curve.unit if random_curve is not None else "pixels"
+    fig.update_layout(title=f"{kind.capitalize()}: most relevant {unit} first ({better} area = more faithful)",
+                      xaxis_title=f"share of {unit} {'deleted' if kind == 'deletion' else 'inserted'}",
                       yaxis_title="P(explained class)", yaxis_range=[0, 1.02], height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig
 
 
-def agreement_figure(names: list[str], matrix: np.ndarray, titles: dict[str, str], what: str) -> go.Figure:
-    """Method x method matrix (mean over images), values written in the cells."""
+def agreement_figure(names: list[str], matrix: np.ndarray, titles: dict[str, str], what: str,
+                     subject: str = "|map|", over: str = "images") -> go.Figure:
+    """Method x method matrix (mean over ``over``), values written in the cells."""
     labels = [titles.get(n, n) for n in names]
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=-1 if what == "Spearman" else 0, zmax=1,
                                colorscale="RdBu", reversescale=False, text=np.round(matrix, 2), texttemplate="%{text}",
                                hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>", colorbar={"title": what}))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=f"Agreement between methods ({what} of |map|, mean over images)",
+    fig.update_layout(title=f"Agreement between methods ({what} of {subject}, mean over {over})",
                       height=120 + 45 * len(names), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 

@@ -60,6 +60,7 @@ class TorchAdapter(ModelAdapter):
         self._module = module.to(self.device).eval()
         self._encode = encode or (lambda x: np.asarray(x, dtype=np.float32))
         self._outputs = outputs
+        self._encoder_fingerprint = encoder_fingerprint
         self._torch = torch
         n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
         self._info = ModelInfo(
@@ -95,6 +96,13 @@ class TorchAdapter(ModelAdapter):
 
     def torch_module(self) -> Any:
         return self._module
+
+    def with_module(self, module: Any, name: str) -> "TorchAdapter":
+        """The same adapter (classes, encoder, outputs, device) around another module, e.g. a
+        copy with randomised weights for the sanity checks."""
+        return TorchAdapter(module, name=name, class_names=self.class_names, input_kind=self.info.input_kind,
+                            outputs=self._outputs, encode=self._encode, encoder_fingerprint=self._encoder_fingerprint,
+                            device=self.device, description=self.info.description)
 
     @property
     def encoder(self) -> Callable[[Any], np.ndarray]:

@@ -7,7 +7,9 @@ import json
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.conftest import ROOT, require_dataset
 from tests.pages.test_images import array
 
 
@@ -63,9 +65,44 @@ def test_scikit_learn_model_gets_faithfulness_but_not_randomisation():
     assert any("Occlusion" in m.value and ("faithful" in m.value or "random" in m.value) for m in at.markdown)
 
 
-def test_text_scenario_points_to_the_text_page():
-    at = open_page(tl_scenario="newsgroups")
-    assert any("Text explanations page" in i.value for i in at.info)
+def test_newsgroups_bag_model_gets_every_check_with_the_engines_numbers():
+    require_dataset("newsgroups")
+    at = open_page(tl_scenario="newsgroups", tl_model="bag", tl_variant="headers", trust_text_picks=[0, 1])
+    assert not at.error
+    verdicts = [m.value for m in at.markdown if m.value.startswith("- **")]
+    titles = ["LIME", "Leave one word out", "Gradient x embedding"]
+    for title in titles:
+        assert any(v.startswith(f"- **{title}** passes") or v.startswith(f"- **{title}** fails") for v in verdicts)
+        assert any(v.startswith(f"- **{title}**: ") for v in verdicts), verdicts
+    # The similarity curve and the deletion areas are the engine's for the same documents.
+    from core import scenarios
+    from core.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
+
+    adapter = scenarios.load_model("newsgroups", "bag", "headers").adapter
+    texts = [str(t) for t in scenarios.load_data("newsgroups", "headers")["test"].x[[0, 1]]]
+    expected = text_randomization_test(adapter, texts, ["occlusion"])["occlusion"].mean()
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    similarity = next(f for f in figures if f["layout"]["title"]["text"].startswith("Similarity"))
+    occlusion = next(t for t in similarity["data"] if t["name"] == "Leave one word out")
+    np.testing.assert_allclose(array(occlusion["y"]), expected, rtol=1e-9)
+    targets = predicted_classes(adapter, texts)
+    weights = [e.weights for e in text_explanations(adapter, texts, ["occlusion"], targets)["occlusion"]]
+    areas = text_faithfulness_curves(adapter, texts, targets, weights, steps=10).areas()
+    table = at.dataframe[1].value.set_index("method")
+    assert table.loc["Leave one word out", "deletion"] == pytest.approx(areas["deletion"], abs=1e-12)
+    assert list(table.index) == titles
+    matrix = next(f for f in figures if f["layout"]["title"]["text"].startswith("Agreement"))
+    np.testing.assert_allclose(np.diag(array(matrix["data"][0]["z"])), 1.0)
+    assert "|word weights|" in matrix["layout"]["title"]["text"]
+
+
+def test_newsgroups_scikit_learn_model_is_told_to_pick_the_torch_one():
+    require_dataset("newsgroups")
+    at = open_page(tl_scenario="newsgroups", tl_model="logreg", tl_variant="headers", trust_text_picks=[0])
+    assert not at.error
+    assert any("bag-of-embeddings model" in i.value for i in at.info)
+    assert at.multiselect(key="trust_text_methods").value == ["lime", "occlusion"]
+    assert any(m.value.startswith("- **LIME**: ") for m in at.markdown)
 
 
 def test_data_randomisation_shows_the_shuffled_label_model():
