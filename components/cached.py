@@ -129,3 +129,34 @@ def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: 
 def random_label_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
     """The data randomisation test's model: the recipe trained on permuted train labels."""
     return scenarios.load_random_label_model(scenario, model, variant)
+
+
+# -- embeddings page ---------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Gathering the points to map…", max_entries=8)
+def embedding_points(scenario: str, variant: str | None, split: str):
+    """(bundle, split name per row, position in its split) of the split(s) to map ("all": every point).
+
+    A resource, not data: concatenating MNIST's 70,000 images (220 MB) and fingerprinting them
+    once per process instead of on every rerun.
+    """
+    from core.embeddings import combine_splits
+
+    bundle, split_of, position = combine_splits(scenario_data(scenario, variant), split)
+    bundle.fingerprint  # computed once here, reused by every cache key
+    return bundle, split_of, position
+
+
+def embedding_predictions(scenario: str, model: str, variant: str | None, split: str) -> np.ndarray:
+    """Class probabilities of the mapped points (the cached per-split predictions, concatenated)."""
+    from core.embeddings import SPLITS
+
+    names = [s for s in SPLITS if s in scenario_data(scenario, variant)] if split == "all" else [split]
+    return np.concatenate([predictions(scenario, model, variant, s) for s in names])
+
+
+@st.cache_resource(show_spinner=False)
+def umap_warmup():
+    """Compile UMAP's numba code in a background thread, once per server process."""
+    from core.embeddings.warm import warm_in_background
+
+    return warm_in_background()

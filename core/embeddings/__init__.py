@@ -23,6 +23,7 @@ from core.embeddings.projection import (
     Preprocessor,
     embed_activations,
     fitted_map,
+    is_computed,
     transform_points,
 )
 from core.embeddings.quality import MapQuality, knn_accuracy, map_quality, nearest, trustworthiness
@@ -31,7 +32,7 @@ from core.store import ArtifactStore
 
 __all__ = [
     "METHODS", "METRICS", "SPLITS", "Embedding", "EmbeddingParams", "FittedMap", "MapQuality", "Preprocessor",
-    "collect_activations", "combine_splits", "default_layer", "embed", "embed_activations", "fitted_map",
+    "collect_activations", "combine_splits", "default_layer", "embed", "embed_activations", "fitted_map", "is_computed",
     "knn_accuracy", "map_quality", "nearest", "neighbours_in_activations", "place", "transform_points",
     "trustworthiness",
 ]

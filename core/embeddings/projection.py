@@ -392,3 +392,12 @@ def fitted_map(
     embed_activations(activations, labels, params, layer=layer, model_fingerprint=model_fingerprint,
                       data_fingerprint=data_fingerprint, store=store, progress=progress)
     return store.load(key)
+
+
+def is_computed(params: EmbeddingParams, *, layer: str, model_fingerprint: str, data_fingerprint: str,
+                store: ArtifactStore | None = None) -> bool:
+    """Whether :func:`embed_activations` would answer from the store (the page then skips the live view)."""
+    from core.store import cache_key
+
+    map_doc, _ = _keys(model_fingerprint, data_fingerprint, layer, params.validated())
+    return (store or default_store()).contains(cache_key(**map_doc))

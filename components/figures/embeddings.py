@@ -1,0 +1,128 @@
+"""Plotly figures for the embeddings page: the WebGL map, the selection's class histogram.
+
+Every point carries its row index first in ``customdata`` (what a click or a box / lasso selection
+maps back to); overlay points (adversarial inputs) carry ``-1 - k`` so they are told apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+                 "#e6550d", "#31a354", "#756bb1", "#636363")
+HOVER = ("#%{customdata[0]} (%{customdata[1]})<br>label %{customdata[2]}<br>prediction %{customdata[3]}"
+         "<br>confidence %{customdata[4]:.3f}<extra></extra>")
+
+
+def _customdata(rows: np.ndarray, split_text: np.ndarray, true_names: np.ndarray, pred_names: np.ndarray,
+                confidence: np.ndarray) -> np.ndarray:
+    return np.column_stack([rows, split_text[rows], true_names[rows], pred_names[rows],
+                            np.round(confidence[rows], 4)]).astype(object)
+
+
+def map_figure(
+    coords: np.ndarray,
+    *,
+    colour: np.ndarray,
+    colour_name: str,
+    categorical: bool,
+    category_names: Sequence[str] = (),
+    split_text: np.ndarray,
+    true_names: np.ndarray,
+    pred_names: np.ndarray,
+    confidence: np.ndarray,
+    title: str,
+    highlight: int | None = None,
+    neighbours: np.ndarray | None = None,
+    overlay: dict | None = None,
+    marker_size: float | None = None,
+    height: int = 640,
+) -> go.Figure:
+    """The map as WebGL scatter traces (responsive at 70,000 points).
+
+    Parameters
+    ----------
+    coords : ndarray of shape (n, 2)
+    colour : ndarray of shape (n,)
+        Category codes (``categorical``; one trace per category, toggled from the legend) or numbers
+        (one trace with a colour bar).
+    split_text, true_names, pred_names : ndarray of shape (n,) of str
+        Shown on hover with the index and ``confidence``.
+    highlight : int, optional
+        Row drawn with a ring (the clicked point); ``neighbours`` its nearest neighbours.
+    overlay : dict, optional
+        ``{"coords": (m, 2), "text": (m,) str, "name": str}`` drawn as crosses (adversarial inputs).
+    """
+    coords = np.asarray(coords, dtype=np.float32)
+    n = len(coords)
+    size = marker_size or (6 if n <= 2000 else 4 if n <= 20000 else 2.5)
+    colour = np.asarray(colour)
+    fig = go.Figure()
+    if categorical:
+        for code, name in enumerate(category_names):
+            rows = np.flatnonzero(colour == code)
+            if len(rows) == 0:
+                continue
+            fig.add_trace(go.Scattergl(
+                x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(name),
+                marker={"size": size, "color": CLASS_COLOURS[code % len(CLASS_COLOURS)], "opacity": 0.8},
+                customdata=_customdata(rows, split_text, true_names, pred_names, confidence), hovertemplate=HOVER,
+            ))
+    else:
+        rows = np.arange(n)
+        fig.add_trace(go.Scattergl(
+            x=coords[:, 0], y=coords[:, 1], mode="markers", name=colour_name, showlegend=False,
+            marker={"size": size, "color": colour.astype(np.float64), "colorscale": "Viridis", "opacity": 0.85,
+                    "colorbar": {"title": {"text": colour_name}, "thickness": 14}},
+            customdata=_customdata(rows, split_text, true_names, pred_names, confidence),
+            hovertemplate=HOVER.replace("<extra></extra>", f"<br>{colour_name} %{{marker.color:.3f}}<extra></extra>"),
+        ))
+    if overlay is not None and len(overlay["coords"]):
+        over = np.asarray(overlay["coords"], dtype=np.float32)
+        fig.add_trace(go.Scattergl(
+            x=over[:, 0], y=over[:, 1], mode="markers", name=overlay.get("name", "overlay"),
+            marker={"size": max(7.0, size * 2), "symbol": "x", "color": "#000000", "line": {"width": 1}},
+            customdata=np.column_stack([-1 - np.arange(len(over)), overlay["text"]]).astype(object),
+            hovertemplate="%{customdata[1]}<extra></extra>",
+        ))
+    if neighbours is not None and len(neighbours):
+        nb = np.asarray(neighbours, dtype=int)
+        fig.add_trace(go.Scattergl(
+            x=coords[nb, 0], y=coords[nb, 1], mode="markers", name="nearest neighbours (activations)",
+            marker={"size": 11, "symbol": "circle-open", "color": "#e03131", "line": {"width": 2}},
+            customdata=_customdata(nb, split_text, true_names, pred_names, confidence), hovertemplate=HOVER,
+        ))
+    if highlight is not None and 0 <= highlight < n:
+        fig.add_trace(go.Scattergl(
+            x=coords[[highlight], 0], y=coords[[highlight], 1], mode="markers", name=f"selected #{highlight}",
+            marker={"size": 18, "symbol": "circle-open", "color": "#000000", "line": {"width": 3}},
+            customdata=_customdata(np.asarray([highlight]), split_text, true_names, pred_names, confidence),
+            hovertemplate=HOVER,
+        ))
+    fig.update_layout(
+        title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10}, dragmode="select",
+        legend={"title": {"text": colour_name}, "itemsizing": "constant"}, plot_bgcolor="#ffffff",
+        xaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None},
+        yaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None,
+               "scaleanchor": "x", "scaleratio": 1},
+        uirevision="map",  # keep zoom and legend toggles across reruns of the same map
+    )
+    return fig
+
+
+def selection_histogram(counts_correct: np.ndarray, counts_wrong: np.ndarray, class_names: Sequence[str],
+                        title: str) -> go.Figure:
+    """Stacked bars of the selected points per true class: right (green) and wrong (red) predictions."""
+    names = [str(c) for c in class_names]
+    fig = go.Figure([
+        go.Bar(x=names, y=counts_correct, name="predicted right", marker_color="#2f9e44"),
+        go.Bar(x=names, y=counts_wrong, name="predicted wrong", marker_color="#e03131"),
+    ])
+    fig.update_layout(barmode="stack", title=title, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "true class", "type": "category"}, yaxis={"title": "points"},
+                      legend={"orientation": "h", "y": -0.3})
+    return fig
