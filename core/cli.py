@@ -463,6 +463,40 @@ def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: 
     p.add_argument("--variant", default=None, help=variant_help)
 
 
+def cmd_inspect_model(args: argparse.Namespace) -> int:
+    """Detected format, inferred spec and refusal reason of a model file (exit 1 when refused); runs nothing in it."""
+    from pathlib import Path
+
+    from core.model_upload import inspect_model
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise TrustLensError(f"Model file {args.path!r} does not exist.", hint="give the path to a .pt, .pt2, .onnx or .skops file.")
+    inspection = inspect_model(path.read_bytes(), path.name, allow_pickle=args.allow_pickle or None)
+    if args.json:
+        print(json.dumps(inspection.to_json(), indent=2, default=str))
+    else:
+        print(f"{path.name}: {inspection.format_title} ({inspection.size} bytes, sha256 {inspection.sha256[:16]})")
+        for key, value in inspection.inferred.items():
+            print(f"  {key}: {value}")
+        for name in inspection.untrusted_types:
+            print(f"  untrusted type (must be accepted): {name}")
+        if inspection.refused:
+            print(f"refused: {inspection.refused}")
+    return EXIT_ERROR if inspection.refused else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the app with the model and data preloaded (pickle-based files allowed: the launcher chose them)."""
+    from core.byom import launch
+
+    options = {k: v for k, v in (("text_column", args.text_column), ("label_column", args.label_column)) if v}
+    if args.target is not None:
+        options["target"] = None if args.target == "" else args.target
+    launch(args.model, args.data, args.spec, port=args.port, address=args.address, block=True, **options)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -578,6 +612,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the quality metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_embed)
+    p = sub.add_parser("inspect-model", help="detect a model file's format and spec without running it; exit 1 if refused")
+    p.add_argument("path", help="model file (.pt/.pth TorchScript, .pt2 torch.export, .onnx, .skops, or a pickle)")
+    p.add_argument("--json", action="store_true", help="print format, inferred spec and refusal reason as JSON")
+    p.add_argument("--allow-pickle", action="store_true", help="report pickles as loadable (as with TRUSTLENS_ALLOW_PICKLE=1)")
+    p.set_defaults(func=cmd_inspect_model)
+
+    p = sub.add_parser("serve", help="start the app with your model and data preloaded as a scenario")
+    p.add_argument("--model", required=True, metavar="PATH", help="model file (TorchScript, .pt2, ONNX, skops; pickles allowed here)")
+    p.add_argument("--data", required=True, metavar="PATH", help="ZIP of class folders, an image, a CSV or Parquet table")
+    p.add_argument("--spec", default=None, metavar="FILE", help="JSON spec: input_kind, channels, height, width, mean, std, "
+                   "outputs, class_names (and text_column, label_column, target for the data)")
+    p.add_argument("--target", default=None, help="target column of a table (default 'target'; '' for no labels)")
+    p.add_argument("--text-column", default=None, help="text column of a CSV of texts (makes the CSV text data)")
+    p.add_argument("--label-column", default=None, help="label column of a CSV of texts")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
