@@ -15,7 +15,10 @@ from core.attribution.expected_gradients import ExpectedGradientsParams
 from core.attribution.gradients import BASELINES, IG_RULES, GradientParams, IntegratedGradientsParams, NoParams, SmoothGradParams
 from core.attribution.lrp import RULES as LRP_RULES
 from core.attribution.lrp import LRPParams
+from core.attribution.lime_image import LimeImageParams
 from core.attribution.occlusion import FILLS, OcclusionParams
+
+FILL_NAMES = {"zero": "black (zero)", "mean": "dataset mean", "blur": "blurred image"}
 
 
 def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers: list[str], default_layer: str | None,
@@ -30,10 +33,18 @@ def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers
                                 help="side of the square slid over the image")
         stride = b.number_input("Stride (px)", 1, int(window), min(stride_default, int(window)), key="occ_stride",
                                 help="step between patch positions (at most the patch size, so every pixel is covered)")
-        fill = d.selectbox("Patch fill", FILLS, key="occ_fill",
-                           format_func={"zero": "black (zero)", "mean": "dataset mean", "blur": "blurred image"}.get,
+        fill = d.selectbox("Patch fill", FILLS, key="occ_fill", format_func=FILL_NAMES.get,
                            help="what replaces the pixels under the patch")
         return OcclusionParams(window=int(window), stride=int(stride), fill=fill)
+    if method == "lime":
+        a, b, d = c.columns(3)
+        segment = a.number_input("Superpixel size (px)", 1, min(height, width),
+                                 LimeImageParams().resolved_segment(height, width), key="lime_segment",
+                                 help="side of the squares LIME switches on and off")
+        samples = b.select_slider("Samples", [100, 250, 500, 1000, 2000, 5000], 1000, key="lime_samples",
+                                  help="perturbed images per explained image (lime_image's default 1000)")
+        fill = d.selectbox("Switched-off squares show", FILLS, key="lime_fill", format_func=FILL_NAMES.get)
+        return LimeImageParams(segment=int(segment), num_samples=int(samples), fill=fill)
     if method == "gradient":
         absolute = c.toggle("Absolute value", True, key="grad_abs", help="|gradient|, the saliency map of Simonyan et al.")
         return GradientParams(absolute=absolute)

@@ -50,7 +50,7 @@ picks = c1.multiselect("Test images (the numbers are averaged over them)", list(
                        format_func=lambda i: sample_label(i, test.y, test_proba, names))
 support = supported_methods(adapter)
 available = [m for m in method_names() if support[m] is None]
-methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available] or available[:1],
+methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available] or available[:2],
                          key="trust_methods", format_func=lambda m: get_method(m).title)
 if not picks or not methods:
     st.info("Pick at least one image and one method.", icon=":material/touch_app:")

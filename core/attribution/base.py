@@ -156,7 +156,7 @@ def get_method(name: str) -> Method:
 
 
 # The lecture's table, left to right (Original | Gradient | SmoothGrad | Guided BackProp | IG ...).
-COLUMN_ORDER = ("occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
+COLUMN_ORDER = ("occlusion", "lime", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
                 "expected_gradients", "grad_cam", "guided_grad_cam", "lrp")
 
 
@@ -170,6 +170,7 @@ def method_names() -> list[str]:
 def _load_all() -> None:
     # Importing the modules registers their methods.
     import core.attribution.occlusion  # noqa: F401
+    import core.attribution.lime_image  # noqa: F401
     import core.attribution.gradients  # noqa: F401
     import core.attribution.expected_gradients  # noqa: F401
     import core.attribution.gradcam  # noqa: F401

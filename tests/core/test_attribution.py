@@ -48,7 +48,7 @@ def run(adapter, x, method, params=None, batch_size=64, target=None, store=None,
 
 def test_registry_lists_the_lecture_columns_in_order():
     names = method_names()
-    assert names[:9] == ["occlusion", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop",
+    assert names[:10] == ["occlusion", "lime", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop",
                          "integrated_gradients", "expected_gradients", "grad_cam", "guided_grad_cam"]
     assert "lrp" in names
 
@@ -93,7 +93,7 @@ def test_integrated_gradients_is_complete_within_one_percent_at_200_steps(baseli
     assert np.all(np.abs(gap[big]) <= 0.01 * np.abs(delta[big])), np.abs(gap) / np.abs(delta)
 
 
-@pytest.mark.parametrize("method", ALL_BUT_LRP + ["lrp"])
+@pytest.mark.parametrize("method", ALL_BUT_LRP + ["lrp", "lime"])
 def test_batch_size_does_not_change_the_result(method, tmp_store):
     adapter = tiny_cnn(seed=3, size=10, sharpen=30)
     x = images(5, size=10, seed=4)
@@ -320,7 +320,7 @@ def test_three_channel_images_and_heatmap_aggregation(tmp_store):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("method", ALL_BUT_LRP + ["lrp"])
+@pytest.mark.parametrize("method", ALL_BUT_LRP + ["lrp", "lime"])
 def test_cpu_and_cuda_agree(method, tmp_path):
     from core.adapters.torch_adapter import TorchAdapter
     from core.store import ArtifactStore

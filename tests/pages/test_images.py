@@ -78,15 +78,35 @@ def test_default_grid_is_the_lectures_and_its_numbers_are_the_engines():
     np.testing.assert_allclose(array(shown[0]["z"]), ig.heatmap()[0], rtol=1e-5, atol=1e-6)
 
 
-def test_scikit_learn_model_offers_occlusion_only_and_says_why():
+def test_scikit_learn_model_offers_the_perturbation_methods_only_and_says_why():
     at = open_page(tl_model="logreg")
     assert not at.error
     assert at.multiselect(key="img_methods").value == ["occlusion"]
-    assert at.multiselect(key="img_methods").options == ["Occlusion"]
+    assert at.multiselect(key="img_methods").options == ["Occlusion", "LIME"]
     captions = " ".join(c.value for c in at.caption)
     assert "Not available for this model" in captions and "not differentiable through torch" in captions
     assert any("Occlusion" in m.value and "patch" in m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 2  # the grid and the occlusion probability maps
+
+
+def test_lime_column_shows_the_engines_superpixel_weights():
+    from core import scenarios
+    from core.attribution import explain_images
+    from core.attribution.lime_image import LimeImageParams
+
+    at = open_page(tl_model="logreg", img_methods=["occlusion", "lime"], img_picks=[0], lime_segment=4,
+                   lime_samples=250)
+    assert not at.error
+    figure = grid(at)
+    assert "LIME" in " ".join(a.get("text", "") for a in figure["layout"]["annotations"])
+    adapter = scenarios.load_model("digits", "logreg").adapter
+    x = np.asarray(scenarios.load_data("digits")["test"].x[[0]], dtype=np.float32)
+    expected = explain_images(adapter, x, adapter.predict(x), "lime",
+                              LimeImageParams(segment=4, num_samples=250)).heatmap()[0]
+    # 8x8 digits with 4 px squares: 4 superpixels, so the map has at most 4 distinct values.
+    assert len(np.unique(expected)) <= 4
+    shown = [t for t in figure["data"] if t["type"] == "heatmap" and "LIME" in t.get("hovertemplate", "")]
+    np.testing.assert_allclose(array(shown[0]["z"]), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_another_class_settings_and_mistakes():

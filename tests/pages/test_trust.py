@@ -61,8 +61,14 @@ def test_scikit_learn_model_gets_faithfulness_but_not_randomisation():
     at = open_page(tl_model="logreg")
     assert not at.error
     assert any("needs a torch model" in i.value for i in at.info)
-    assert at.multiselect(key="trust_methods").value == ["occlusion"]
+    # The two methods that need no gradients, so the agreement matrix has something to compare.
+    assert at.multiselect(key="trust_methods").value == ["occlusion", "lime"]
     assert any("Occlusion" in m.value and ("faithful" in m.value or "random" in m.value) for m in at.markdown)
+    assert any(m.value.startswith("- **LIME**: ") for m in at.markdown)
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    matrix = next(f for f in figures if f["layout"].get("title", {}).get("text", "").startswith("Agreement"))
+    z = array(matrix["data"][0]["z"])
+    assert z.shape == (2, 2) and -1 <= z[0, 1] < 1
 
 
 def test_newsgroups_bag_model_gets_every_check_with_the_engines_numbers():
