@@ -19,7 +19,6 @@ their device, many images x samples per forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
