@@ -25,13 +25,20 @@ def image_page_filters(index: int, y: np.ndarray, proba: np.ndarray, limit: int 
     return None
 
 
-def jump_to_explanation(kind: str, index: int, y_test: np.ndarray, proba_test: np.ndarray) -> None:
-    """Set the explanation page's widgets to test sample ``index`` and switch to that page."""
+JUMP_KEY = "emb_jump"
+
+
+def request_jump(kind: str, index: int, y_test: np.ndarray, proba_test: np.ndarray) -> None:
+    """Button callback: set the explanation page's widgets to test sample ``index``; the page then switches.
+
+    Callbacks cannot switch pages, so this records the target in session state and
+    :func:`follow_jump` (called at the top of the embeddings page) switches in the run that follows.
+    """
     if kind == "image":
         filters = image_page_filters(index, y_test, proba_test)
         if filters is None:
-            st.warning(f"Test image {index} is not among the 500 images the image page can list; open it there by "
-                       "filtering on its class.", icon=":material/warning:")
+            st.session_state[JUMP_KEY] = ("warning", f"Test image {index} is not among the 500 images the image page "
+                                          "can list; open it there by filtering on its class.")
             return
         st.session_state.update({"img_source": "Test images", **filters, "img_picks": [index]})
     elif kind == "text":
@@ -39,4 +46,15 @@ def jump_to_explanation(kind: str, index: int, y_test: np.ndarray, proba_test: n
                                  "text_sort": "index", "text_doc": index})
     else:
         return
-    st.switch_page(PAGES[kind])
+    st.session_state[JUMP_KEY] = ("page", PAGES[kind])
+
+
+def follow_jump() -> None:
+    """Switch to the page a jump was requested for (or show why it could not be)."""
+    request = st.session_state.pop(JUMP_KEY, None)
+    if request is None:
+        return
+    what, value = request
+    if what == "page":
+        st.switch_page(value)
+    st.warning(value, icon=":material/warning:")

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from components import cached, state
+from components.embedding_jump import follow_jump
 from components.embedding_selection import selected_rows, summarise
 from components.feedback import guarded, progress_status, transient_progress
 from components.figures.embeddings import map_figure, selection_histogram
@@ -42,6 +43,7 @@ st.caption("Your data has hundreds of dimensions: project a hidden layer's activ
            "activation space; box- or lasso-select a region (toolbar top right of the map) for its class histogram, "
            "accuracy and a gallery.")
 cached.umap_warmup()  # compile UMAP off the request path while the user looks at the PCA map
+follow_jump()  # "Explain this prediction" was pressed in the previous run
 
 with guarded():
     loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
@@ -242,11 +244,11 @@ elif point_choice is not None:
         st.markdown(f"**{sample_label(i, y, proba, class_names)}**")
         page = {"image": "pages/images.py", "text": "pages/text.py"}.get(spec.kind)
         if page and split_of[i] == "test":
-            if st.button("Explain this prediction", icon=":material/arrow_forward:", key="emb_explain"):
-                from components.embedding_jump import jump_to_explanation
+            from components.embedding_jump import request_jump
 
-                test_rows = np.flatnonzero(split_of == "test")  # in position order within the test split
-                jump_to_explanation(spec.kind, int(position[i]), y[test_rows], proba[test_rows])
+            test_rows = np.flatnonzero(split_of == "test")  # in position order within the test split
+            st.button("Explain this prediction", icon=":material/arrow_forward:", key="emb_explain",
+                      on_click=request_jump, args=(spec.kind, int(position[i]), y[test_rows], proba[test_rows]))
         elif page:
             st.caption("The explanation pages show the test split: pick 'test' points to jump there.")
     with right:

@@ -20,8 +20,15 @@ HOVER = ("#%{customdata[0]} (%{customdata[1]})<br>label %{customdata[2]}<br>pred
 
 def _customdata(rows: np.ndarray, split_text: np.ndarray, true_names: np.ndarray, pred_names: np.ndarray,
                 confidence: np.ndarray) -> np.ndarray:
-    return np.column_stack([rows, split_text[rows], true_names[rows], pred_names[rows],
-                            np.round(confidence[rows], 4)]).astype(object)
+    return _columns(rows, split_text[rows], true_names[rows], pred_names[rows], np.round(confidence[rows], 4))
+
+
+def _columns(*columns: np.ndarray) -> np.ndarray:
+    """An object array with one column per argument, each keeping its own type (ints stay ints)."""
+    out = np.empty((len(columns[0]), len(columns)), dtype=object)
+    for j, column in enumerate(columns):
+        out[:, j] = np.asarray(column).tolist()
+    return out
 
 
 def map_figure(
@@ -86,7 +93,7 @@ def map_figure(
         fig.add_trace(go.Scattergl(
             x=over[:, 0], y=over[:, 1], mode="markers", name=overlay.get("name", "overlay"),
             marker={"size": max(7.0, size * 2), "symbol": "x", "color": "#000000", "line": {"width": 1}},
-            customdata=np.column_stack([-1 - np.arange(len(over)), overlay["text"]]).astype(object),
+            customdata=_columns(-1 - np.arange(len(over)), np.asarray(overlay["text"], dtype=object)),
             hovertemplate="%{customdata[1]}<extra></extra>",
         ))
     if neighbours is not None and len(neighbours):
