@@ -23,6 +23,7 @@ page = st.navigation(
         st.Page("pages/text.py", title="Text explanations", icon=":material/article:"),
         st.Page("pages/trust.py", title="Trust checks", icon=":material/verified:"),
         st.Page("pages/shapley.py", title="Shapley values", icon=":material/groups:"),
+        st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/help:"),
         st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
         st.Page("pages/upload.py", title="Your model", icon=":material/upload_file:"),
     ]

@@ -160,3 +160,48 @@ def umap_warmup():
     from core.embeddings.warm import warm_in_background
 
     return warm_in_background()
+
+
+def uncertainty_source(scenario: str, model: str, variant: str | None, kind: str, n: int):
+    """An uncertainty source (ensemble members, MC dropout, Bayes by backprop), trained first with a progress bar."""
+    from core.uncertainty.sources import is_ready, load_source
+
+    if not is_ready(scenario, model, variant, kind, n):
+        with progress_status(f"Training the {kind.replace('_', ' ')} source of {scenario}/{model} "
+                             "(first use, cached afterwards)") as progress:
+            load_source(scenario, model, variant, kind, n, progress=progress)
+    return _uncertainty_source(scenario, model, variant, kind, n)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _uncertainty_source(scenario: str, model: str, variant: str | None, kind: str, n: int):
+    from core.uncertainty.sources import load_source
+
+    return load_source(scenario, model, variant, kind, n)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _uncertainty_report_memo(scenario: str, model: str, variant: str | None, kind: str, n: int, epsilon: float,
+                             autoencoder: bool) -> dict:
+    return {}  # filled by uncertainty_report: the computation draws progress, so it cannot run in here
+
+
+def uncertainty_report(scenario: str, model: str, variant: str | None, kind: str, n: int, epsilon: float,
+                       autoencoder: bool, _progress=None):
+    """The stress-set report of one source; parts cached on disk by core, the whole report in memory
+    (shared, read-only) so that a click on the page does not rebuild it."""
+    from core.uncertainty.report import uncertainty_report as compute
+
+    memo = _uncertainty_report_memo(scenario, model, variant, kind, n, float(epsilon), bool(autoencoder))
+    if "report" not in memo:
+        source = uncertainty_source(scenario, model, variant, kind, n)
+        memo["report"] = compute(source, epsilon=epsilon, autoencoder=autoencoder, progress=_progress)
+    return memo["report"]
+
+
+@st.cache_data(show_spinner="Explaining with every member…", max_entries=64)
+def member_saliency(scenario: str, model: str, variant: str | None, kind: str, n: int, image: np.ndarray, target: int):
+    """Every ensemble member's gradient map of one image and their pixel-wise variance (maps disk-cached by core)."""
+    from core.uncertainty.saliency import member_saliency as compute
+
+    return compute(_uncertainty_source(scenario, model, variant, kind, n).adapters, image, target)

@@ -455,6 +455,52 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_uncertainty(args: argparse.Namespace) -> int:
+    from core import scenarios
+    from core.errors import check_int
+    from core.uncertainty.report import SCORE_TITLES, uncertainty_report
+    from core.uncertainty.sources import SOURCES, load_source
+
+    _scenario_of_kind(args.scenario, "image", "The uncertainty stress sets")
+    members = check_int("members", 5 if args.members is None else args.members, "uncertainty")
+    samples = check_int("mc_samples", 30 if args.mc_samples is None else args.mc_samples, "uncertainty")
+    only_mc = args.mc_samples is not None and args.members is None
+    kinds = list(dict.fromkeys(args.source or ([] if only_mc else ["deep"])))
+    if args.mc_samples is not None and "mc_dropout" not in kinds:
+        kinds.append("mc_dropout")
+    model = scenarios.get_spec(args.scenario).model(args.model or scenarios.get_spec(args.scenario).default_model).name
+    progress = _stderr_progress(args.quiet)
+    reports = []
+    started = time.perf_counter()
+    for kind in kinds:
+        n = members if kind in ("deep", "bootstrap") else samples
+        source = load_source(args.scenario, model, args.variant, kind, n, progress=progress)
+        report = uncertainty_report(source, epsilon=args.epsilon, n_ood=args.n_ood, autoencoder=not args.no_autoencoder,
+                                    progress=progress)
+        reports.append({"source": kind, "title": SOURCES[kind], "n_members": n,
+                        "member_accuracy": [round(a, 4) for a in source.member_accuracy],
+                        "train_seconds": round(source.train_seconds, 2), "sets": report.rows()})
+    out = {"scenario": args.scenario, "model": model, "variant": args.variant, "epsilon": args.epsilon,
+           "n_ood": args.n_ood, "reports": reports, "seconds": round(time.perf_counter() - started, 2)}
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return EXIT_OK
+
+    def cell(value: Any) -> str:
+        return "   -  " if value is None else f"{value:6.3f}"
+
+    for rep in reports:
+        print(f"{args.scenario}/{model}: {rep['title']}, {rep['n_members']} "
+              f"{'members' if rep['source'] in ('deep', 'bootstrap') else 'samples'}; FGSM epsilon {args.epsilon:g}")
+        names = list(rep["sets"][0]["error_auroc"])
+        print(f"  {'set':<20} {'n':>6} {'acc mean':>8} {'acc max':>8}   AUROC for errors / for OOD vs clean")
+        for row in rep["sets"]:
+            print(f"  {row['title']:<20} {row['n']:>6} {cell(row['accuracy_mean']):>8} {cell(row['accuracy_max']):>8}")
+            for name in names:
+                print(f"      {SCORE_TITLES[name]:<46} {cell(row['error_auroc'][name])}  {cell(row['ood_auroc'][name])}")
+    return EXIT_OK
+
+
 def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: str, variant_help: str) -> None:
     """The arguments every one-sample verb takes: SCENARIO, --index, --model, --variant."""
     p.add_argument("scenario", help=scenario_help)
@@ -629,6 +675,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("uncertainty", help="ensemble / MC dropout uncertainty on the stress sets of an image scenario: "
+                                           "accuracy of mean and max ensembling, AUROC of every score")
+    p.add_argument("scenario", help="an image scenario (digits, mnist)")
+    p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
+    p.add_argument("--variant", default=None, help="dataset variant")
+    p.add_argument("--members", type=int, default=None, metavar="K", help="ensemble members (default 5)")
+    p.add_argument("--mc-samples", type=int, default=None, metavar="T",
+                   help="also (or only, without --members) MC dropout with T passes (default 30 when --source mc_dropout)")
+    p.add_argument("--source", action="append", choices=("deep", "bootstrap", "mc_dropout", "bayes"),
+                   help="uncertainty source (repeatable; default: deep, plus mc_dropout with --mc-samples)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="FGSM step per pixel (default 0.1)")
+    p.add_argument("--n-ood", type=int, default=1000, metavar="N", help="images per out-of-distribution set (default 1000)")
+    p.add_argument("--no-autoencoder", action="store_true", help="skip the autoencoder's reconstruction-error score")
+    p.add_argument("--json", action="store_true", help="print per source and stress set: n, accuracy_mean, "
+                   "accuracy_max, mean_scores, error_auroc and ood_auroc of every score, as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_uncertainty)
     return parser
 
 

@@ -140,7 +140,9 @@ def uncertainty_report(
         Samples per forward pass; never changes the result.
     """
     store = store or default_store()
-    sets = stress_sets(source.scenario, source.variant, source.attack_adapter, epsilon=epsilon, n_ood=n_ood,
+    # FGSM needs input gradients: a scikit-learn ensemble gets the out-of-distribution sets only.
+    attack = source.attack_adapter if source.attack_adapter.torch_module() is not None else None
+    sets = stress_sets(source.scenario, source.variant, attack, epsilon=epsilon, n_ood=n_ood,
                        batch_size=batch_size, progress=subrange(progress, 0.0, 0.3), store=store)
     recon: dict[str, np.ndarray] = {}
     if autoencoder:

@@ -1,0 +1,84 @@
+"""Plain helpers of the uncertainty page (no Streamlit): scatter points, tables, the click -> sample mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.uncertainty.report import SCORE_TITLES, UncertaintyReport
+
+
+def scatter_points(report: UncertaintyReport, set_names: Sequence[str], max_per_set: int = 1500,
+                   x_score: str = "expected_entropy", y_score: str = "mutual_information", seed: int = 0) -> dict[str, np.ndarray]:
+    """Parallel arrays for :func:`components.figures.uncertainty.uncertainty_scatter`.
+
+    At most ``max_per_set`` inputs per set (a fixed random subset, always keeping the clean set's
+    mistakes, which are few and the interesting ones). ``set`` indexes ``set_names``.
+    """
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "set", "row", "correct")}
+    rng = np.random.RandomState(seed)
+    for s, name in enumerate(set_names):
+        result = report.get(name)
+        n = len(result.set.bundle)
+        correct = result.correct()
+        rows = np.arange(n)
+        if n > max_per_set:
+            keep = np.zeros(n, bool)
+            keep[rng.choice(n, max_per_set, replace=False)] = True
+            if correct is not None:
+                keep |= ~correct
+            rows = np.flatnonzero(keep)
+        parts["x"].append(result.scores[x_score][rows])
+        parts["y"].append(result.scores[y_score][rows])
+        parts["set"].append(np.full(len(rows), s))
+        parts["row"].append(rows)
+        parts["correct"].append(np.full(len(rows), -1) if correct is None else correct[rows].astype(int))
+    out = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
+    out["id"] = np.arange(len(out["x"]))
+    return out
+
+
+def point_of(points: dict[str, np.ndarray], set_names: Sequence[str], point_id: int | None) -> tuple[str, int] | None:
+    """The (set name, row) of a clicked point id, or None when the id is not one of ``points``."""
+    if point_id is None or not 0 <= point_id < len(points["id"]):
+        return None
+    return set_names[int(points["set"][point_id])], int(points["row"][point_id])
+
+
+def accuracy_table(report: UncertaintyReport) -> pd.DataFrame:
+    rows = []
+    for r in report.sets:
+        rows.append({"set": r.set.title, "inputs": len(r.set.bundle), "accuracy (mean ensemble)": r.accuracy("mean"),
+                     "accuracy (max-confidence)": r.accuracy("max"),
+                     "mean epistemic (MI)": float(np.mean(r.scores["mutual_information"])),
+                     "mean aleatoric": float(np.mean(r.scores["expected_entropy"])), "what": r.set.description})
+    return pd.DataFrame(rows)
+
+
+def auroc_table(report: UncertaintyReport, which: str = "errors") -> pd.DataFrame:
+    """Scores as rows, sets as columns: AUROC for the mean ensemble's errors or for shifted inputs vs clean."""
+    data: dict[str, Any] = {"score": [SCORE_TITLES[name] for name in report.score_names]}
+    for r in report.sets:
+        values = r.error_auroc if which == "errors" else r.shift_auroc
+        if which == "errors" and not r.set.labelled:
+            continue
+        if which != "errors" and not r.set.shifted:
+            continue
+        data[r.set.title] = [values[name] for name in report.score_names]
+    return pd.DataFrame(data)
+
+
+def most_disputed(report: UncertaintyReport, set_name: str, score: str, k: int = 12) -> np.ndarray:
+    """Rows of ``set_name`` with the highest ``score``, highest first (ties: lower row first)."""
+    values = report.get(set_name).scores[score]
+    return np.lexsort((np.arange(len(values)), -values))[:k]
+
+
+def published_scores(report: UncertaintyReport) -> dict[str, Any]:
+    """What the page publishes in ``st.session_state['uncertainty_scores']`` (clean test split, one value per input)."""
+    clean = report.get("clean")
+    return {"scenario": report.scenario, "model": report.model, "variant": report.variant, "source": report.source,
+            "scores": {SCORE_TITLES[name]: np.asarray(values) for name, values in clean.scores.items()}}

@@ -1,0 +1,156 @@
+"""Uncertainty: where does the model not know? Ensembles, MC dropout, Bayes by backprop, stress sets."""
+
+import numpy as np
+import streamlit as st
+
+from components import cached, state
+from components.feedback import guarded, transient_progress
+from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
+from components.images import to_display
+from components.selection import clicked_index
+from components.uncertainty_view import (
+    accuracy_table,
+    auroc_table,
+    most_disputed,
+    point_of,
+    published_scores,
+    scatter_points,
+)
+from components.widgets import require_kind
+from core.uncertainty.members import supported_sources
+from core.uncertainty.report import SCORE_TITLES
+from core.uncertainty.sources import SOURCES
+
+EPSILONS = [0.02, 0.05, 0.1, 0.2, 0.3]
+
+sel = state.current()
+st.title("Uncertainty")
+st.caption("\"I have no idea!\" Epistemic uncertainty shows when an ensemble's members disagree, or when dropout left "
+           "on at test time makes the prediction wobble. Predictive entropy = expected entropy (aleatoric: every "
+           "member is unsure) + mutual information (epistemic: the members disagree). Stress sets check whether the "
+           "scores rise where the model should not be trusted: adversarial and out-of-distribution inputs.")
+require_kind(sel, "image", ":material/image:")
+names = sel.spec.class_names
+
+with guarded():
+    support = supported_sources(sel.scenario, sel.model)
+available = [k for k, reason in support.items() if reason is None]
+c1, c2, c3, c4 = st.columns([2.4, 1.2, 1.6, 1.2])
+kind = c1.segmented_control("Source", available, default=available[0], key="unc_source",
+                            format_func=lambda k: SOURCES[k], help="; ".join(
+                                f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
+ensemble = kind in ("deep", "bootstrap")
+if ensemble:
+    n = c2.select_slider("Members K", [2, 3, 4, 5, 6, 8, 10], 5, key="unc_members",
+                         help="members trained once (together) and cached; more members train only the new ones")
+else:
+    n = c2.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
+                         help="stochastic forward passes (dropout masks or weight samples)")
+epsilon = c3.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
+                           help="largest change of any pixel (pixels in [0, 1]); the attack targets one model: "
+                                "member 1, or the deterministic model the stochastic source perturbs")
+use_autoencoder = c4.toggle("Autoencoder score", True, key="unc_autoencoder",
+                            help="reconstruction error of an autoencoder trained on the training images: "
+                                 "low = familiar data")
+
+with guarded():
+    source = cached.uncertainty_source(sel.scenario, sel.model, sel.variant, kind, int(n))
+with guarded(), transient_progress("Scoring the stress sets") as progress:
+    report = cached.uncertainty_report(sel.scenario, sel.model, sel.variant, kind, int(n), float(epsilon),
+                                       bool(use_autoencoder), _progress=progress)
+st.session_state["uncertainty_scores"] = published_scores(report)  # the embeddings page colours by these
+
+set_names = [r.name for r in report.sets]
+set_titles = {r.name: r.set.title for r in report.sets}
+clean, labels = report.get("clean"), [f"member {i + 1}" for i in range(report.n_members)] if ensemble else \
+    [f"sample {i + 1}" for i in range(report.n_members)]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Clean accuracy (mean ensemble)", f"{clean.accuracy('mean'):.1%}",
+          help=f"{source.title}; single members: " + ", ".join(f"{a:.1%}" for a in source.member_accuracy))
+if "fgsm" in set_names:
+    adv = report.get("fgsm")
+    m2.metric(f"FGSM ε={epsilon:g}: mean ensemble", f"{adv.accuracy('mean'):.1%}")
+    m3.metric("FGSM: max-confidence ensemble", f"{adv.accuracy('max'):.1%}",
+              delta=f"{(adv.accuracy('max') - adv.accuracy('mean')) * 100:+.1f} points vs mean")
+m4.metric("Mean epistemic (MI) clean → noise",
+          f"{clean.scores['mutual_information'].mean():.3f} → {report.get('noise').scores['mutual_information'].mean():.3f}")
+
+# -- the table -------------------------------------------------------------------------------------
+st.subheader("Accuracy and AUROC per stress set")
+st.dataframe(accuracy_table(report), hide_index=True, width="stretch", key="unc_accuracy",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in (
+                 "accuracy (mean ensemble)", "accuracy (max-confidence)", "mean epistemic (MI)", "mean aleatoric")})
+which = st.radio("AUROC of each score for detecting", ["errors", "shift"], horizontal=True, key="unc_auroc_of",
+                 format_func={"errors": "the mean ensemble's mistakes (within each labelled set)",
+                              "shift": "adversarial / out-of-distribution inputs (against the clean test set)"}.get)
+table = auroc_table(report, which)
+st.dataframe(table, hide_index=True, width="stretch", key="unc_auroc",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "score"})
+st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher than "
+           "every correct (clean) one. Max-confidence ensembling takes, per input, the member that is most sure.")
+
+# -- scatter + details -----------------------------------------------------------------------------
+st.subheader("Aleatoric vs epistemic, input by input")
+s1, s2 = st.columns([3, 1.2])
+shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
+colour_by = s2.radio("Colour by", ["correct", "set"], horizontal=True, key="unc_colour",
+                     format_func={"correct": "right / wrong", "set": "stress set"}.get)
+if not shown:
+    shown = ["clean"]
+points = scatter_points(report, shown)
+event = st.plotly_chart(uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by), key="unc_scatter",
+                        on_select="rerun", selection_mode=("points",))
+picked = point_of(points, shown, clicked_index(event))
+if picked is not None:
+    st.session_state["unc_pick"] = picked
+pick_set, pick_row = st.session_state.get("unc_pick", ("clean", int(most_disputed(report, "clean", "mutual_information", 1)[0])))
+if pick_set not in set_names:
+    pick_set, pick_row = "clean", 0
+result = report.get(pick_set)
+pick_row = min(int(pick_row), len(result.set.bundle) - 1)
+image = result.set.bundle.x[pick_row]
+mean_pred = int(result.mean[pick_row].argmax())
+truth = "" if result.y is None else f", true {names[int(result.y[pick_row])]}"
+st.markdown(f"**Selected: {set_titles[pick_set]} #{pick_row}**: mean ensemble says {names[mean_pred]} "
+            f"({result.mean[pick_row, mean_pred]:.0%}){truth}; max-confidence says {names[int(result.max[pick_row].argmax())]}. "
+            + " · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
+d1, d2 = st.columns([1, 3])
+d1.image(to_display(image, 160), caption=f"{set_titles[pick_set]} #{pick_row}", width="stretch")
+d2.plotly_chart(member_heatmap(result.proba[:, pick_row], names, labels), key="unc_members_heatmap")
+if ensemble and source.adapters[0].torch_module() is not None:
+    with guarded(stop=False):
+        saliency = cached.member_saliency(sel.scenario, sel.model, sel.variant, kind, int(n),
+                                          np.asarray(image, dtype=np.float32), mean_pred)
+        st.plotly_chart(saliency_strip(image, saliency.maps, saliency.variance, labels), key="unc_saliency")
+        st.caption(f"Each member's gradient map toward {names[mean_pred]} (the mean ensemble's class), scaled to its own "
+                   "maximum; the last map is the pixel-wise variance across members: where they disagree about why.")
+elif ensemble:
+    st.caption("Saliency maps need a torch model's gradients: this ensemble's members are scikit-learn models.")
+else:
+    st.caption("Saliency per member is shown for ensembles (deep / bootstrap): stochastic passes have no fixed members.")
+
+# -- gallery ---------------------------------------------------------------------------------------
+st.subheader("Most disputed inputs")
+g1, g2 = st.columns(2)
+gallery_set = g1.selectbox("Of the set", set_names, key="unc_gallery_set", format_func=set_titles.get)
+gallery_score = g2.selectbox("Ranked by", report.score_names, index=report.score_names.index("mutual_information"),
+                             key="unc_gallery_score", format_func=SCORE_TITLES.get)
+top = most_disputed(report, gallery_set, gallery_score, 12)
+g = report.get(gallery_set)
+columns = st.columns(6)
+for j, row in enumerate(top):
+    pred = int(g.mean[row].argmax())
+    mark = "" if g.y is None else (" ✓" if pred == g.y[row] else f" ✗ (true {names[int(g.y[row])]})")
+    votes = np.bincount(g.proba[:, row].argmax(axis=1), minlength=len(names))
+    columns[j % 6].image(to_display(g.set.bundle.x[row], 96), width="stretch",
+                         caption=f"#{row} → {names[pred]}{mark}; {SCORE_TITLES[gallery_score].split(' (')[0]} "
+                                 f"{g.scores[gallery_score][row]:.3f}; votes " +
+                                 ", ".join(f"{names[c]}:{v}" for c, v in enumerate(votes) if v))
+if st.button("Inspect the most disputed input above", key="unc_inspect_top"):
+    st.session_state["unc_pick"] = (gallery_set, int(top[0]))
+    st.rerun()
+
+# -- agreement ---------------------------------------------------------------------------------------
+st.subheader("Agreement between members (clean test set)")
+st.plotly_chart(agreement_heatmap(report.agreement, labels, "Share of test inputs on which two members predict the same class"),
+                key="unc_agreement")
