@@ -18,7 +18,11 @@ from core.scenarios import TrainedModel
 
 @st.cache_resource(show_spinner="Loading data…", max_entries=8)
 def scenario_data(scenario: str, variant: str | None) -> dict[str, DataBundle]:
-    """The scenario's splits (shared, read-only)."""
+    """The scenario's splits (shared, read-only); an uploaded scenario's come from its registry entry."""
+    from core import byom
+
+    if byom.is_upload(scenario):
+        return byom.get(scenario).splits
     return scenarios.load_data(scenario, variant)
 
 
@@ -29,6 +33,10 @@ def _load_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
 
 def trained_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
     """Load a built-in model, training it first (with a progress bar) if it is not cached yet."""
+    from core import byom
+
+    if byom.is_upload(scenario):  # uploads are loaded (and validated) on the upload page, never trained
+        return byom.get(scenario).trained
     scenario_data(scenario, variant)
     if not scenarios.is_trained(scenario, model, variant):
         with progress_status(f"Training {scenario}/{model} (first use, cached afterwards)") as progress:
@@ -128,7 +136,31 @@ def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: 
                    max_entries=8)
 def random_label_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
     """The data randomisation test's model: the recipe trained on permuted train labels."""
+    from core import byom
+
+    if byom.is_upload(scenario):
+        from core.errors import TrustLensError
+
+        raise TrustLensError("The data randomisation test retrains the model on shuffled labels; TrustLens has no "
+                             "training recipe for an uploaded model.",
+                             hint="train your model on shuffled labels yourself and upload it as a second scenario.")
     return scenarios.load_random_label_model(scenario, model, variant)
+
+
+@st.cache_resource(show_spinner="Opening the model given to `python -m core serve`…")
+def preloaded_scenario() -> str:
+    """Name of the scenario ``serve`` / ``core.byom.launch`` preloaded (opened once per process)."""
+    from core import byom
+
+    return byom.preloaded_from_environment().name
+
+
+@st.cache_data(show_spinner="Inspecting the model file…", max_entries=16)
+def model_inspection(data: bytes, filename: str, allow_pickle: bool):
+    """Format, inferred spec and refusal reason of an uploaded model file (nothing in it is run)."""
+    from core.model_upload import inspect_model
+
+    return inspect_model(data, filename, allow_pickle=allow_pickle)
 
 
 # -- embeddings page ---------------------------------------------------------------------------

@@ -9,6 +9,33 @@ import streamlit as st
 from core import scenarios
 
 SCENARIO_KEY, MODEL_KEY, VARIANT_KEY = "tl_scenario", "tl_model", "tl_variant"
+UPLOADS_KEY, PENDING_KEY = "tl_uploads", "tl_pending_scenario"  # this session's uploaded scenarios; one to select next run
+
+
+def scenario_spec(name: str) -> scenarios.ScenarioSpec:
+    """A built-in scenario's spec, or the spec of an upload registered in this process."""
+    from core import byom
+
+    if byom.is_upload(name):
+        return byom.get(name).spec
+    return scenarios.get_spec(name)
+
+
+def session_uploads() -> list[str]:
+    """Names of the uploaded scenarios this session may see (its own uploads + the launcher's preload)."""
+    from core import byom
+
+    return [n for n in st.session_state.get(UPLOADS_KEY, []) if byom.registered(n)]
+
+
+def add_upload(name: str, select: bool = True) -> None:
+    """Show ``name`` in this session's scenario picker (and select it on the next run)."""
+    uploads = list(st.session_state.get(UPLOADS_KEY, []))
+    if name not in uploads:
+        uploads.append(name)
+    st.session_state[UPLOADS_KEY] = uploads
+    if select:
+        st.session_state[PENDING_KEY] = name
 
 
 @dataclass(frozen=True)
@@ -19,7 +46,7 @@ class Selection:
 
     @property
     def spec(self) -> scenarios.ScenarioSpec:
-        return scenarios.get_spec(self.scenario)
+        return scenario_spec(self.scenario)
 
 
 def _ensure_app_shell() -> None:
@@ -46,7 +73,9 @@ def current() -> Selection:
     """
     _ensure_app_shell()
     name = st.session_state.get(SCENARIO_KEY, scenarios.DEFAULT_SCENARIO)
-    spec = scenarios.get_spec(name)
+    if name not in scenarios.SCENARIOS and name not in session_uploads():
+        name = scenarios.DEFAULT_SCENARIO  # an upload this process no longer holds, or another session's
+    spec = scenario_spec(name)
     model = st.session_state.get(MODEL_KEY, spec.default_model)
     if model not in spec.model_names:
         model = spec.default_model

@@ -10,25 +10,35 @@ from core import scenarios
 
 def _reset_model() -> None:
     # A new scenario has other models and variants: fall back to its defaults.
-    spec = scenarios.get_spec(st.session_state[state.SCENARIO_KEY])
+    spec = state.scenario_spec(st.session_state[state.SCENARIO_KEY])
     st.session_state[state.MODEL_KEY] = spec.default_model
     st.session_state[state.VARIANT_KEY] = spec.variants[0] if spec.variants else None
 
 
 def scenario_sidebar() -> state.Selection:
     """Scenario, variant and model pickers in the sidebar; returns the selection."""
-    names = list(scenarios.SCENARIOS)
-    st.session_state.setdefault(state.SCENARIO_KEY, scenarios.DEFAULT_SCENARIO)
+    preloaded = _preloaded_scenario()
+    uploads = state.session_uploads()
+    if preloaded and preloaded not in uploads:
+        state.add_upload(preloaded, select=state.SCENARIO_KEY not in st.session_state)
+        uploads = state.session_uploads()
+    names = uploads + list(scenarios.SCENARIOS)
+    pending = st.session_state.pop(state.PENDING_KEY, None)
+    if pending in names:
+        st.session_state[state.SCENARIO_KEY] = pending
+        _reset_model()
+    if st.session_state.get(state.SCENARIO_KEY) not in names:
+        st.session_state[state.SCENARIO_KEY] = scenarios.DEFAULT_SCENARIO
     with st.sidebar:
         st.selectbox(
             "Scenario",
             names,
             key=state.SCENARIO_KEY,
-            format_func=lambda n: scenarios.SCENARIOS[n].title,
+            format_func=lambda n: state.scenario_spec(n).title,
             on_change=_reset_model,
             help="A dataset and the models trained on it. Digits and breast cancer work offline.",
         )
-        spec = scenarios.get_spec(st.session_state[state.SCENARIO_KEY])
+        spec = state.scenario_spec(st.session_state[state.SCENARIO_KEY])
         if spec.variants:
             if st.session_state.get(state.VARIANT_KEY) not in spec.variants:
                 st.session_state[state.VARIANT_KEY] = spec.variants[0]
@@ -39,6 +49,24 @@ def scenario_sidebar() -> state.Selection:
         st.selectbox("Model", spec.model_names, key=state.MODEL_KEY)
         st.caption(spec.model(st.session_state[state.MODEL_KEY]).description)
     return state.current()
+
+
+def _preloaded_scenario() -> str | None:
+    """The scenario ``python -m core serve`` / ``core.byom.launch`` preloaded, or None; errors shown once in the sidebar."""
+    import os
+
+    from core import byom
+
+    if not os.environ.get(byom.PRELOAD_ENV):
+        return None
+    from components.cached import preloaded_scenario
+    from core.errors import TrustLensError
+
+    try:
+        return preloaded_scenario()
+    except TrustLensError as exc:
+        st.sidebar.error(f"The model given to `serve` could not be opened: {exc.message}")
+        return None
 
 
 def device_caption() -> None:

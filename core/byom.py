@@ -272,10 +272,10 @@ def open_upload(
         bundle = DataBundle(kind=bundle.kind, x=bundle.x, y=bundle.y, class_names=tuple(class_names),
                             feature_names=bundle.feature_names, name=bundle.name, display=bundle.display)
     splits = _splits(bundle)
-    accuracy = float(np.mean(proba.argmax(axis=1) == bundle.y)) if loaded.labelled else float("nan")
-    metrics = {"train_seconds": 0.0, "train_accuracy": accuracy, "val_accuracy": _accuracy(proba, splits, "val", loaded.labelled),
-               "test_accuracy": _accuracy(proba, splits, "test", loaded.labelled), "n_train": len(bundle),
-               "n_test": len(splits["test"])}
+    positions = split_positions(len(bundle))
+    metrics = {"train_seconds": 0.0, **{f"{split}_accuracy": _accuracy(proba, bundle.y, positions[split], loaded.labelled)
+                                        for split in ("train", "val", "test")},
+               "n_train": len(bundle), "n_test": len(splits["test"])}
     title = f"Your model: {model_filename} + {source.filename}"
     framework = adapter.info.framework
     mspec = ModelSpec(MODEL_NAME, framework, "upload", f"{inspection.format_title} ({model_filename})",
@@ -313,20 +313,36 @@ def _detect_outputs(adapter: Any, bundle: DataBundle, spec: ModelSpecification) 
 
 
 def _splits(bundle: DataBundle) -> dict[str, DataBundle]:
-    """train = everything (backgrounds, image context); val / test = a fixed 30 / 70 % split (seed 0)."""
-    n = len(bundle)
+    """train = everything (backgrounds, image context); val / test = a fixed 30 / 70 % split (seed 0).
+
+    Each split is a split of its own (its ``index`` counts from 0, as the built-in splits' do);
+    ``split_positions`` says where its rows sit in the uploaded data.
+    """
+    return {split: _own_split(bundle[positions]) if split != "train" else bundle
+            for split, positions in split_positions(len(bundle)).items()}
+
+
+def split_positions(n: int) -> dict[str, np.ndarray]:
+    """Row positions of the train / val / test splits of ``n`` uploaded samples."""
+    everything = np.arange(n)
     if n < 4:
-        return {"train": bundle, "val": bundle, "test": bundle}
+        return {"train": everything, "val": everything, "test": everything}
     order = np.random.RandomState(0).permutation(n)
     n_val = max(1, int(round(0.3 * n)))
-    return {"train": bundle, "val": bundle[np.sort(order[:n_val])], "test": bundle[np.sort(order[n_val:])]}
+    return {"train": everything, "val": np.sort(order[:n_val]), "test": np.sort(order[n_val:])}
 
 
-def _accuracy(proba: np.ndarray, splits: dict[str, DataBundle], split: str, labelled: bool) -> float:
+def _own_split(part: DataBundle) -> DataBundle:
+    from dataclasses import replace
+
+    display = None if part.display is None else part.display.reset_index(drop=True)
+    return replace(part, index=np.arange(len(part)), display=display)
+
+
+def _accuracy(proba: np.ndarray, y: np.ndarray, positions: np.ndarray, labelled: bool) -> float:
     if not labelled:
         return float("nan")
-    part = splits[split]
-    return float(np.mean(proba[part.index].argmax(axis=1) == part.y))
+    return float(np.mean(proba[positions].argmax(axis=1) == y[positions]))
 
 
 # -- launching ---------------------------------------------------------------------------------------

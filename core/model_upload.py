@@ -510,15 +510,16 @@ def _load_pickle(data: bytes, filename: str, fmt: str, name: str, spec: ModelSpe
 
 
 def _torch_adapter(module: Any, name: str, filename: str, spec: ModelSpecification, fmt: str) -> ModelAdapter:
-    from core.adapters.torch_adapter import TorchAdapter
+    from core.adapters.uploaded_torch import UploadedTorchAdapter
 
     if spec.input_kind == "image":
         channels = spec.channels or len(spec.mean)
         module = normalised_module(module, spec.mean, spec.std, channels)
     else:
         module = normalised_module(module, None, None, 1)
-    return TorchAdapter(module, name=name, class_names=spec.class_names, input_kind=spec.input_kind,
-                        outputs=spec.outputs, description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
+    return UploadedTorchAdapter(module, hookable_inner=fmt in PICKLE_FORMATS, name=name, class_names=spec.class_names,
+                                input_kind=spec.input_kind, outputs=spec.outputs,
+                                description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
 
 
 def normalised_module(inner: Any, mean: tuple[float, ...] | None, std: tuple[float, ...] | None, channels: int) -> Any:
@@ -533,7 +534,11 @@ def normalised_module(inner: Any, mean: tuple[float, ...] | None, std: tuple[flo
     class UploadedModule(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            # Identity layers around the model: hookable points (pixels in, raw scores out) even when
+            # the inner model's own layers cannot be hooked (TorchScript, torch.export).
+            self.input = torch.nn.Identity()
             self.inner = inner
+            self.output = torch.nn.Identity()
             self.normalise = mean is not None
             if mean is not None:
                 shape = (1, -1, 1, 1)
@@ -541,9 +546,10 @@ def normalised_module(inner: Any, mean: tuple[float, ...] | None, std: tuple[flo
                 self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(shape))
 
         def forward(self, x: Any) -> Any:
+            x = self.input(x)
             if self.normalise:
                 x = (x - self.mean) / self.std
-            return self.inner(x)
+            return self.output(self.inner(x))
 
         def train(self, mode: bool = True) -> "UploadedModule":
             self.training = mode

@@ -120,7 +120,7 @@ st.caption("The lecture's demonstration: a random forest trained on raw posts an
 combos = [(m, v) for v in (spec.variants or (None,)) for m in spec.model_names]
 default_b = ("logreg", "no-headers") if (sel.model, sel.variant) != ("logreg", "no-headers") else ("forest", "headers")
 if default_b not in combos:
-    default_b = next(c for c in combos if c != (sel.model, sel.variant))
+    default_b = next((c for c in combos if c != (sel.model, sel.variant)), combos[0])  # an upload has one model
 other = st.selectbox("Compare with", combos, index=combos.index(default_b), key="text_compare",
                      format_func=lambda c: f"{c[0]}" + (f" [{c[1]}]" if c[1] else ""))
 with guarded():

@@ -186,7 +186,10 @@ def test_open_upload_makes_a_cached_scenario_with_labels_from_folders():
     assert first.model_spec.outputs == "logits"
     splits = first.splits
     assert len(splits["train"]) == 9 and len(splits["val"]) + len(splits["test"]) == 9
-    assert set(splits["val"].index).isdisjoint(splits["test"].index)
+    positions = byom.split_positions(9)
+    assert set(positions["val"]).isdisjoint(positions["test"]) and len(positions["val"]) == 3
+    assert splits["test"].index.tolist() == list(range(6))  # a split of its own, like the built-in ones
+    np.testing.assert_array_equal(splits["test"].x, splits["train"].x[positions["test"]])
     proba = first.trained.adapter.predict_proba(splits["test"].x)
     assert first.trained.metrics["test_accuracy"] == pytest.approx(np.mean(proba.argmax(1) == splits["test"].y))
     other = byom.open_upload(model, "cnn.pt", DataSource("image_zip", data, "three_classes.zip"), {"mean": [0.5], "std": [0.2]})

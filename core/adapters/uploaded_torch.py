@@ -1,0 +1,32 @@
+"""TorchAdapter for uploaded TorchScript / torch.export models, whose inner layers cannot be hooked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.adapters.torch_adapter import TorchAdapter
+
+
+class UploadedTorchAdapter(TorchAdapter):
+    """A :class:`TorchAdapter` whose ``layer_names()`` lists only layers a forward hook can observe.
+
+    Uploaded modules are wrapped as ``input -> (normalise) -> inner -> output``, where ``input`` and
+    ``output`` are ``nn.Identity`` layers. TorchScript modules refuse forward hooks and a
+    torch.export program never calls its submodules, so for them only ``input`` and ``output`` (the
+    model's raw scores) are offered; a plain ``nn.Module`` (a trusted pickle) offers every leaf.
+    """
+
+    def __init__(self, module: Any, *, hookable_inner: bool, **kwargs: Any) -> None:
+        self._hookable_inner = hookable_inner
+        super().__init__(module, **kwargs)
+
+    def layer_names(self) -> list[str]:
+        names = super().layer_names()
+        if self._hookable_inner:
+            return names
+        return [n for n in names if n in ("input", "output")]
+
+    def with_module(self, module: Any, name: str) -> "UploadedTorchAdapter":
+        return UploadedTorchAdapter(module, hookable_inner=self._hookable_inner, name=name, class_names=self.class_names,
+                                    input_kind=self.info.input_kind, outputs=self.outputs, device=self.device,
+                                    description=self.info.description)
