@@ -131,7 +131,7 @@ def draw(coords, title, *, key=None, highlight=None, neighbours=None, overlay=No
                               selection_mode=("points", "box", "lasso"))
 
 
-n_points = f"{len(bundle):,} {SPLIT_TITLES[split]} points"
+n_points = f"{len(bundle):,} points, {SPLIT_TITLES[split]}"
 slot = st.empty()
 with guarded():
     if method != "pca" and not is_computed(params, **keys):
@@ -238,7 +238,7 @@ if len(rows) > 1:
 elif point_choice is not None:
     i = point_choice
     st.subheader(f"Point #{i}: {split_of[i]} sample {position[i]}")
-    left, right = st.columns([1, 2])
+    left, right = st.columns([1, 2.6])
     with left:
         render_samples(bundle, np.asarray([i]), proba, class_names, key="emb_sample", per_row=1)
         st.markdown(f"**{sample_label(i, y, proba, class_names)}**")

@@ -111,10 +111,12 @@ def map_figure(
             hovertemplate=HOVER,
         ))
     fig.update_layout(
-        title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10}, dragmode="select",
+        # No dragmode / clickmode here: Streamlit then pans on drag and selects on click, and the
+        # toolbar's box / lasso buttons select regions (with dragmode "select" it ignores clicks).
+        title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend={"title": {"text": colour_name}, "itemsizing": "constant"}, plot_bgcolor="#ffffff",
-        xaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None},
-        yaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None,
+        xaxis={"zeroline": False, "showgrid": False, "title": None, "tickfont": {"size": 9, "color": "#adb5bd"}},
+        yaxis={"zeroline": False, "showgrid": False, "title": None, "tickfont": {"size": 9, "color": "#adb5bd"},
                "scaleanchor": "x", "scaleratio": 1},
         uirevision="map",  # keep zoom and legend toggles across reruns of the same map
     )

@@ -143,7 +143,7 @@ def test_box_selection_shows_the_class_histogram_accuracy_and_gallery(digits):
 def test_tsne_map_opens_from_the_cache_and_colours_by_confidence(digits):
     at = open_page("digits", "cnn", emb_split="test", emb_method="tsne", emb_iter=150)
     spec = map_spec(at)
-    assert spec["layout"]["title"]["text"].startswith("t-SNE of relu3 (450 test points)")
+    assert spec["layout"]["title"]["text"].startswith("t-SNE of relu3 (450 points, test)")
     assert float(metrics(at)["10-NN accuracy in the map"]) > 0.9
     rerun(at, emb_colour="confidence")
     trace = map_spec(at)["data"][0]
