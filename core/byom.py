@@ -400,12 +400,13 @@ def _all_untrusted(model_path: Path) -> tuple[str, ...]:
 
 
 def launch(model: str, data: str, spec: str | None = None, *, port: int = 8501, address: str = "127.0.0.1",
-           block: bool = True, **data_options: Any) -> subprocess.Popen[bytes]:
+           block: bool = False, **data_options: Any) -> subprocess.Popen[bytes]:
     """Start the TrustLens app with ``model`` + ``data`` preloaded as the default scenario.
 
-    From a notebook: ``proc = launch("cnn.pt", "images.zip", block=False)``, open
-    ``http://127.0.0.1:8501``, later ``proc.terminate()``. The files are checked first (the same
-    dry run as an upload), so a mistake is reported here, not in the browser.
+    From a notebook: ``proc = launch("cnn.pt", "images.zip")``, open ``http://127.0.0.1:8501``,
+    later ``proc.terminate()``. The files are checked first (the same dry run as an upload), so a
+    mistake is reported here, not in the browser. ``block=True`` (the ``serve`` verb) replaces
+    this process by the server instead of returning.
     """
     document = preload_document(model, data, spec, **data_options)
     open_preloaded(document)  # fail fast, in the caller's terminal
@@ -413,13 +414,11 @@ def launch(model: str, data: str, spec: str | None = None, *, port: int = 8501, 
     env = {**os.environ, PRELOAD_ENV: json.dumps(document)}
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port", str(port),
                "--server.address", address, "--browser.gatherUsageStats", "false"]
-    process = subprocess.Popen(command, env=env, cwd=str(app.parent))
     if block:
-        try:
-            process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
-    return process
+        # The CLI (`serve`) becomes the server: stopping its PID stops the server, no orphan left.
+        os.chdir(app.parent)
+        os.execve(sys.executable, command, env)
+    return subprocess.Popen(command, env=env, cwd=str(app.parent))
 
 
 def preloaded_from_environment() -> UploadedScenario | None:

@@ -89,6 +89,9 @@ def _labels_for(names: Sequence[str], class_names: Sequence[str] | None, source:
     classes = tuple(class_names) if class_names else tuple(sorted(set(names)))
     lookup = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(names) - set(lookup))
+    if unknown and all(n.isdigit() and int(n) < len(classes) for n in names):
+        # Labels 0..k-1 with class names given in words: the labels are output indices.
+        return np.asarray([int(n) for n in names], dtype=np.int64), classes
     if unknown:
         raise InputShapeError(
             f"The {source} holds label(s) {', '.join(repr(u) for u in unknown[:6])} that are not among the class names "

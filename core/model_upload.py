@@ -349,7 +349,9 @@ def _inspect_onnx(data: bytes) -> tuple[dict[str, Any], list[str], list[str]]:
             inferred["n_features"] = inp.shape[1]
     if len(out.shape) == 2 and isinstance(out.shape[1], int):
         inferred["n_classes"] = out.shape[1]
-    notes = ["ONNX runs in onnxruntime: gradient methods are not offered (no gradients), perturbation methods are."]
+    from core.adapters.onnx_adapter import NO_GRADIENTS_ONNX
+
+    notes = [NO_GRADIENTS_ONNX]
     if inferred.get("input_kind") == "text":
         raise ModelRefusedError("ONNX models taking strings are not supported: TrustLens feeds ONNX models numbers.",
                                 hint="upload a text pipeline saved with skops instead.")

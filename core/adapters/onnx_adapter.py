@@ -13,9 +13,8 @@ from core.errors import InputShapeError
 from core.fingerprint import hash_texts
 
 NO_GRADIENTS_ONNX = (
-    "ONNX models run in onnxruntime, which computes no gradients, so gradient methods (saliency, "
-    "Integrated Gradients, Grad-CAM, LRP) are not offered; perturbation methods (occlusion, LIME, SHAP) work. "
-    "Export the model as TorchScript (.pt) or torch.export (.pt2) to get the gradient methods."
+    "ONNX models run in onnxruntime, which computes no gradients: perturbation methods (occlusion, LIME, SHAP) "
+    "only. Export as TorchScript (.pt) or torch.export (.pt2) for the gradient methods."
 )
 
 

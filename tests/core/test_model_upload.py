@@ -275,3 +275,53 @@ def test_cli_inspect_model(tmp_path):
     assert "refuses pickle-based files" in json.loads(refused.stdout)["refused"]
     missing = run_cli("inspect-model", str(tmp_path / "nope.pt"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_launch_document_allows_the_launchers_own_pickle(tmp_path):
+    """serve / launch: a full torch.save pickle is accepted (the launcher chose it); the spec file applies."""
+    module = cnn()
+    torch.save(module, tmp_path / "full.pt")
+    (tmp_path / "spec.json").write_text(json.dumps({"class_names": ["zero", "one", "two"], "outputs": "logits"}))
+    zip_path = tmp_path / "digits.zip"
+    zip_path.write_bytes(_zip_with_numbered_folders())
+    document = byom.preload_document(str(tmp_path / "full.pt"), str(zip_path), str(tmp_path / "spec.json"))
+    uploaded = byom.open_preloaded(document)
+    assert uploaded.inspection.format == "torch_pickle"
+    assert uploaded.spec.class_names == ("zero", "one", "two")
+    assert uploaded.splits["train"].y.tolist() == [0, 0, 1, 1, 2, 2]  # folders 0..2 read as output indices
+    x = uploaded.splits["train"].x
+    np.testing.assert_allclose(uploaded.trained.adapter.predict_proba(x), expected_proba(module, x, (0.0,), (1.0,)),
+                               atol=1e-5)
+    # an upload of the same pickle (no launcher) is still refused
+    with pytest.raises(ModelRefusedError):
+        byom.open_upload((tmp_path / "full.pt").read_bytes(), "full.pt",
+                         DataSource("image_zip", zip_path.read_bytes(), "digits.zip"), allow_pickle=False)
+
+
+def _zip_with_numbered_folders() -> bytes:
+    import zipfile
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    rng = np.random.RandomState(0)
+    with zipfile.ZipFile(out, "w") as archive:
+        for label in range(3):
+            for i in range(2):
+                png = io.BytesIO()
+                Image.fromarray((rng.rand(8, 8) * 255).astype(np.uint8), "L").save(png, "PNG")
+                archive.writestr(f"{label}/{i}.png", png.getvalue())
+    return out.getvalue()
+
+
+def test_cli_serve_checks_the_files_before_starting(tmp_path):
+    result = run_cli("serve", "--model", str(FILES / "random_bytes.pt"), "--data", str(FILES / "three_classes.zip"),
+                     "--port", "1")
+    assert result.returncode == 1 and "not a model TrustLens recognises" in result.stderr
+    missing = run_cli("serve", "--model", str(tmp_path / "none.pt"), "--data", str(FILES / "three_classes.zip"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    bad_spec = tmp_path / "spec.json"
+    bad_spec.write_text('{"colour": "red"}')
+    refused = run_cli("serve", "--model", str(FILES / "ten_outputs.pt"), "--data", str(FILES / "three_classes.zip"),
+                      "--spec", str(bad_spec))
+    assert refused.returncode == 1 and "Unknown spec field(s): colour" in refused.stderr

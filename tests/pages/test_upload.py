@@ -88,7 +88,7 @@ def test_onnx_model_offers_occlusion_and_says_why_not_gradients(digits_files):
     _, data = digits_files
     at = open_upload_page()
     upload(at, "up_model", "digits.onnx", models.digits_onnx())
-    assert any("gradient methods are not offered" in c.value for c in at.caption)
+    assert any("computes no gradients" in c.value for c in at.caption)
     upload(at, "up_data", "digits.zip", data)
     add(at)
     assert not at.error, errors(at)

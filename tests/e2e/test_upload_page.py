@@ -1,0 +1,196 @@
+"""'Your model' in a real browser: upload a TorchScript CNN + a ZIP of images and reach the saliency grid;
+an ONNX model (occlusion only, with the reason); a skops pipeline + CSV on the Shapley page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e import helpers
+from tests.hostile import FILES, models
+
+pytestmark = pytest.mark.e2e
+BUTTON = "Check with a dry run and add to the sidebar"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    written = {}
+    cancer_model, cancer_csv = models.breast_cancer_skops()
+    for name, data in (("digits_cnn.pt", models.digits_torchscript()), ("digits.zip", models.digits_zip()),
+                       ("digits.onnx", models.digits_onnx()), ("cancer.skops", cancer_model), ("cancer.csv", cancer_csv)):
+        (folder / name).write_bytes(data)
+        written[name] = folder / name
+    written["creates_file.pkl"] = FILES / "creates_file.pkl"
+    return written
+
+
+def open_upload_page(page, app_url) -> None:
+    helpers.open_app(page, app_url)
+    helpers.sidebar(page).get_by_role("link", name="Your model").click()
+    helpers.expect(helpers.title(page).filter(has_text="Your model")).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+    helpers.wait_settled(page)
+
+
+def dropzone(page, index: int):
+    return page.get_by_test_id("stFileUploaderDropzoneInput").nth(index)
+
+
+def upload_model_and_data(page, model_path, data_path) -> None:
+    main = helpers.main(page)
+    dropzone(page, 0).set_input_files(str(model_path))
+    helpers.expect(main.get_by_text("2. The data")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    dropzone(page, 1).set_input_files(str(data_path))
+    helpers.expect(main.get_by_role("button", name=BUTTON)).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+
+
+def add_to_sidebar(page) -> None:
+    helpers.main(page).get_by_role("button", name=BUTTON).click()
+    helpers.expect(helpers.main(page).get_by_text(re.compile("Added .* to the sidebar"))).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.expect(helpers.scenario_box(page)).to_have_value(re.compile("^Your model"))
+
+
+def go_to(page, link: str, heading: str) -> None:
+    helpers.sidebar(page).get_by_role("link", name=link).click()
+    helpers.expect(helpers.title(page).filter(has_text=heading)).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+
+
+def grid_titles(page) -> list[str]:
+    grid = helpers.main(page).locator(".stPlotlyChart").first
+    helpers.expect(grid.locator("g.annotation-text-g").first).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
+    return grid.locator("g.annotation-text-g text").evaluate_all(
+        "texts => texts.map(t => { const lines = t.querySelectorAll('tspan.line');"
+        " return lines.length ? Array.from(lines).map(l => l.textContent).join(' ') : t.textContent; })")
+
+
+def test_torchscript_cnn_and_zip_reach_the_saliency_grid(page, app_url, screenshot_dir, files):
+    open_upload_page(page, app_url)
+    upload_model_and_data(page, files["digits_cnn.pt"], files["digits.zip"])
+    helpers.expect(helpers.main(page).get_by_text("TorchScript archive")).to_be_attached()  # a dataframe cell (canvas)
+    add_to_sidebar(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "upload-torchscript-added.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+    go_to(page, "Image explanations", "Image explanations")
+    titles = grid_titles(page)
+    for column in ("Original", "Gradient", "Integrated Gradients"):
+        assert column in titles, titles
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "upload-torchscript-grid.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+    go_to(page, "Calibration", "Calibration")
+    helpers.expect(helpers.main(page).get_by_text(re.compile("ECE"))).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "upload-torchscript-calibration.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+
+def test_onnx_model_offers_occlusion_and_says_why(page, app_url, screenshot_dir, files):
+    open_upload_page(page, app_url)
+    upload_model_and_data(page, files["digits.onnx"], files["digits.zip"])
+    add_to_sidebar(page)
+    go_to(page, "Image explanations", "Image explanations")
+    titles = grid_titles(page)
+    assert "Occlusion" in titles and "Gradient" not in titles, titles
+    helpers.expect(helpers.main(page).get_by_text(re.compile("onnxruntime, which computes no gradients")).first).to_be_visible()
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "upload-onnx-grid.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+
+def test_skops_pipeline_and_csv_on_the_shapley_page(page, app_url, screenshot_dir, files):
+    open_upload_page(page, app_url)
+    upload_model_and_data(page, files["cancer.skops"], files["cancer.csv"])
+    add_to_sidebar(page)
+    go_to(page, "Shapley values", "Shapley")
+    helpers.expect(helpers.main(page).get_by_text(re.compile("Additivity error")).first).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    helpers.wait_painted(page)
+    page.screenshot(path=str(screenshot_dir / "upload-skops-shapley.png"), full_page=True)
+    helpers.assert_no_errors(page)
+
+
+def test_a_pickle_is_refused_in_the_browser(page, app_url, screenshot_dir, files):
+    open_upload_page(page, app_url)
+    dropzone(page, 0).set_input_files(str(files["creates_file.pkl"]))
+    helpers.expect(helpers.main(page).get_by_text(re.compile("refuses pickle-based files"))).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    page.screenshot(path=str(screenshot_dir / "upload-pickle-refused.png"), full_page=True)
+    assert helpers.main(page).get_by_role("button", name=BUTTON).count() == 0
+
+
+def _start(command: list[str], url: str, env: dict) -> "subprocess.Popen":
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT
+    from tests.e2e.conftest import _healthy
+
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _healthy(url):
+        assert process.poll() is None, f"{command} exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"{url} not healthy"
+        time.sleep(0.3)
+    return process
+
+
+def _stop(process) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except Exception:  # noqa: BLE001 - then kill it
+        process.kill()
+        process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("how", ["cli", "notebook"])
+def test_serve_starts_the_app_with_the_model_preloaded(browser, screenshot_dir, files, tmp_path, how):
+    import json
+    import os
+    import sys
+
+    from tests.e2e.conftest import VIEWPORT, _free_port
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"class_names": ["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                                "eight", "nine"]}))
+    if how == "cli":
+        command = [sys.executable, "-m", "core", "serve", "--model", str(files["digits_cnn.pt"]), "--data",
+                   str(files["digits.zip"]), "--spec", str(spec), "--port", str(port)]
+    else:  # what a notebook cell does: launch(...) returns the server process
+        code = (f"from core.byom import launch; p = launch({str(files['digits_cnn.pt'])!r}, {str(files['digits.zip'])!r}, "
+                f"{str(spec)!r}, port={port}); import signal, sys; signal.signal(signal.SIGTERM, lambda *a: "
+                "(p.terminate(), p.wait(), sys.exit(0))); p.wait()")
+        command = [sys.executable, "-c", code]
+    process = _start(command, url, dict(os.environ))
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(url)
+        helpers.expect(helpers.title(page).filter(has_text="Your model: digits_cnn.pt + digits.zip")).to_be_visible(
+            timeout=helpers.LOAD_TIMEOUT_MS)
+        helpers.expect(helpers.scenario_box(page)).to_have_value(re.compile("^Your model"))
+        helpers.expect(helpers.main(page).get_by_text(re.compile("Classes: zero, one, two"))).to_be_visible()
+        helpers.wait_settled(page)
+        helpers.wait_painted(page)
+        page.screenshot(path=str(screenshot_dir / f"serve-{how}-home.png"), full_page=True)
+        helpers.assert_no_errors(page)
+        context.close()
+    finally:
+        _stop(process)
