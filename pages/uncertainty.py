@@ -35,10 +35,10 @@ names = sel.spec.class_names
 with guarded():
     support = supported_sources(sel.scenario, sel.model)
 available = [k for k, reason in support.items() if reason is None]
-c1, c2, c3, c4 = st.columns([2.4, 1.2, 1.6, 1.2])
-kind = c1.segmented_control("Source", available, default=available[0], key="unc_source",
+kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
                             format_func=lambda k: SOURCES[k], help="; ".join(
                                 f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
+c2, c3, c4 = st.columns([1.2, 1.6, 1.2])
 ensemble = kind in ("deep", "bootstrap")
 if ensemble:
     n = c2.select_slider("Members K", [2, 3, 4, 5, 6, 8, 10], 5, key="unc_members",
@@ -112,8 +112,8 @@ image = result.set.bundle.x[pick_row]
 mean_pred = int(result.mean[pick_row].argmax())
 truth = "" if result.y is None else f", true {names[int(result.y[pick_row])]}"
 st.markdown(f"**Selected: {set_titles[pick_set]} #{pick_row}**: mean ensemble says {names[mean_pred]} "
-            f"({result.mean[pick_row, mean_pred]:.0%}){truth}; max-confidence says {names[int(result.max[pick_row].argmax())]}. "
-            + " · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
+            f"({result.mean[pick_row, mean_pred]:.0%}){truth}; max-confidence says {names[int(result.max[pick_row].argmax())]}.")
+st.caption(" · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
 d1, d2 = st.columns([1, 3])
 d1.image(to_display(image, 160), caption=f"{set_titles[pick_set]} #{pick_row}", width="stretch")
 d2.plotly_chart(member_heatmap(result.proba[:, pick_row], names, labels), key="unc_members_heatmap")

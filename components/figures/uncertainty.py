@@ -51,7 +51,7 @@ def member_heatmap(proba: np.ndarray, class_names: Sequence[str], member_labels:
                                text=np.round(z, 2), texttemplate="%{text:.2f}", textfont={"size": 10},
                                hovertemplate="%{y}, class %{x}: %{z:.3f}<extra></extra>", colorbar={"title": "p"}))
     fig.update_layout(title=title, height=max(240, 26 * len(rows) + 110), margin={"l": 80, "r": 20, "t": 50, "b": 40},
-                      yaxis={"autorange": "reversed"}, xaxis_title="class")
+                      yaxis={"autorange": "reversed"}, xaxis={"title": "class", "type": "category"})
     return fig
 
 
@@ -75,8 +75,8 @@ def saliency_strip(image: np.ndarray, maps: np.ndarray, variance: np.ndarray, me
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     for i in range(2, n + 1):
         fig.update_yaxes(scaleanchor=f"x{i}", row=1, col=i)
-    fig.update_layout(height=cell + 80, width=None, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title="Saliency (|gradient|, scaled per member) and where the members disagree")
+    fig.update_layout(height=cell + 100, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+                      title={"text": "Saliency (|gradient|, scaled per member) and where the members disagree", "y": 0.97})
     return fig
 
 
