@@ -99,12 +99,13 @@ class UploadedScenario:
     trained: TrainedModel
     inspection: Inspection
     labelled: bool
+    n_samples: int
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def summary(self) -> dict[str, Any]:
         info = self.trained.adapter.info
         return {"scenario": self.name, "title": self.spec.title, "format": self.inspection.format,
-                "spec": self.model_spec.to_json(), "n_samples": len(self.splits["train"]), "labelled": self.labelled,
+                "spec": self.model_spec.to_json(), "n_samples": self.n_samples, "labelled": self.labelled,
                 "accuracy": self.trained.metrics.get("test_accuracy"), "gradients_unavailable": info.gradients_unavailable,
                 "notes": list(self.notes)}
 
@@ -275,7 +276,7 @@ def open_upload(
     positions = split_positions(len(bundle))
     metrics = {"train_seconds": 0.0, **{f"{split}_accuracy": _accuracy(proba, bundle.y, positions[split], loaded.labelled)
                                         for split in ("train", "val", "test")},
-               "n_train": len(bundle), "n_test": len(splits["test"])}
+               "n_train": len(splits["train"]), "n_test": len(splits["test"])}
     title = f"Your model: {model_filename} + {source.filename}"
     framework = adapter.info.framework
     mspec = ModelSpec(MODEL_NAME, framework, "upload", f"{inspection.format_title} ({model_filename})",
@@ -285,7 +286,8 @@ def open_upload(
                             + ("" if loaded.labelled else " (no labels: the model's predictions stand in for them)"),
                             models=(mspec,))
     trained = TrainedModel(name, None, mspec, adapter, metrics, False, name)
-    uploaded = UploadedScenario(name, scenario, spec, splits, trained, inspection, loaded.labelled, tuple(notes))
+    uploaded = UploadedScenario(name, scenario, spec, splits, trained, inspection, loaded.labelled, len(bundle),
+                                tuple(notes))
     report(progress, 1.0, "ready")
     with _lock:
         return _registry.setdefault(name, uploaded)
@@ -313,23 +315,24 @@ def _detect_outputs(adapter: Any, bundle: DataBundle, spec: ModelSpecification) 
 
 
 def _splits(bundle: DataBundle) -> dict[str, DataBundle]:
-    """train = everything (backgrounds, image context); val / test = a fixed 30 / 70 % split (seed 0).
+    """A fixed, disjoint 20 / 20 / 60 % train / val / test split of the uploaded samples (seed 0).
 
-    Each split is a split of its own (its ``index`` counts from 0, as the built-in splits' do);
+    Nothing is trained on "train": it is the reference set (SHAP backgrounds, the image context,
+    the embeddings' extra points); "val" fits the recalibrators, "test" is what pages explain. Each
+    split is a split of its own (its ``index`` counts from 0, as the built-in splits' do);
     ``split_positions`` says where its rows sit in the uploaded data.
     """
-    return {split: _own_split(bundle[positions]) if split != "train" else bundle
-            for split, positions in split_positions(len(bundle)).items()}
+    return {split: _own_split(bundle[positions]) for split, positions in split_positions(len(bundle)).items()}
 
 
 def split_positions(n: int) -> dict[str, np.ndarray]:
-    """Row positions of the train / val / test splits of ``n`` uploaded samples."""
-    everything = np.arange(n)
-    if n < 4:
+    """Row positions of the train / val / test splits of ``n`` uploaded samples (all three = everything below 5)."""
+    if n < 5:
+        everything = np.arange(n)
         return {"train": everything, "val": everything, "test": everything}
     order = np.random.RandomState(0).permutation(n)
-    n_val = max(1, int(round(0.3 * n)))
-    return {"train": everything, "val": np.sort(order[:n_val]), "test": np.sort(order[n_val:])}
+    k = max(1, int(round(0.2 * n)))
+    return {"train": np.sort(order[:k]), "val": np.sort(order[k:2 * k]), "test": np.sort(order[2 * k:])}
 
 
 def _own_split(part: DataBundle) -> DataBundle:

@@ -158,8 +158,8 @@ if st.button("Check with a dry run and add to the sidebar", type="primary", key=
     state.add_upload(uploaded.name)
     accuracy = uploaded.trained.metrics["test_accuracy"]
     st.session_state["up_flash"] = (
-        f"Added {code(uploaded.spec.title)} to the sidebar ({len(uploaded.splits['train'])} samples"
-        + (f", accuracy {accuracy:.1%} on the held-out 70 %" if uploaded.labelled else ", no labels") + "). "
+        f"Added {code(uploaded.spec.title)} to the sidebar ({uploaded.n_samples} samples"
+        + (f", accuracy {accuracy:.1%} on the test split" if uploaded.labelled else ", no labels") + "). "
         "Every page now uses it; pick a built-in scenario in the sidebar to go back.")
     st.rerun()
 

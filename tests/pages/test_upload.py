@@ -75,7 +75,7 @@ def test_torchscript_cnn_with_a_zip_becomes_the_sidebar_scenario_and_every_page_
     uploaded = byom.get(name)
     assert uploaded.spec.class_names == tuple(str(i) for i in range(10))
     # the uploaded copy of the built-in CNN classifies the PNG round trip of its test images as well
-    assert uploaded.trained.metrics["train_accuracy"] >= 0.9
+    assert uploaded.trained.metrics["test_accuracy"] >= 0.9
 
     at.switch_page("pages/images.py").run()
     assert not at.error, errors(at)
