@@ -72,7 +72,7 @@ with st.expander("Parameters", icon=":material/tune:"):
     perplexity = p2.slider("t-SNE perplexity", 2.0, 100.0, 30.0, 1.0, key="emb_perplexity")
     exaggeration = p2.slider("t-SNE exaggeration (main phase)", 1.0, 4.0, 1.0, 0.25, key="emb_exaggeration",
                              help="above 1 tightens clusters (openTSNE's exaggeration)")
-    n_iter = p3.slider("t-SNE iterations (after 125 exaggerated ones)", 100, 1500, 375, 25, key="emb_iter")
+    n_iter = p3.slider("t-SNE iterations (after 100 exaggerated ones)", 100, 1500, 250, 25, key="emb_iter")
     seed = p3.number_input("Seed", 0, 10_000, 0, key="emb_seed")
     n_neighbors = p4.slider("UMAP n_neighbors", 2, 200, 15, key="emb_neighbors")
     min_dist = p4.slider("UMAP min_dist", 0.0, 1.0, 0.1, 0.05, key="emb_min_dist")

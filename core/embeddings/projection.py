@@ -62,8 +62,8 @@ class EmbeddingParams:
     perplexity: float = 30.0
     early_exaggeration: float = 12.0
     exaggeration: float = 1.0
-    early_iter: int = 125
-    n_iter: int = 375
+    early_iter: int = 100
+    n_iter: int = 250
     n_neighbors: int = 15
     min_dist: float = 0.1
     metric: str = "euclidean"
@@ -207,8 +207,10 @@ def tsne_fit(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback 
     """openTSNE in two phases (exaggerated, then main), reporting progress and intermediate layouts.
 
     Tuned for speed at equal quality (see bench/embeddings.py): approximate neighbours (Annoy),
-    the FFT-accelerated gradient from 10,000 points (Barnes-Hut below), PCA initialisation, openTSNE's automatic
-    learning rate (n / exaggeration), and 125 + 375 iterations instead of openTSNE's 250 + 500.
+    the FFT-accelerated gradient from 10,000 points (Barnes-Hut below) on a coarser grid (3
+    intervals per unit instead of 1: the grid grows with the map, and its cost dominated the main
+    phase), PCA initialisation, openTSNE's automatic learning rate (n / exaggeration), and 100 +
+    250 iterations instead of openTSNE's 250 + 500.
     """
     from openTSNE import TSNEEmbedding, affinity, initialization
 
@@ -221,6 +223,7 @@ def tsne_fit(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback 
     init = initialization.pca(z, n_components=params.n_components, random_state=params.seed)
     # Barnes-Hut below 10,000 points (the FFT grid costs more than it saves on small maps), FFT above.
     gradient = "bh" if n < 10_000 else "fft"
+    grid = {"ints_in_interval": 3} if gradient == "fft" else {}
     emb = TSNEEmbedding(init, aff, negative_gradient_method=gradient, n_jobs=_n_jobs(), random_state=params.seed)
     total = params.early_iter + params.n_iter
     span = 0.9  # the neighbour search above is the first ~10 %
@@ -237,9 +240,9 @@ def tsne_fit(z: np.ndarray, params: EmbeddingParams, progress: ProgressCallback 
     every = max(1, int(layout_every))
     if params.early_iter:
         emb = emb.optimize(n_iter=params.early_iter, exaggeration=params.early_exaggeration, momentum=0.5,
-                           callbacks=callback(0), callbacks_every_iters=every)
+                           callbacks=callback(0), callbacks_every_iters=every, **grid)
     emb = emb.optimize(n_iter=params.n_iter, exaggeration=params.exaggeration, momentum=0.8,
-                       callbacks=callback(params.early_iter), callbacks_every_iters=every)
+                       callbacks=callback(params.early_iter), callbacks_every_iters=every, **grid)
     report(progress, 1.0, "t-SNE: done")
     return emb
 

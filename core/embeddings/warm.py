@@ -52,9 +52,13 @@ def warm_umap(n_points: int = 4500, metrics: tuple[str, ...] = ("euclidean",)) -
         centres = rng.normal(size=(10, 16)) * 4
         x = (centres[rng.integers(0, 10, n_points)] + rng.normal(size=(n_points, 16))).astype(np.float32)
         for metric in metrics:
+            # The two paths core.embeddings.projection.umap_fit takes: parallel, unseeded (maps above
+            # 5,000 points) and seeded, single-threaded (smaller maps) compile different functions.
             model = umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, n_jobs=max(1, os.cpu_count() or 1),
                               low_memory=True, verbose=False).fit(x)
             model.transform(x[:50])
+            umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, random_state=0, n_jobs=1, low_memory=True,
+                      verbose=False).fit(x[:1000]).transform(x[:50])
     except Exception as exc:  # warming is an optimisation: a failure only means the first real fit compiles
         with _lock:
             _state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
