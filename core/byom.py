@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,8 @@ class UploadedScenario:
                 "notes": list(self.notes)}
 
 
-_registry: dict[str, UploadedScenario] = {}
+MAX_REGISTERED = 16  # uploads kept in memory; the oldest is dropped (its sessions fall back to the default)
+_registry: "OrderedDict[str, UploadedScenario]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -122,6 +124,8 @@ def get(name: str) -> UploadedScenario:
     """The registered upload ``name``; a clear error when this process no longer has it."""
     with _lock:
         found = _registry.get(name)
+        if found is not None:
+            _registry.move_to_end(name)
     if found is None:
         raise InputShapeError(f"The uploaded scenario {name!r} is not loaded in this server (it was restarted?).",
                               hint="upload the model and data again on the 'Your model' page.")
@@ -290,7 +294,11 @@ def open_upload(
                                 tuple(notes))
     report(progress, 1.0, "ready")
     with _lock:
-        return _registry.setdefault(name, uploaded)
+        kept = _registry.setdefault(name, uploaded)
+        _registry.move_to_end(name)
+        while len(_registry) > MAX_REGISTERED:
+            _registry.popitem(last=False)
+        return kept
 
 
 def _detect_outputs(adapter: Any, bundle: DataBundle, spec: ModelSpecification) -> str:

@@ -332,3 +332,14 @@ def test_cli_serve_checks_the_files_before_starting(tmp_path):
     refused = run_cli("serve", "--model", str(FILES / "ten_outputs.pt"), "--data", str(FILES / "three_classes.zip"),
                       "--spec", str(bad_spec))
     assert refused.returncode == 1 and "Unknown spec field(s): colour" in refused.stderr
+
+
+def test_registry_keeps_the_most_recent_uploads(monkeypatch):
+    monkeypatch.setattr(byom, "MAX_REGISTERED", 2)
+    data = (FILES / "three_classes.zip").read_bytes()
+    model = torchscript_bytes(cnn())
+    names = [byom.open_upload(model, "cnn.pt", DataSource("image_zip", data, "z.zip"), {"mean": [m], "std": [1.0]}).name
+             for m in (0.0, 0.1, 0.2)]
+    assert [byom.registered(n) for n in names] == [False, True, True]
+    with pytest.raises(InputShapeError, match="upload the model and data again"):
+        byom.get(names[0])
