@@ -156,11 +156,12 @@ def preloaded_scenario() -> str:
 
 
 @st.cache_data(show_spinner="Inspecting the model file…", max_entries=16)
-def model_inspection(data: bytes, filename: str, allow_pickle: bool):
-    """Format, inferred spec and refusal reason of an uploaded model file (nothing in it is run)."""
+def model_inspection(data: bytes, filename: str, allow_pickle: bool, trusted_types: tuple[str, ...] = ()):
+    """Format, inferred spec and refusal reason of an uploaded model file (nothing in it is run;
+    a skops file is opened once the user accepted its untrusted ``trusted_types``)."""
     from core.model_upload import inspect_model
 
-    return inspect_model(data, filename, allow_pickle=allow_pickle)
+    return inspect_model(data, filename, allow_pickle=allow_pickle, trusted_types=trusted_types)
 
 
 # -- embeddings page ---------------------------------------------------------------------------

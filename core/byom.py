@@ -197,7 +197,7 @@ def open_upload(
         if name in _registry:
             return _registry[name]
     report(progress, 0.05, "inspecting the model file")
-    inspection = inspect_model(model, model_filename, allow_pickle=allow_pickle)
+    inspection = inspect_model(model, model_filename, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types))
     if inspection.refused:
         raise ModelRefusedError(inspection.refused)
     inferred = dict(inspection.inferred)

@@ -242,11 +242,14 @@ def _looks_like_onnx(data: bytes) -> bool:
     return data[:1] == b"\x08" and len(data) > 16 and (b"pytorch" in data[:64] or b"onnx" in data[:64] or b"skl2onnx" in data[:64])
 
 
-def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | None = None) -> Inspection:
+def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | None = None,
+                  trusted_types: tuple[str, ...] | list[str] = ()) -> Inspection:
     """Detect the format, infer what can be inferred, and say whether (and why not) it can be loaded.
 
     Never raises for a bad file: problems are returned in ``refused``. Pickle-based files are not
     opened at all. ``allow_pickle`` defaults to the server setting (``TRUSTLENS_ALLOW_PICKLE``).
+    A skops file needing untrusted types is only opened (to infer its spec) once every one of them
+    is in ``trusted_types``.
     """
     allow_pickle = pickle_allowed_by_server() if allow_pickle is None else allow_pickle
     digest = hashlib.sha256(data).hexdigest()
@@ -261,7 +264,8 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
         return Inspection(**base, format=fmt, refused=None, needs_pickle_confirmation=True,
                           notes=("Pickle-based: loading runs code from the file. Confirm only for a file you made.",))
     try:
-        inferred, untrusted, notes = _INSPECTORS[fmt](data)
+        inferred, untrusted, notes = (_inspect_skops(data, tuple(trusted_types)) if fmt == "skops"
+                                      else _INSPECTORS[fmt](data))
     except ModelRefusedError as exc:
         return Inspection(**base, format=fmt, refused=str(exc))
     except Exception as exc:  # noqa: BLE001 - a broken file must become a message, never a crash
@@ -358,16 +362,17 @@ def _inspect_onnx(data: bytes) -> tuple[dict[str, Any], list[str], list[str]]:
     return inferred, [], notes
 
 
-def _inspect_skops(data: bytes) -> tuple[dict[str, Any], list[str], list[str]]:
+def _inspect_skops(data: bytes, trusted_types: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str], list[str]]:
     import skops.io as sio
 
     untrusted = list(sio.get_untrusted_types(data=data))
     notes = []
     if untrusted:
         notes.append("The file needs types outside skops' trusted set; they are only loaded if you accept them.")
-        return {}, untrusted, notes
-    estimator = sio.loads(data)
-    return _sklearn_inferred(estimator), [], notes
+        if not set(untrusted) <= set(trusted_types):
+            return {}, untrusted, notes
+    estimator = sio.loads(data, trusted=untrusted or None)
+    return _sklearn_inferred(estimator), untrusted, notes
 
 
 def _sklearn_inferred(estimator: Any) -> dict[str, Any]:

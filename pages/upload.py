@@ -71,6 +71,11 @@ if inspection.untrusted_types:
     if not st.checkbox("I trust these types (I know where this file comes from)", key="up_trust"):
         st.stop()
     trusted = inspection.untrusted_types
+    with guarded():  # accepted: open it now to infer the spec (input kind, features, classes)
+        inspection = cached.model_inspection(model_bytes, model_file.name, pickle_allowed_by_server(), trusted)
+    if inspection.refused:
+        st.error(inspection.refused, icon=":material/block:")
+        st.stop()
 confirm_pickle = False
 if inspection.needs_pickle_confirmation:
     st.warning(f"{code(model_file.name)} is a {FORMAT_TITLES[inspection.format]}: loading it runs code stored in the "

@@ -78,6 +78,8 @@ def test_skops_with_untrusted_types_needs_acceptance():
     spec = ModelSpecification(input_kind="tabular", class_names=("0", "1"), outputs="probabilities")
     with pytest.raises(ModelRefusedError, match="_operator.neg"):
         load_model_file(data, "untrusted_types.skops", spec)
+    accepted = inspect_model(data, "untrusted_types.skops", trusted_types=("_operator.neg",))
+    assert accepted.inferred["n_features"] == 3 and accepted.inferred["input_kind"] == "tabular"
     adapter = load_model_file(data, "untrusted_types.skops", spec, trusted_types=["_operator.neg"])
     proba = adapter.predict_proba(np.random.RandomState(0).rand(5, 3))
     assert proba.shape == (5, 2) and np.allclose(proba.sum(axis=1), 1)

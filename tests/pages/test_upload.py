@@ -148,6 +148,11 @@ def test_untrusted_skops_types_must_be_accepted():
     assert not at.button
     at.checkbox(key="up_trust").check().run()
     assert at.file_uploader(key="up_data")  # accepted: the flow goes on to the data
+    assert at.radio(key="up_data_kind").value == "table"  # and the opened pipeline says it takes a table
+    upload(at, "up_data", "rows.csv", b"a,b,c,target\n0.1,0.2,0.3,0\n0.4,0.5,0.6,1\n0.7,0.8,0.9,1\n")
+    add(at)
+    assert not at.error, errors(at)
+    assert byom.get(at.session_state["tl_scenario"]).spec.class_names == ("0", "1")
 
 
 @pytest.mark.parametrize("name", sorted(DATA_CASES))
