@@ -24,7 +24,7 @@ shap is imported inside the functions that need it, so importing this module is 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -332,7 +332,9 @@ def explain_tabular(
     result = store.cached(compute, op="shap_tabular", model_fingerprint=adapter.fingerprint,
                           data_fingerprint=sub.fingerprint + bg.fingerprint, params=key_params, libraries=LIBRARIES)
     report(progress, 1.0, "SHAP values ready")
-    return result
+    # The key is the rows' content, not their positions: the same rows found at other positions
+    # (another split, another upload) reuse the values but must carry their own row indices.
+    return replace(result, rows=np.asarray(sub.index, dtype=np.int64))
 
 
 def _compute(adapter: ModelAdapter, sub: DataBundle, bg: Background, params: ShapParams, algorithm: str,

@@ -187,6 +187,24 @@ def test_second_call_is_a_cache_hit(titanic, tmp_store):
     assert tmp_store.stats().misses == 2  # another background is another key
 
 
+
+def test_the_same_rows_at_other_positions_reuse_the_values_with_their_own_indices(titanic, tmp_store):
+    from core.bundle import DataBundle
+
+    adapter = scenarios.load_model("titanic", "logreg").adapter
+    bg = background_data(titanic["train"], SMALL)
+    test = titanic["test"]
+    first = explain_tabular(adapter, test, ROWS[:3], bg, SMALL, store=tmp_store)
+    # The same three rows, placed at positions 7..9 of another bundle (as an upload's split would).
+    shifted = DataBundle(kind=test.kind, x=test.x[ROWS[:3]], y=test.y[ROWS[:3]], class_names=test.class_names,
+                         feature_names=test.feature_names, index=np.array([7, 8, 9]))
+    second = explain_tabular(adapter, shifted, None, bg, SMALL, store=tmp_store)
+    assert tmp_store.stats().hits == 1  # served from the cache...
+    np.testing.assert_array_equal(second.values, first.values)
+    np.testing.assert_array_equal(second.rows, [7, 8, 9])  # ...but with these rows' own indices
+    np.testing.assert_array_equal(first.rows, np.asarray(test.index)[ROWS[:3]])
+
+
 # -- validation ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, message",
