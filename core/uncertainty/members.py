@@ -149,12 +149,14 @@ def ensemble_members(
         splits = scenarios.load_data(spec.name, variant)
         with _train_lock:  # one training at a time per process: two sessions asking at once share the result
             missing = [i for i, key in enumerate(keys) if not store.contains(key)]
-            if missing:
-                artifacts = _train_members(spec, mspec, kind, missing, overrides, splits, subrange(progress, 0.0, 0.95))
-                for i, artifact in zip(missing, artifacts):
+            # Members trained one after the other are saved one by one: an interrupted run keeps its work.
+            groups = [missing] if missing and trains_jointly(spec, mspec, splits["train"]) else [[i] for i in missing]
+            for g, group in enumerate(groups):
+                part = subrange(progress, 0.95 * g / len(groups), 0.95 * (g + 1) / len(groups))
+                for i, artifact in zip(group, _train_members(spec, mspec, kind, group, overrides, splits, part)):
                     store.save(keys[i], artifact, description={"op": "uncertainty_member", "scenario": spec.name,
                                                               "model": mspec.name, "kind": kind, "index": i})
-                trained_now.update(missing)
+                trained_now.update(group)
     out = []
     for i, key in enumerate(keys):
         memo = (key, str(store.root))
