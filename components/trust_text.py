@@ -42,7 +42,7 @@ def render(sel: state.Selection) -> None:
     names = adapter.class_names
     c1, c2 = st.columns([3, 2])
     picks = c1.multiselect("Test documents (the numbers are averaged over them)", list(range(min(len(test), 500))),
-                           default=[0, 1, 2, 3], max_selections=8, key="trust_text_picks",
+                           default=list(range(min(len(test), 4))), max_selections=8, key="trust_text_picks",
                            format_func=lambda i: sample_label(i, test.y, test_proba, names))
     available = available_methods(adapter)
     methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available],
@@ -62,7 +62,7 @@ def render(sel: state.Selection) -> None:
     tab_random, tab_faithful, tab_agree, tab_stable = st.tabs(
         ["Randomisation", "Deletion / insertion", "Agreement", "Stability"])
     with tab_random:
-        _randomisation(adapter, texts, methods, labels)
+        _randomisation(sel, adapter, texts, methods, labels)
     with tab_faithful:
         steps = st.select_slider("Steps", [5, 10, 20], 10, key="trust_text_steps")
         curves = {}
@@ -102,10 +102,13 @@ def render(sel: state.Selection) -> None:
         _stability(adapter, texts, labels)
 
 
-def _randomisation(adapter, texts: list[str], methods: list[str], labels: list[str]) -> None:
+def _randomisation(sel: state.Selection, adapter, texts: list[str], methods: list[str], labels: list[str]) -> None:
     if adapter.torch_module() is None:
+        torch_models = [m.name for m in sel.spec.models if m.framework == "torch"]
+        pick = (f"pick the {' or '.join(torch_models)} model in the sidebar." if torch_models else
+                "this scenario has none (models opened with their weights, like TorchScript, are torch models).")
         st.info("The randomisation test re-initialises the model's weights layer by layer, which needs a torch model: "
-                "pick the bag-of-embeddings model (bag) in the sidebar.", icon=":material/info:")
+                + pick, icon=":material/info:")
         return
     r1, r2, r3 = st.columns(3)
     mode = r1.radio("Randomise", ["cascading", "independent"], horizontal=True, key="trust_text_mode",

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cached, state, trust_text
+from core import byom
 from components.feedback import guarded, transient_progress
 from components.figures.sanity import (
     agreement_figure,
@@ -46,7 +47,7 @@ names = adapter.class_names
 
 c1, c2 = st.columns([3, 2])
 picks = c1.multiselect("Test images (the numbers are averaged over them)", list(range(min(len(test), 500))),
-                       default=[0, 1, 2, 3], max_selections=8, key="trust_picks",
+                       default=list(range(min(len(test), 4))), max_selections=8, key="trust_picks",
                        format_func=lambda i: sample_label(i, test.y, test_proba, names))
 support = supported_methods(adapter)
 available = [m for m in method_names() if support[m] is None]
@@ -90,7 +91,11 @@ with tab_random:
         st.caption("Each row: the method's |map| for the model, then with more and more of its layers re-initialised "
                    "(targets stay the original model's prediction). Hover a map for its rank correlation with the first.")
         st.subheader("Data randomisation")
-        if st.toggle("Compare with the same model trained on shuffled labels", False, key="trust_data_random",
+        if byom.is_upload(sel.scenario):
+            st.info("The data randomisation test retrains the model on shuffled labels with the scenario's training "
+                    "recipe; an uploaded model comes without one. Train it on shuffled labels yourself and upload it as "
+                    "a second model to compare.", icon=":material/info:")
+        elif st.toggle("Compare with the same model trained on shuffled labels", False, key="trust_data_random",
                      help="the same recipe trained on the train split with its labels permuted: it learns nothing "
                           "about the classes, so a faithful explanation of it should look different"):
             with guarded():

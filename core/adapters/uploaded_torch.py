@@ -20,6 +20,12 @@ class UploadedTorchAdapter(TorchAdapter):
         self._hookable_inner = hookable_inner
         super().__init__(module, **kwargs)
 
+    @property
+    def layers_hidden(self) -> bool:
+        """True when the model's inner layers are compiled (TorchScript, torch.export) and cannot be
+        inspected or hooked: layer-wise methods (Guided Backprop, Grad-CAM, LRP) cannot run."""
+        return not self._hookable_inner
+
     def layer_names(self) -> list[str]:
         names = super().layer_names()
         if self._hookable_inner:

@@ -207,6 +207,18 @@ def gradients_unsupported(adapter: ModelAdapter) -> str | None:
     return None
 
 
+def layers_unsupported(adapter: ModelAdapter, method: str) -> str | None:
+    """Why ``method``, which works layer by layer, cannot run on ``adapter`` (None when it may)."""
+    reason = gradients_unsupported(adapter)
+    if reason:
+        return reason
+    if getattr(adapter, "layers_hidden", False):
+        return (f"{method} works on the model's individual layers, and this model's layers are compiled "
+                "(TorchScript / torch.export) so they cannot be inspected or hooked; the gradient, SmoothGrad "
+                "and Integrated Gradients work on it.")
+    return None
+
+
 def check_images(x: Any, owner: str) -> np.ndarray:
     """Images as float32 (n, C, H, W); a clear error for anything else."""
     arr = np.asarray(x, dtype=np.float32)

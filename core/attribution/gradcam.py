@@ -18,7 +18,7 @@ from core.attribution.base import (
     Method,
     MethodResult,
     check_choice,
-    gradients_unsupported,
+    layers_unsupported,
     register,
 )
 from core.attribution.torch_ops import captured, target_scores, to_device, torch_parts
@@ -91,7 +91,7 @@ def default_layer(adapter: ModelAdapter, image_shape: tuple[int, ...]) -> str | 
 
 
 def _gradcam_unsupported(adapter: ModelAdapter) -> str | None:
-    reason = gradients_unsupported(adapter)
+    reason = layers_unsupported(adapter, "Grad-CAM")
     if reason:
         return reason
     import torch

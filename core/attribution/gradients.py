@@ -22,9 +22,10 @@ from core.attribution.base import (
     check_choice,
     check_number,
     gradients_unsupported,
+    layers_unsupported,
     register,
 )
-from core.attribution.torch_ops import batched_scores, gaussian_blur, input_gradients, to_device, torch_parts
+from core.attribution.torch_ops import batched_scores, gaussian_blur, input_gradients, relu_modules, to_device, torch_parts
 from core.errors import check_int
 from core.progress import ProgressCallback
 
@@ -258,6 +259,17 @@ def _integrated_gradients(adapter: ModelAdapter, x: np.ndarray, target: np.ndarr
 
 # -- registration -----------------------------------------------------------------------------
 
+def _guided_unsupported(adapter: ModelAdapter) -> str | None:
+    reason = layers_unsupported(adapter, "Guided Backprop")
+    if reason:
+        return reason
+    if not relu_modules(adapter.torch_module()):
+        # Without nn.ReLU modules there is nothing to guide: the result would be the plain gradient.
+        return ("Guided Backprop changes the backward pass of the model's ReLU layers (torch.nn.ReLU modules), "
+                "and this model has none (a functional relu cannot be intercepted).")
+    return None
+
+
 register(Method(
     name="gradient", title="Gradient", params_type=GradientParams, run=_gradient,
     unsupported=gradients_unsupported, signed=lambda p: not p.absolute, output="logit", needs_gradients=True,
@@ -276,7 +288,7 @@ register(Method(
 ))
 register(Method(
     name="guided_backprop", title="Guided BackProp", params_type=NoParams, run=_guided_backprop,
-    unsupported=gradients_unsupported, signed=lambda p: True, output="logit", needs_gradients=True,
+    unsupported=_guided_unsupported, signed=lambda p: True, output="logit", needs_gradients=True,
     description="The gradient with negative signals stopped at every ReLU: sharp edges, but largely "
                 "insensitive to the model's weights (see the sanity checks).",
 ))

@@ -62,7 +62,7 @@ from core.attribution.base import (
     MethodResult,
     check_choice,
     check_number,
-    gradients_unsupported,
+    layers_unsupported,
     register,
 )
 from core.attribution.torch_ops import to_device, torch_parts
@@ -209,7 +209,7 @@ def lrp_chain(module: Any) -> list[tuple[str, Any, str]]:
 
 def lrp_unsupported(adapter: ModelAdapter) -> str | None:
     """Why LRP cannot run on ``adapter`` (None when it can); runs nothing through the model."""
-    reason = gradients_unsupported(adapter)
+    reason = layers_unsupported(adapter, "LRP")
     if reason:
         return reason
     try:

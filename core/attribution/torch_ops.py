@@ -36,7 +36,7 @@ def target_scores(adapter: ModelAdapter, out: Any, target: Any) -> Any:
     return out.gather(1, target[:, None]).squeeze(1)
 
 
-def _relu_modules(module: Any) -> list[Any]:
+def relu_modules(module: Any) -> list[Any]:
     import torch
 
     return [m for m in module.modules() if isinstance(m, torch.nn.ReLU)]
@@ -96,7 +96,7 @@ def guided_relus(module: Any) -> Iterator[None]:
     in-place ReLUs the input already holds the output, and relu(relu(x)) = relu(x) with the same
     mask, so the result is the same.
     """
-    hooks = {m: (lambda _m, inputs, _out: _GuidedReLU.apply(inputs[0])) for m in _relu_modules(module)}
+    hooks = {m: (lambda _m, inputs, _out: _GuidedReLU.apply(inputs[0])) for m in relu_modules(module)}
     with this_thread_hooks(module, hooks):
         yield
 

@@ -336,3 +336,32 @@ def test_cpu_and_cuda_agree(method, tmp_path):
     theirs = explain_images(cuda, x, target, method, store=ArtifactStore(tmp_path / "cuda"), context=context)
     scale = np.abs(ours.maps).max()
     np.testing.assert_allclose(theirs.maps, ours.maps, atol=1e-4 * scale, rtol=1e-3)
+
+
+def test_layer_wise_methods_say_why_they_cannot_run_on_compiled_or_relu_free_models():
+    import torch
+    from torch import nn
+
+    from core.adapters.uploaded_torch import UploadedTorchAdapter
+    from core.attribution import supported_methods
+
+    traced = torch.jit.trace(tiny_cnn(seed=1).torch_module(), torch.zeros(1, 1, 8, 8))
+    compiled = UploadedTorchAdapter(nn.Sequential(nn.Identity(), traced), hookable_inner=False, name="scripted",
+                                    class_names=("0", "1", "2"), input_kind="image", device="cpu")
+    support = supported_methods(compiled)
+    for method, title in [("guided_backprop", "Guided Backprop"), ("grad_cam", "Grad-CAM"), ("lrp", "LRP")]:
+        assert support[method].startswith(f"{title} works on the model's individual layers"), support[method]
+    assert support["gradient"] is None and support["integrated_gradients"] is None
+
+    class FunctionalRelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(x.flatten(1)))
+
+    support = supported_methods(adapter_of(FunctionalRelu()))
+    assert "has none" in support["guided_backprop"] and support["gradient"] is None
+    # A model with nn.ReLU modules keeps Guided Backprop.
+    assert supported_methods(tiny_cnn())["guided_backprop"] is None
