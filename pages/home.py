@@ -7,7 +7,7 @@ from components import cached, state
 from components.feedback import guarded
 from components.figures.model_card import confidence_histogram, confusion_figure
 from components.samples import render_samples
-from core import browse
+from core import browse, byom
 
 sel = state.current()
 spec = sel.spec
@@ -29,13 +29,23 @@ st.subheader(f"Model card: {info.name}")
 st.write(info.description)
 cols = st.columns(6)
 cols[0].metric("Task", f"{len(info.class_names)}-class", help=f"{info.task} over: " + ", ".join(info.class_names))
-cols[1].metric("Test accuracy", f"{accuracy:.1%}", help=f"on {len(test)} held-out samples")
+# An unlabelled upload has no accuracy: its predictions stand in for the labels (NaN in its metrics).
+labelled = not np.isnan(loaded.metrics.get("val_accuracy", 0.0))
+uploaded = byom.is_upload(sel.scenario)
+if labelled:
+    cols[1].metric("Test accuracy", f"{accuracy:.1%}", help=f"on {len(test)} held-out samples")
+else:
+    cols[1].metric("Test accuracy", "no labels", help="the uploaded data has no labels, so accuracy cannot be measured; "
+                   "the pages use the model's predictions where a true class is needed")
 cols[2].metric("Parameters", f"{info.n_parameters:,}",
                help="trainable weights (torch) or fitted coefficients / tree nodes (scikit-learn)")
 cols[3].metric("Device", info.device)
-cols[4].metric("Training time", f"{loaded.metrics['train_seconds']:.1f} s",
-               help="measured when the model was trained; it is loaded from the cache since")
-cols[5].metric("Validation accuracy", f"{loaded.metrics['val_accuracy']:.1%}",
+if uploaded:
+    cols[4].metric("Training time", "uploaded", help="TrustLens did not train this model: it was uploaded")
+else:
+    cols[4].metric("Training time", f"{loaded.metrics['train_seconds']:.1f} s",
+                   help="measured when the model was trained; it is loaded from the cache since")
+cols[5].metric("Validation accuracy", f"{loaded.metrics['val_accuracy']:.1%}" if labelled else "no labels",
                help=f"on {len(splits['val'])} samples held out from training (used to fit recalibrators)")
 details = {
     "Classes": ", ".join(info.class_names),

@@ -229,3 +229,19 @@ def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     assert at.session_state["tl_scenario"] == name
     shown = [m.value for m in at.markdown] + [h.proto.body for h in at.get("html")]
     assert not any("<script>" in s for s in shown)
+
+
+def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
+    from core.byom import DataSource
+
+    texts = ("text\n" + "\n".join(["good great fun", "bad awful plot", "dull poor film", "fine good story"] * 3)
+             + "\n").encode()
+    name = byom.open_upload(models.text_skops(), "text.skops", DataSource("text_csv", texts, "unlabelled.csv")).name
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["tl_uploads"] = [name]
+    at.session_state["tl_scenario"] = name
+    at.run()
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Test accuracy"] == shown["Validation accuracy"] == "no labels"
+    assert shown["Training time"] == "uploaded"
