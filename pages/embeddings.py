@@ -229,7 +229,7 @@ if len(rows) > 1:
     s1.metric("Accuracy of the selection", f"{summary.accuracy:.1%}")
     s1.metric("Most frequent true class", class_names[summary.majority],
               help=f"{int(summary.correct[summary.majority] + summary.wrong[summary.majority])} of {summary.n}")
-    s1.caption(f"Splits: " + ", ".join(f"{s} {int(np.sum(split_of[rows] == s))}" for s in np.unique(split_of[rows])))
+    s1.caption("Splits: " + ", ".join(f"{s} {int(np.sum(split_of[rows] == s))}" for s in np.unique(split_of[rows])))
     s2.plotly_chart(selection_histogram(summary.correct, summary.wrong, class_names,
                                         "True class of the selected points"), key="emb_hist")
     shown = rows[np.argsort(pred[rows] == y[rows], kind="stable")][:GALLERY]  # mistakes first

@@ -10,7 +10,6 @@ uploaded inputs) can be placed into the same map with :func:`place`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
