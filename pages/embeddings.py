@@ -6,6 +6,7 @@ of the form ``{"scenario": ..., "model": ..., "variant": ..., "split": "test", "
 when the map shows that split.
 """
 
+import html
 import json
 
 import numpy as np
@@ -183,6 +184,31 @@ with st.expander("Adversarial examples (FGSM) placed into this map", icon=":mate
                        f"points (accuracy {np.mean(adv_pred == y[rows_adv]):.1%} vs {np.mean(pred[rows_adv] == y[rows_adv]):.1%} "
                        "clean). Crosses: where their activations land in the map (placed with the map's own transform).")
 
+# -- uploaded inputs ----------------------------------------------------------------------------------
+uploaded = None
+if spec.kind == "image":
+    with st.expander("Your own images placed into this map", icon=":material/upload:"):
+        files = st.file_uploader("Images (PNG, JPEG, BMP, GIF)", type=["png", "jpg", "jpeg", "bmp", "gif"],
+                                 accept_multiple_files=True, key="emb_upload",
+                                 help="resized to the model's input; dark-on-white digits are inverted automatically")
+        if files:
+            from core.image_upload import load_image
+
+            with guarded(stop=False), transient_progress("Placing your images") as progress:
+                shape = tuple(int(v) for v in np.asarray(bundle.x).shape[1:])
+                images = np.stack([load_image(f.getvalue(), shape).x for f in files])
+                fitted = fitted_map(acts, y, params, progress=progress, **keys)
+                up_coords = transform_points(fitted, adapter.activations(images, layer, batch_size=256))
+                up_proba = adapter.predict_proba(images)
+                up_pred = up_proba.argmax(axis=1)
+                lines = [f"{f.name[:60]}: predicted {names[p]} ({up_proba[k, p]:.0%})"
+                         for k, (f, p) in enumerate(zip(files, up_pred))]
+                # File names are user text: Plotly's hover labels render HTML tags, so escape them there,
+                # and show them on the page as plain text (st.text, no markdown).
+                uploaded = {"coords": up_coords, "text": np.asarray([html.escape(t) for t in lines], dtype=object),
+                            "name": "your images", "symbol": "star", "color": "#f03e3e", "size": 16}
+                st.text("\n".join(lines))
+
 # -- the map -----------------------------------------------------------------------------------------
 event_state = st.session_state.get(MAP_KEY)
 rows = selected_rows(event_state)
@@ -196,7 +222,7 @@ k_nn = int(st.session_state.get("emb_k", 8))
 neighbours = neighbours_in_activations(acts, point_choice, k_nn) if point_choice is not None else None
 title = f"{METHOD_TITLES[method].split(' ')[0]} of {layer} ({n_points})"
 event = draw(embedding.coords, title, key=MAP_KEY, highlight=point_choice, neighbours=neighbours,
-             overlay=overlay, target=slot)
+             overlay=[o for o in (overlay, uploaded) if o is not None], target=slot)
 rows = selected_rows(event)
 
 q = embedding.quality

@@ -45,7 +45,7 @@ def map_figure(
     title: str,
     highlight: int | None = None,
     neighbours: np.ndarray | None = None,
-    overlay: dict | None = None,
+    overlay: dict | list[dict] | None = None,
     marker_size: float | None = None,
     height: int = 640,
 ) -> go.Figure:
@@ -61,8 +61,9 @@ def map_figure(
         Shown on hover with the index and ``confidence``.
     highlight : int, optional
         Row drawn with a ring (the clicked point); ``neighbours`` its nearest neighbours.
-    overlay : dict, optional
-        ``{"coords": (m, 2), "text": (m,) str, "name": str}`` drawn as crosses (adversarial inputs).
+    overlay : dict or list of dict, optional
+        ``{"coords": (m, 2), "text": (m,) str, "name": str}`` (optional "symbol", "color", "size"), drawn
+        as crosses by default: points placed into the map (adversarial or uploaded inputs).
     """
     coords = np.asarray(coords, dtype=np.float32)
     n = len(coords)
@@ -88,12 +89,15 @@ def map_figure(
             customdata=_customdata(rows, split_text, true_names, pred_names, confidence),
             hovertemplate=HOVER.replace("<extra></extra>", f"<br>{colour_name} %{{marker.color:.3f}}<extra></extra>"),
         ))
-    if overlay is not None and len(overlay["coords"]):
-        over = np.asarray(overlay["coords"], dtype=np.float32)
+    for layer in ([] if overlay is None else overlay if isinstance(overlay, list) else [overlay]):
+        if not len(layer["coords"]):
+            continue
+        over = np.asarray(layer["coords"], dtype=np.float32)
         fig.add_trace(go.Scattergl(
-            x=over[:, 0], y=over[:, 1], mode="markers", name=overlay.get("name", "overlay"),
-            marker={"size": max(7.0, size * 2), "symbol": "x", "color": "#000000", "line": {"width": 1}},
-            customdata=_columns(-1 - np.arange(len(over)), np.asarray(overlay["text"], dtype=object)),
+            x=over[:, 0], y=over[:, 1], mode="markers", name=layer.get("name", "overlay"),
+            marker={"size": layer.get("size", max(7.0, size * 2)), "symbol": layer.get("symbol", "x"),
+                    "color": layer.get("color", "#000000"), "line": {"width": 1}},
+            customdata=_columns(-1 - np.arange(len(over)), np.asarray(layer["text"], dtype=object)),
             hovertemplate="%{customdata[1]}<extra></extra>",
         ))
     if neighbours is not None and len(neighbours):

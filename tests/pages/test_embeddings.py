@@ -198,3 +198,31 @@ def test_image_page_filters_list_the_picked_image():
         f = image_page_filters(index, test.y, proba, limit=20)
         shown = browse.select_samples(test.y, proba, f["img_classes"], f["img_correctness"], f["img_sort"])[:20]
         assert index in shown
+
+
+def test_uploaded_images_are_placed_into_the_map_with_escaped_names(digits):
+    import io
+
+    from PIL import Image
+
+    bundle, split_of, _ = digits
+    at = open_page("digits", "cnn", emb_split="test")
+    # a test digit as a PNG: it should land among the points of its own class
+    row = int(np.flatnonzero(split_of == "test")[0])
+    png = io.BytesIO()
+    Image.fromarray((bundle.x[row, 0] * 255).astype(np.uint8)).save(png, format="PNG")
+    at.file_uploader(key="emb_upload").set_value(("<b>seven</b>.png", png.getvalue(), "image/png")).run()
+    check(at)
+    spec = map_spec(at)
+    placed = next(t for t in spec["data"] if t["name"] == "your images")
+    assert len(arr(placed["x"])) == 1 and placed["customdata"][0][1].startswith("&lt;b&gt;seven&lt;/b&gt;.png")
+    assert "<b>seven</b>.png: predicted" in at.text[0].value
+    xy = np.array([arr(placed["x"])[0], arr(placed["y"])[0]])
+    labels, coords = [], []
+    for t in spec["data"]:
+        if t["type"] == "scattergl" and t["name"] in {str(c) for c in range(10)}:
+            coords.append(np.column_stack([arr(t["x"]), arr(t["y"])]))
+            labels += [int(t["name"])] * len(coords[-1])
+    coords, labels = np.concatenate(coords), np.asarray(labels)
+    nearest_labels = labels[np.argsort(np.linalg.norm(coords - xy, axis=1))[:5]]
+    assert np.bincount(nearest_labels).argmax() == bundle.y[row]
