@@ -2,8 +2,8 @@
 
 Colour by an uncertainty score of another page: put a dict in ``st.session_state["uncertainty_scores"]``
 of the form ``{"scenario": ..., "model": ..., "variant": ..., "split": "test", "scores": {name: array}}``
-(one value per sample of that split); the scores whose scenario, model and variant match are offered
-when the map shows that split.
+(one value per sample of that split; without "split" the test split, as the uncertainty page publishes);
+the scores whose scenario, model and variant match are offered when the map shows that split.
 """
 
 import html
@@ -109,7 +109,7 @@ colours = {
 }
 shared = st.session_state.get("uncertainty_scores")
 if isinstance(shared, dict) and shared.get("scenario") == sel.scenario and shared.get("model") == sel.model \
-        and shared.get("variant") == sel.variant and shared.get("split") == split:
+        and shared.get("variant") == sel.variant and shared.get("split", "test") == split:
     for score_name, values in (shared.get("scores") or {}).items():
         values = np.asarray(values, dtype=np.float64)
         if values.shape == (len(bundle),):

@@ -160,6 +160,10 @@ def test_uncertainty_scores_from_another_page_are_offered_as_colours(digits):
     np.testing.assert_allclose(arr(trace["marker"]["color"]), scores)
     rerun(at, emb_split="all")  # scores of another split are not offered
     assert "uncertainty: mutual info" not in at.selectbox(key="emb_colour").options
+    # the uncertainty page publishes the test split's scores without a "split" key
+    published = {k: v for k, v in shared.items() if k != "split"}
+    rerun(at, emb_split="test", uncertainty_scores=published)
+    assert "uncertainty: mutual info" in at.selectbox(key="emb_colour").options
 
 
 def test_fgsm_overlay_places_adversarial_points_into_the_map():
