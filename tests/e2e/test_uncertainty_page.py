@@ -72,7 +72,7 @@ def test_digits_deep_ensemble_page(page, app_url, screenshot_dir):
 def test_mnist_mc_dropout_page(page, app_url, screenshot_dir):
     require_dataset("mnist")
     main = open_uncertainty(page, app_url, "mnist")
-    main.get_by_test_id("stButtonGroup").get_by_role("button", name="MC dropout").click()
+    main.get_by_text("MC dropout", exact=True).click()
     helpers.expect(main.get_by_text(re.compile("stochastic passes have no fixed members"))).to_be_visible(
         timeout=helpers.LOAD_TIMEOUT_MS)
     helpers.wait_settled(page)
