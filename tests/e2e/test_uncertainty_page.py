@@ -80,5 +80,5 @@ def test_mnist_mc_dropout_page(page, app_url, screenshot_dir):
     page.screenshot(path=str(screenshot_dir / "uncertainty-mnist-mc-dropout.png"))
     helpers.assert_no_errors(page)
     plots = main.locator(".js-plotly-plot")
-    helpers.expect(plots.get_by_text("sample 30", exact=True)).to_be_visible()  # one heatmap row per pass
+    helpers.expect(plots.get_by_text("sample 30", exact=True).first).to_be_visible()  # one heatmap row per pass
     helpers.expect(plots.get_by_text(re.compile("Saliency"))).to_have_count(0)
