@@ -55,9 +55,11 @@ def fgsm(
     from core.batching import for_each_range
 
     module = adapter.torch_module()
-    if module is None:
-        raise ParameterError(f"FGSM needs the gradients of a torch model; model {adapter.info.name!r} has none.",
-                             hint="pick a torch model (the CNN) of the scenario.")
+    if module is None or adapter.info.input_kind == "text":
+        why = (f"model {adapter.info.name!r} takes text (word ids have no gradient)" if module is not None else
+               adapter.info.gradients_unavailable or f"model {adapter.info.name!r} has none")
+        raise ParameterError(f"FGSM needs the input gradients of a torch model; {why}.",
+                             hint="pick a torch image model (the CNN) of the scenario.")
     try:
         epsilon = float(epsilon)
     except (TypeError, ValueError):

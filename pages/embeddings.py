@@ -167,13 +167,12 @@ with st.expander("Adversarial examples (FGSM) placed into this map", icon=":mate
         epsilon = a2.slider("epsilon (pixel step)", 0.0, 0.5, 0.1, 0.01, key="emb_eps")
         n_adv = a3.number_input("Attack the first N mapped points", 10, 2000, 200, step=10, key="emb_adv_n")
     if show_adv:
-        from core.embeddings.fgsm import fgsm_cached
+        from core.adversarial import fgsm
 
         rows_adv = np.arange(min(int(n_adv), len(bundle)))
         with guarded(stop=False), transient_progress("FGSM and placement") as progress:
             subset = bundle[rows_adv]
-            x_adv = fgsm_cached(adapter, subset.x, subset.y, float(epsilon), data_fingerprint=subset.fingerprint,
-                                progress=progress)
+            x_adv = fgsm(adapter, subset.x, subset.y, float(epsilon), progress=progress)
             fitted = fitted_map(acts, y, params, progress=progress, **keys)
             adv_coords = transform_points(fitted, adapter.activations(x_adv, layer, batch_size=256))
             adv_pred = adapter.predict(x_adv, batch_size=256)

@@ -27,7 +27,7 @@ from core.embeddings import (
     trustworthiness,
 )
 from core.embeddings.export import map_table, to_bytes
-from core.embeddings.fgsm import fgsm, fgsm_cached
+from core.adversarial import fgsm
 from core.errors import InputShapeError, ParameterError, UnknownNameError
 from core.progress import Recorder
 
@@ -240,7 +240,7 @@ def test_fgsm_equals_captum_and_lowers_accuracy(digits, tmp_store):
 
     adapter, bundle, _, _ = digits
     x, y = bundle.x[:64], bundle.y[:64]
-    ours = fgsm(adapter, x, y, 0.2, batch_size=10)
+    ours = fgsm(adapter, x, y, 0.2, batch_size=10, store=tmp_store)
     import torch
 
     # captum's default loss is -log(output), for models returning probabilities; ours return logits.
@@ -252,9 +252,10 @@ def test_fgsm_equals_captum_and_lowers_accuracy(digits, tmp_store):
     assert np.abs(ours - x).max() <= 0.2 + 1e-6
     clean = np.mean(adapter.predict(x) == y)
     assert np.mean(adapter.predict(ours) == y) < clean - 0.2
-    np.testing.assert_array_equal(fgsm(adapter, x, y, 0.0), x)
-    cached = fgsm_cached(adapter, x, y, 0.2, data_fingerprint=bundle[:64].fingerprint, store=tmp_store)
-    np.testing.assert_array_equal(cached, ours)
+    np.testing.assert_array_equal(fgsm(adapter, x, y, 0.0, store=tmp_store), x)
+    again = fgsm(adapter, x, y, 0.2, batch_size=64, store=tmp_store)
+    assert tmp_store.stats().hits == 1  # cached by content: the batch size is not in the key
+    np.testing.assert_array_equal(again, ours)
 
 
 def test_fgsm_refuses_models_without_input_gradients_and_bad_epsilon(digits):
@@ -262,7 +263,7 @@ def test_fgsm_refuses_models_without_input_gradients_and_bad_epsilon(digits):
     with pytest.raises(ParameterError, match="-0.1"):
         fgsm(adapter, bundle.x[:2], bundle.y[:2], -0.1)
     logreg = scenarios.load_model("digits", "logreg").adapter
-    with pytest.raises(ParameterError, match="FGSM needs gradients"):
+    with pytest.raises(ParameterError, match="FGSM needs the input gradients"):
         fgsm(logreg, bundle.x[:2], bundle.y[:2], 0.1)
 
 
