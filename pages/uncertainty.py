@@ -17,6 +17,7 @@ from components.uncertainty_view import (
     scatter_points,
 )
 from components.widgets import require_kind
+from core import byom
 from core.uncertainty.members import supported_sources
 from core.uncertainty.report import SCORE_TITLES
 from core.uncertainty.sources import SOURCES
@@ -30,6 +31,14 @@ st.caption("\"I have no idea!\" Epistemic uncertainty shows when an ensemble's m
            "member is unsure) + mutual information (epistemic: the members disagree). Stress sets check whether the "
            "scores rise where the model should not be trusted: adversarial and out-of-distribution inputs.")
 require_kind(sel, "image", ":material/image:")
+if byom.is_upload(sel.scenario):
+    st.info("The uncertainty sources here are built from the scenario's training recipe: ensemble members trained "
+            "with other seeds or on resamples, MC dropout over the trained CNN, a Bayesian CNN and an autoencoder, with "
+            "stress sets made for digits and MNIST. An uploaded model comes without a recipe, so this page covers the "
+            "built-in image scenarios; the calibration page measures how honest your model's confidence is.",
+            icon=":material/info:")
+    st.page_link("pages/calibration.py", label="Calibration", icon=":material/speed:")
+    st.stop()
 names = sel.spec.class_names
 
 with guarded():

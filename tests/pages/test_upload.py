@@ -245,3 +245,13 @@ def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
     shown = {m.label: m.value for m in at.metric}
     assert shown["Test accuracy"] == shown["Validation accuracy"] == "no labels"
     assert shown["Training time"] == "uploaded"
+
+
+def test_uncertainty_page_explains_why_it_covers_built_in_scenarios_only(uploads):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["tl_uploads"] = [uploads["torchscript+zip"]]
+    at.session_state["tl_scenario"] = uploads["torchscript+zip"]
+    at.run()
+    at.switch_page("pages/uncertainty.py").run()
+    assert not at.exception and not at.error, (at.exception, errors(at))
+    assert any("comes without a recipe" in i.value for i in at.info)
