@@ -26,6 +26,7 @@ from core.sanity_text import (
     text_randomization_test,
 )
 from core.text_methods import METHOD_TITLES, lime_stability
+from core.words import WordDocument
 
 DEFAULT_METHODS = ["lime", "occlusion", "gradient_x_embedding"]
 TOP_WORDS = 5
@@ -122,8 +123,6 @@ def _randomisation(sel: state.Selection, adapter, texts: list[str], methods: lis
     st.plotly_chart(similarity_figure(randomized, METHOD_TITLES, metric), key="trust_text_similarity")
     for m, result in randomized.items():
         st.markdown(f"- **{METHOD_TITLES[m]}** {result.verdict()}.")
-    from core.words import WordDocument
-
     words = WordDocument.parse(texts[int(shown)]).words
     strip = pd.DataFrame({"stage": list(next(iter(randomized.values())).stages)})
     for m, result in randomized.items():
