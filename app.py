@@ -1,15 +1,22 @@
 """TrustLens: explore how a model behaves and whether to trust it.
 
 Start with ``streamlit run app.py``. This script sets the page up, draws the sidebar (scenario,
-model, device) shared by every page, and hands over to ``st.navigation``. It imports no heavy
-library (torch, umap, shap, openTSNE): pages import what they need, so the first paint is fast.
+model, device, presentation mode, copy link) shared by every page, and hands over to
+``st.navigation``. It imports no heavy library (torch, umap, shap, openTSNE): pages import what
+they need, so the first paint is fast.
+
+The view's state round-trips through the URL (components/links.py): values in the query string
+are restored before the widgets are drawn, and the current values are written back after the page
+ran, so a copied address reopens the same view.
 """
 
 import streamlit as st
 
-from components import widgets
+from components import links, present, widgets
 
-st.set_page_config(page_title="TrustLens", page_icon=":material/search_insights:", layout="wide")
+links.restore_shared()
+st.set_page_config(page_title="TrustLens", page_icon=":material/search_insights:", layout="wide",
+                   initial_sidebar_state="collapsed" if present.is_on() else "auto")
 
 st.sidebar.title("TrustLens")
 st.sidebar.caption("Why did the model decide this, and should you trust it?")
@@ -28,7 +35,15 @@ page = st.navigation(
         st.Page("pages/upload.py", title="Your model", icon=":material/upload_file:"),
     ]
 )
-page.run()
+links.restore_page(page.url_path)
+present.sidebar_toggle()
+link_slot = st.sidebar.container()
+present.apply_style()
+try:
+    page.run()
+finally:  # also when the page stopped early (st.stop) or showed an error: the URL names what is on screen
+    links.publish(page.url_path)
+    links.copy_link_control(page.url_path, link_slot)
 
 # After the page so torch's import (for the device name) never delays the first paint.
 widgets.device_caption()

@@ -238,3 +238,11 @@ def member_saliency(scenario: str, model: str, variant: str | None, kind: str, n
     from core.uncertainty.saliency import member_saliency as compute
 
     return compute(_uncertainty_source(scenario, model, variant, kind, n).adapters, image, target)
+
+
+@st.cache_data(show_spinner="Finding the examples worth showing…", max_entries=64)
+def curated_examples(scenario: str, page: str, variant: str | None, model: str | None) -> list:
+    """The curated examples presentation mode steps through (computed from cached predictions, disk-cached by core)."""
+    from core.curated import examples
+
+    return examples(scenario, page, variant=variant, model=model)

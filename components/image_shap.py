@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
-from components import cached
+from components import cached, present
 from components.feedback import guarded, transient_progress
 from components.figures.attributions import attribution_grid
 from components.samples import sample_label
@@ -55,7 +55,7 @@ def image_shap_section(sel: Selection) -> None:
                                             _progress=progress)
     labels = [sample_label(int(i), test.y, proba, spec.class_names) for i in rows]
     titles = {m: get_method(m).title for m in chosen}
-    st.plotly_chart(attribution_grid(images, results, titles, labels, proba[rows], spec.class_names),
+    st.plotly_chart(present.figure(attribution_grid(images, results, titles, labels, proba[rows], spec.class_names)),
                     key="shap_image_grid")
     e = results["expected_gradients"].extras
     m = st.columns(3)

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import streamlit as st
 
+from components import present
+
 from components.figures.text import highlight_html, top_words_figure
 
 
@@ -18,4 +20,4 @@ def show_explanation(explanation, key: str, bars: int, shade: int | None = None)
     if shade is not None:
         explanation = replace(explanation, selected=explanation.selected[:shade])
     st.html(highlight_html(explanation))
-    st.plotly_chart(top_words_figure(explanation, bars), key=f"{key}_bars")
+    st.plotly_chart(present.figure(top_words_figure(explanation, bars)), key=f"{key}_bars")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import state
+from components import present, state
 from components.feedback import guarded, transient_progress
 from components.figures.sanity import agreement_figure, faithfulness_figure, similarity_figure
 from components.figures.text import stability_figure
@@ -41,15 +41,18 @@ def top_words(weights: np.ndarray, words: tuple[str, ...], k: int = TOP_WORDS) -
 def render(sel: state.Selection) -> None:
     adapter, _splits, test, test_proba = scenario_test_split(sel)
     names = adapter.class_names
-    c1, c2 = st.columns([3, 2])
-    picks = c1.multiselect("Test documents (the numbers are averaged over them)", list(range(min(len(test), 500))),
-                           default=list(range(min(len(test), 4))), max_selections=8, key="trust_text_picks",
-                           format_func=lambda i: sample_label(i, test.y, test_proba, names))
-    available = available_methods(adapter)
-    methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available],
-                             key="trust_text_methods", format_func=METHOD_TITLES.get,
-                             help="LIME here weighs every word (no feature selection, 2,000 samples) so that rank "
-                                  "correlations see all words; SHAP (partition) is slower")
+    with present.controls('Documents and methods'):
+        offered = list(range(min(len(test), 500)))  # plus linked / curated documents beyond the first 500
+        offered += sorted({int(i) for i in st.session_state.get("trust_text_picks", []) if 500 <= int(i) < len(test)})
+        c1, c2 = st.columns([3, 2])
+        picks = c1.multiselect("Test documents (the numbers are averaged over them)", offered,
+                               default=list(range(min(len(test), 4))), max_selections=8, key="trust_text_picks",
+                               format_func=lambda i: sample_label(i, test.y, test_proba, names))
+        available = available_methods(adapter)
+        methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available],
+                                 key="trust_text_methods", format_func=METHOD_TITLES.get,
+                                 help="LIME here weighs every word (no feature selection, 2,000 samples) so that rank "
+                                      "correlations see all words; SHAP (partition) is slower")
     if not picks or not methods:
         st.info("Pick at least one document and one method.", icon=":material/touch_app:")
         st.stop()
@@ -72,8 +75,8 @@ def render(sel: state.Selection) -> None:
                 curves[m] = text_faithfulness_curves(adapter, texts, targets, [e.weights for e in explanations[m]],
                                                      method=m, steps=int(steps), progress=progress)
         left, right = st.columns(2)
-        left.plotly_chart(faithfulness_figure(curves, METHOD_TITLES, "deletion"), key="trust_text_deletion")
-        right.plotly_chart(faithfulness_figure(curves, METHOD_TITLES, "insertion"), key="trust_text_insertion")
+        left.plotly_chart(present.figure(faithfulness_figure(curves, METHOD_TITLES, "deletion")), key="trust_text_deletion")
+        right.plotly_chart(present.figure(faithfulness_figure(curves, METHOD_TITLES, "insertion")), key="trust_text_insertion")
         table = pd.DataFrame([{"method": METHOD_TITLES[m], **c.areas()} for m, c in curves.items()])
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f") for k in table.columns
@@ -91,8 +94,8 @@ def render(sel: state.Selection) -> None:
             which = st.radio("Measure", ["Spearman", "top-10 words overlap"], horizontal=True,
                              key="trust_text_agreement")
             matrix = rho if which == "Spearman" else top
-            st.plotly_chart(agreement_figure(order, matrix.mean(axis=2), METHOD_TITLES, which, "|word weights|",
-                                             "documents"), key="trust_text_agreement_matrix")
+            st.plotly_chart(present.figure(agreement_figure(order, matrix.mean(axis=2), METHOD_TITLES, which, "|word weights|",
+                                             "documents")), key="trust_text_agreement_matrix")
             shown = st.selectbox("Top words of one document", list(range(len(rows))), key="trust_text_agree_doc",
                                  format_func=lambda i: labels[i])
             words = explanations[methods[0]][int(shown)].doc.words
@@ -120,7 +123,7 @@ def _randomisation(sel: state.Selection, adapter, texts: list[str], methods: lis
                          format_func=lambda i: labels[i])
     with guarded(), transient_progress("Randomising layers") as progress:
         randomized = text_randomization_test(adapter, texts, methods, mode=mode, progress=progress)
-    st.plotly_chart(similarity_figure(randomized, METHOD_TITLES, metric), key="trust_text_similarity")
+    st.plotly_chart(present.figure(similarity_figure(randomized, METHOD_TITLES, metric)), key="trust_text_similarity")
     for m, result in randomized.items():
         st.markdown(f"- **{METHOD_TITLES[m]}** {result.verdict()}.")
     words = WordDocument.parse(texts[int(shown)]).words
@@ -144,6 +147,6 @@ def _stability(adapter, texts: list[str], labels: list[str]) -> None:
     params = LimeParams(num_samples=COMPARISON_LIME.num_samples, num_features=10)
     with guarded(), transient_progress("LIME across seeds") as progress:
         stability = lime_stability(adapter, texts[int(shown)], params, progress=progress)
-    st.plotly_chart(stability_figure(stability), key="trust_text_stability_figure")
+    st.plotly_chart(present.figure(stability_figure(stability)), key="trust_text_stability_figure")
     st.markdown(f"Mean Jaccard similarity of the selected word sets across seeds: **{stability.jaccard:.2f}** "
                 "(1 = the same words every time).")

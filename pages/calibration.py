@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.feedback import guarded
 from components.figures.calibration import reliability_figure, risk_coverage_figure
 from components.samples import render_samples
@@ -20,18 +20,20 @@ st.caption(
     "evaluated on the test split."
 )
 
+present.example_bar("calibration", sel)
 trained = [m for m in spec.model_names if m == sel.model or scenarios.is_trained(sel.scenario, m, sel.variant)]
-c1, c2, c3, c4 = st.columns([2, 1, 1.1, 2.3])
-models = c1.multiselect(
-    "Models to compare", spec.model_names, default=trained, key="cal_models",
-    help="The first one is drawn with its bins and gaps; models not trained yet are trained on selection.",
-)
-n_bins = c2.slider("Bins", 5, 30, 15, key="cal_bins")
-strategy = c3.radio("Binning", calibration.STRATEGIES, key="cal_strategy", horizontal=True,
-                    format_func=lambda s: {"uniform": "equal width", "quantile": "equal mass"}[s])
-method = c4.segmented_control("Recalibration", ["none", *calibration.METHODS], default="none", key="cal_method",
-                              help="before / after: show the test predictions after each recalibration method")
-method = method or "none"
+with present.controls('Models and binning'):
+    c1, c2, c3, c4 = st.columns([2, 1, 1.1, 2.3])
+    models = c1.multiselect(
+        "Models to compare", spec.model_names, default=trained, key="cal_models",
+        help="The first one is drawn with its bins and gaps; models not trained yet are trained on selection.",
+    )
+    n_bins = c2.slider("Bins", 5, 30, 15, key="cal_bins")
+    strategy = c3.radio("Binning", calibration.STRATEGIES, key="cal_strategy", horizontal=True,
+                        format_func=lambda s: {"uniform": "equal width", "quantile": "equal mass"}[s])
+    method = c4.segmented_control("Recalibration", ["none", *calibration.METHODS], default="none", key="cal_method",
+                                  help="before / after: show the test predictions after each recalibration method")
+    method = method or "none"
 if not models:
     st.info("Pick at least one model to compare.", icon=":material/checklist:")
     st.stop()
@@ -54,7 +56,7 @@ else:
               for name, report in reports.items()]
     suffix += f", P({spec.class_names[of]}) against the label being {spec.class_names[of]}"
 primary_name, primary_curve = curves[0]
-event = st.plotly_chart(reliability_figure(curves, f"Reliability diagram (test split{suffix})"), key="cal_reliability",
+event = st.plotly_chart(present.figure(reliability_figure(curves, f"Reliability diagram (test split{suffix})")), key="cal_reliability",
                         on_select="rerun", selection_mode=("points",))
 
 # -- metrics table ----------------------------------------------------------------------------
@@ -89,7 +91,7 @@ with left:
         proba = report.proba if method == "none" else report.recalibrated[method]
         coverage, accuracy = calibration.risk_coverage(proba, report.y)
         risk.append((name, coverage, accuracy))
-    st.plotly_chart(risk_coverage_figure(risk), key="cal_risk")
+    st.plotly_chart(present.figure(risk_coverage_figure(risk)), key="cal_risk")
 
 # -- samples in a bin -------------------------------------------------------------------------
 with right:

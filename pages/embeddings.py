@@ -12,7 +12,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.embedding_jump import follow_jump
 from components.embedding_selection import selected_rows, summarise
 from components.feedback import guarded, progress_status, transient_progress
@@ -45,6 +45,7 @@ st.caption("Your data has hundreds of dimensions: project a hidden layer's activ
            "accuracy and a gallery.")
 cached.umap_warmup()  # compile UMAP off the request path while the user looks at the PCA map
 follow_jump()  # "Explain this prediction" was pressed in the previous run
+present.example_bar("embeddings", sel)
 
 with guarded():
     loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
@@ -56,28 +57,29 @@ if not layers:
     st.stop()
 
 # -- controls --------------------------------------------------------------------------------------
-c1, c2, c3, c4 = st.columns([1.3, 1.1, 1.6, 1.6])
-if st.session_state.get("emb_layer") not in layers:
-    st.session_state["emb_layer"] = default_layer(adapter)
-layer = c1.selectbox("Layer", layers, key="emb_layer", help="default: the last hidden layer")
-split = c2.selectbox("Points", list(SPLIT_TITLES), key="emb_split", format_func=SPLIT_TITLES.get,
-                     help="'all splits' maps every sample of the dataset (70,000 for MNIST)")
-method = c3.segmented_control("Method", list(METHOD_TITLES), default="pca", key="emb_method",
-                              format_func=METHOD_TITLES.get) or "pca"
+with present.controls('Layer, points and projection'):
+    c1, c2, c3, c4 = st.columns([1.3, 1.1, 1.6, 1.6])
+    if st.session_state.get("emb_layer") not in layers:
+        st.session_state["emb_layer"] = default_layer(adapter)
+    layer = c1.selectbox("Layer", layers, key="emb_layer", help="default: the last hidden layer")
+    split = c2.selectbox("Points", list(SPLIT_TITLES), key="emb_split", format_func=SPLIT_TITLES.get,
+                         help="'all splits' maps every sample of the dataset (70,000 for MNIST)")
+    method = c3.segmented_control("Method", list(METHOD_TITLES), default="pca", key="emb_method",
+                                  format_func=METHOD_TITLES.get) or "pca"
 
-with st.expander("Parameters", icon=":material/tune:"):
-    p1, p2, p3, p4 = st.columns(4)
-    standardize = p1.toggle("Standardise units", False, key="emb_standardize",
-                            help="scale every unit to unit variance before projecting")
-    pca_dims = p1.number_input("PCA pre-reduction (dims, 0 = off)", 0, 512, 50, step=10, key="emb_pca_dims")
-    perplexity = p2.slider("t-SNE perplexity", 2.0, 100.0, 30.0, 1.0, key="emb_perplexity")
-    exaggeration = p2.slider("t-SNE exaggeration (main phase)", 1.0, 4.0, 1.0, 0.25, key="emb_exaggeration",
-                             help="above 1 tightens clusters (openTSNE's exaggeration)")
-    n_iter = p3.slider("t-SNE iterations (after 100 exaggerated ones)", 100, 1500, 250, 25, key="emb_iter")
-    seed = p3.number_input("Seed", 0, 10_000, 0, key="emb_seed")
-    n_neighbors = p4.slider("UMAP n_neighbors", 2, 200, 15, key="emb_neighbors")
-    min_dist = p4.slider("UMAP min_dist", 0.0, 1.0, 0.1, 0.05, key="emb_min_dist")
-    metric = p4.selectbox("UMAP metric", METRICS, key="emb_metric")
+    with st.expander("Parameters", icon=":material/tune:"):
+        p1, p2, p3, p4 = st.columns(4)
+        standardize = p1.toggle("Standardise units", False, key="emb_standardize",
+                                help="scale every unit to unit variance before projecting")
+        pca_dims = p1.number_input("PCA pre-reduction (dims, 0 = off)", 0, 512, 50, step=10, key="emb_pca_dims")
+        perplexity = p2.slider("t-SNE perplexity", 2.0, 100.0, 30.0, 1.0, key="emb_perplexity")
+        exaggeration = p2.slider("t-SNE exaggeration (main phase)", 1.0, 4.0, 1.0, 0.25, key="emb_exaggeration",
+                                 help="above 1 tightens clusters (openTSNE's exaggeration)")
+        n_iter = p3.slider("t-SNE iterations (after 100 exaggerated ones)", 100, 1500, 250, 25, key="emb_iter")
+        seed = p3.number_input("Seed", 0, 10_000, 0, key="emb_seed")
+        n_neighbors = p4.slider("UMAP n_neighbors", 2, 200, 15, key="emb_neighbors")
+        min_dist = p4.slider("UMAP min_dist", 0.0, 1.0, 0.1, 0.05, key="emb_min_dist")
+        metric = p4.selectbox("UMAP metric", METRICS, key="emb_metric")
 
 params = EmbeddingParams(method=method, standardize=standardize, pca_dims=int(pca_dims), perplexity=float(perplexity),
                          exaggeration=float(exaggeration), n_iter=int(n_iter), n_neighbors=int(n_neighbors),
@@ -126,9 +128,9 @@ def draw(coords, title, *, key=None, highlight=None, neighbours=None, overlay=No
                      highlight=highlight, neighbours=neighbours, overlay=overlay)
     where = target if target is not None else st
     if key is None:
-        where.plotly_chart(fig, width="stretch")
+        where.plotly_chart(present.figure(fig), width="stretch")
         return None
-    return where.plotly_chart(fig, width="stretch", key=key, on_select="rerun",
+    return where.plotly_chart(present.figure(fig), width="stretch", key=key, on_select="rerun",
                               selection_mode=("points", "box", "lasso"))
 
 
@@ -255,8 +257,8 @@ if len(rows) > 1:
     s1.metric("Most frequent true class", class_names[summary.majority],
               help=f"{int(summary.correct[summary.majority] + summary.wrong[summary.majority])} of {summary.n}")
     s1.caption("Splits: " + ", ".join(f"{s} {int(np.sum(split_of[rows] == s))}" for s in np.unique(split_of[rows])))
-    s2.plotly_chart(selection_histogram(summary.correct, summary.wrong, class_names,
-                                        "True class of the selected points"), key="emb_hist")
+    s2.plotly_chart(present.figure(selection_histogram(summary.correct, summary.wrong, class_names,
+                                        "True class of the selected points")), key="emb_hist")
     shown = rows[np.argsort(pred[rows] == y[rows], kind="stable")][:GALLERY]  # mistakes first
     st.caption(f"Gallery: {len(shown)} of {summary.n} selected, mistakes first (numbers: rows of the map)")
     render_samples(bundle, shown, proba, class_names, key="emb_gallery", per_row=8)

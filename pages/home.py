@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.feedback import guarded
 from components.figures.model_card import confidence_histogram, confusion_figure
 from components.samples import render_samples
@@ -59,10 +59,10 @@ if info.gradients_unavailable:
     st.info(info.gradients_unavailable, icon=":material/info:")
 
 left, right = st.columns(2)
-left.plotly_chart(confusion_figure(browse.confusion(test.y, test_pred, len(info.class_names)), info.class_names),
+left.plotly_chart(present.figure(confusion_figure(browse.confusion(test.y, test_pred, len(info.class_names)), info.class_names)),
                   key="confusion")
 confidence = test_proba[np.arange(len(test)), test_pred]
-right.plotly_chart(confidence_histogram(confidence, test_pred == test.y), key="confidence_hist")
+right.plotly_chart(present.figure(confidence_histogram(confidence, test_pred == test.y)), key="confidence_hist")
 
 # -- dataset browser ---------------------------------------------------------------------------
 st.subheader("Dataset browser")

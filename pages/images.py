@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.attribution_form import method_params
 from components.feedback import guarded, transient_progress
@@ -32,98 +32,105 @@ adapter, splits, test, test_proba = scenario_test_split(sel)
 class_names = adapter.class_names
 image_shape = tuple(int(s) for s in np.asarray(test.x).shape[1:])
 
+present.example_bar("images", sel)
+
 # -- the images ----------------------------------------------------------------------------------
-source = st.radio("Images", ["Test images", "Upload an image"], horizontal=True, key="img_source")
-if source == "Test images":
-    c1, c2, c3 = st.columns([1.6, 1.4, 1.4])
-    classes = c1.multiselect("True class", list(range(len(class_names))), key="img_classes",
-                             format_func=lambda i: class_names[i], placeholder="all classes")
-    correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="img_correctness")
-    sort = c3.selectbox("Order", browse.SORTS, key="img_sort",
-                        help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
-    shown = [int(i) for i in browse.select_samples(test.y, test_proba, classes, correctness, sort)[:500]]
-    if not shown:
-        st.info("No test image matches these filters.", icon=":material/filter_alt_off:")
-        st.stop()
-    # Keep only picks that the current filters still offer (a widget must not hold values outside its options).
-    if "img_picks" in st.session_state:
-        st.session_state["img_picks"] = [i for i in st.session_state["img_picks"] if i in shown][:MAX_IMAGES] or shown[:4]
-    picks = st.multiselect(f"Test images ({len(shown)} match; up to {MAX_IMAGES})", shown, default=shown[:4],
-                           max_selections=MAX_IMAGES, key="img_picks",
-                           format_func=lambda i: sample_label(i, test.y, test_proba, class_names))
-    if not picks:
-        st.info("Pick at least one image.", icon=":material/touch_app:")
-        st.stop()
-    rows = np.asarray(picks, dtype=int)
-    images = np.asarray(test.x[rows], dtype=np.float32)
-    labels_true = np.asarray(test.y[rows])
-    proba = test_proba[rows]
-    row_labels = [sample_label(int(i), test.y, test_proba, class_names) for i in rows]
-else:
-    u1, u2 = st.columns([3, 1])
-    upload = u1.file_uploader("An image (PNG, JPEG, BMP, GIF)", type=["png", "jpg", "jpeg", "bmp", "gif"],
-                              key="img_upload", help=f"resized to the model's {image_shape[1]}x{image_shape[2]} input")
-    invert = u2.radio("Invert grey values", ["auto", "yes", "no"], key="img_invert",
-                      help="the digit models expect light strokes on black; 'auto' inverts dark-on-white images")
-    if upload is None:
-        st.info("Upload an image to explain, e.g. a photo of a hand-written digit.", icon=":material/upload:")
-        st.stop()
-    with guarded():
-        decoded = load_image(upload.getvalue(), image_shape, {"auto": None, "yes": True, "no": False}[invert])
-    images = decoded.x[None]
-    rows, labels_true = None, None
-    proba = adapter.predict_proba(images)
-    predicted = int(proba[0].argmax())
-    row_labels = [f"upload → {class_names[predicted]} ({proba[0, predicted]:.0%})"]
-    u1.caption(f"{upload.name}: {decoded.original_size[0]}x{decoded.original_size[1]} px, shown to the model at "
-               f"{image_shape[1]}x{image_shape[2]}{', inverted' if decoded.inverted else ''}.")
-
-# -- target and methods ------------------------------------------------------------------------------
-t1, t2 = st.columns([2, 1])
-target_options = ["predicted class", "true class", "another class"] if labels_true is not None else \
-    ["predicted class", "another class"]
-target_choice = t1.radio("Explain the score of the", target_options, horizontal=True, key="img_target")
-if target_choice == "another class":
-    target_class = t2.selectbox("Class", list(range(len(class_names))), key="img_target_class",
-                                format_func=lambda i: class_names[i])
-    target_spec = int(target_class)
-else:
-    target_spec = "true" if target_choice == "true class" else "predicted"
-with guarded():
-    targets = resolve_targets(adapter, images, target_spec, y=labels_true)
-
-support = supported_methods(adapter)
-available = [m for m in method_names() if support[m] is None]
-default = [m for m in LECTURE_DEFAULT if m in available] or available[:1]
-chosen = st.multiselect("Methods (columns)", available, default=default, key="img_methods",
-                        format_func=lambda m: get_method(m).title)
-unavailable = {m: reason for m, reason in support.items() if reason}
-if unavailable:
-    st.caption("Not available for this model: " + "; ".join(
-        f"**{get_method(m).title}**: {reason}" for m, reason in unavailable.items()))
-if not chosen:
-    st.info("Pick at least one method.", icon=":material/touch_app:")
-    st.stop()
-
-layers, default_layer = ([], None)
-if any(m in ("grad_cam", "guided_grad_cam") for m in chosen):
-    layers, default_layer = cached.spatial_layers(sel.scenario, sel.model, sel.variant, image_shape)
-with st.expander("Method settings", icon=":material/tune:"):
-    params = {}
-    for method in chosen:
-        st.markdown(f"**{get_method(method).title}** · {get_method(method).description}")
+with present.controls('Images, methods and settings'):
+    source = st.radio("Images", ["Test images", "Upload an image"], horizontal=True, key="img_source")
+    if source == "Test images":
+        c1, c2, c3 = st.columns([1.6, 1.4, 1.4])
+        classes = c1.multiselect("True class", list(range(len(class_names))), key="img_classes",
+                                 format_func=lambda i: class_names[i], placeholder="all classes")
+        correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="img_correctness")
+        sort = c3.selectbox("Order", browse.SORTS, key="img_sort",
+                            help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
+        matching = [int(i) for i in browse.select_samples(test.y, test_proba, classes, correctness, sort)]
+        shown = matching[:500]
+        # a linked or curated image beyond the first 500 matches stays on offer
+        linked = set(st.session_state.get("img_picks", [])) & set(matching[500:])
+        shown += [i for i in matching[500:] if i in linked]
+        if not shown:
+            st.info("No test image matches these filters.", icon=":material/filter_alt_off:")
+            st.stop()
+        # Keep only picks that the current filters still offer (a widget must not hold values outside its options).
+        if "img_picks" in st.session_state:
+            st.session_state["img_picks"] = [i for i in st.session_state["img_picks"] if i in shown][:MAX_IMAGES] or shown[:4]
+        picks = st.multiselect(f"Test images ({len(shown)} match; up to {MAX_IMAGES})", shown, default=shown[:4],
+                               max_selections=MAX_IMAGES, key="img_picks",
+                               format_func=lambda i: sample_label(i, test.y, test_proba, class_names))
+        if not picks:
+            st.info("Pick at least one image.", icon=":material/touch_app:")
+            st.stop()
+        rows = np.asarray(picks, dtype=int)
+        images = np.asarray(test.x[rows], dtype=np.float32)
+        labels_true = np.asarray(test.y[rows])
+        proba = test_proba[rows]
+        row_labels = [sample_label(int(i), test.y, test_proba, class_names) for i in rows]
+    else:
+        u1, u2 = st.columns([3, 1])
+        upload = u1.file_uploader("An image (PNG, JPEG, BMP, GIF)", type=["png", "jpg", "jpeg", "bmp", "gif"],
+                                  key="img_upload", help=f"resized to the model's {image_shape[1]}x{image_shape[2]} input")
+        invert = u2.radio("Invert grey values", ["auto", "yes", "no"], key="img_invert",
+                          help="the digit models expect light strokes on black; 'auto' inverts dark-on-white images")
+        if upload is None:
+            st.info("Upload an image to explain, e.g. a photo of a hand-written digit.", icon=":material/upload:")
+            st.stop()
         with guarded():
-            params[method] = method_params(method, image_shape, layers, default_layer, st)
-    batch_size = st.select_slider("Batch size (rows per forward/backward pass)", [16, 32, 64, 128, 256, 512, 1024],
-                                  256, key="img_batch",
-                                  help="images x samples / steps / patch positions per pass; halved automatically on "
-                                       "out-of-memory. Changes speed and memory, never the result.")
+            decoded = load_image(upload.getvalue(), image_shape, {"auto": None, "yes": True, "no": False}[invert])
+        images = decoded.x[None]
+        rows, labels_true = None, None
+        proba = adapter.predict_proba(images)
+        predicted = int(proba[0].argmax())
+        row_labels = [f"upload → {class_names[predicted]} ({proba[0, predicted]:.0%})"]
+        u1.caption(f"{upload.name}: {decoded.original_size[0]}x{decoded.original_size[1]} px, shown to the model at "
+                   f"{image_shape[1]}x{image_shape[2]}{', inverted' if decoded.inverted else ''}.")
 
-d1, d2, d3 = st.columns(3)
-opacity = d1.slider("Map opacity", 0.0, 1.0, 0.7, 0.05, key="img_opacity", help="0 shows the image, 1 the map alone")
-percentile = d2.slider("Clip colours at percentile", 90.0, 100.0, 99.0, 0.5, key="img_clip",
-                       help="per map, of |value|: a few extreme pixels no longer wash out the rest")
-overlay = d3.toggle("Overlay on the image", True, key="img_overlay")
+    # -- target and methods ------------------------------------------------------------------------------
+    t1, t2 = st.columns([2, 1])
+    target_options = ["predicted class", "true class", "another class"] if labels_true is not None else \
+        ["predicted class", "another class"]
+    target_choice = t1.radio("Explain the score of the", target_options, horizontal=True, key="img_target")
+    if target_choice == "another class":
+        target_class = t2.selectbox("Class", list(range(len(class_names))), key="img_target_class",
+                                    format_func=lambda i: class_names[i])
+        target_spec = int(target_class)
+    else:
+        target_spec = "true" if target_choice == "true class" else "predicted"
+    with guarded():
+        targets = resolve_targets(adapter, images, target_spec, y=labels_true)
+
+    support = supported_methods(adapter)
+    available = [m for m in method_names() if support[m] is None]
+    default = [m for m in LECTURE_DEFAULT if m in available] or available[:1]
+    chosen = st.multiselect("Methods (columns)", available, default=default, key="img_methods",
+                            format_func=lambda m: get_method(m).title)
+    unavailable = {m: reason for m, reason in support.items() if reason}
+    if unavailable:
+        st.caption("Not available for this model: " + "; ".join(
+            f"**{get_method(m).title}**: {reason}" for m, reason in unavailable.items()))
+    if not chosen:
+        st.info("Pick at least one method.", icon=":material/touch_app:")
+        st.stop()
+
+    layers, default_layer = ([], None)
+    if any(m in ("grad_cam", "guided_grad_cam") for m in chosen):
+        layers, default_layer = cached.spatial_layers(sel.scenario, sel.model, sel.variant, image_shape)
+    with st.expander("Method settings", icon=":material/tune:"):
+        params = {}
+        for method in chosen:
+            st.markdown(f"**{get_method(method).title}** · {get_method(method).description}")
+            with guarded():
+                params[method] = method_params(method, image_shape, layers, default_layer, st)
+        batch_size = st.select_slider("Batch size (rows per forward/backward pass)", [16, 32, 64, 128, 256, 512, 1024],
+                                      256, key="img_batch",
+                                      help="images x samples / steps / patch positions per pass; halved automatically on "
+                                           "out-of-memory. Changes speed and memory, never the result.")
+
+    d1, d2, d3 = st.columns(3)
+    opacity = d1.slider("Map opacity", 0.0, 1.0, 0.7, 0.05, key="img_opacity", help="0 shows the image, 1 the map alone")
+    percentile = d2.slider("Clip colours at percentile", 90.0, 100.0, 99.0, 0.5, key="img_clip",
+                           help="per map, of |value|: a few extreme pixels no longer wash out the rest")
+    overlay = d3.toggle("Overlay on the image", True, key="img_overlay")
 
 # -- compute and show ---------------------------------------------------------------------------------
 methods_key = tuple((m, json.dumps(asdict(params[m]), sort_keys=True)) for m in chosen)
@@ -132,8 +139,8 @@ with guarded(), transient_progress("Computing attributions") as progress:
                                         methods_key, int(batch_size), _progress=progress)
 titles = {m: get_method(m).title for m in chosen}
 
-st.plotly_chart(attribution_grid(images, results, titles, row_labels, proba, class_names, opacity=opacity,
-                                 percentile=percentile, overlay=overlay), key="img_grid")
+st.plotly_chart(present.figure(attribution_grid(images, results, titles, row_labels, proba, class_names, opacity=opacity,
+                                 percentile=percentile, overlay=overlay)), key="img_grid")
 signed = [titles[m] for m in chosen if results[m].signed]
 st.caption(
     f"Red pushes the score of the explained class up, blue pushes it down ({', '.join(signed) or 'none'}); "
@@ -174,7 +181,7 @@ if "occlusion" in results:
     st.markdown(f"**Occlusion**: probability of the explained class with a {occ.params['window']} px patch "
                 f"({occ.params['fill']} fill) at each position, stride {occ.params['stride']}. Dark = the patch hid "
                 "something the model needed.")
-    st.plotly_chart(occlusion_probability_figure(occ, row_labels, class_names), key="img_occlusion")
+    st.plotly_chart(present.figure(occlusion_probability_figure(occ, row_labels, class_names)), key="img_occlusion")
 
 meta = {"scenario": sel.scenario, "model": sel.model, "variant": sel.variant, "targets": [int(t) for t in targets],
         "source": "test" if rows is not None else "upload"}

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.feedback import guarded, transient_progress
 from components.image_shap import image_shap_section
 from components.text_shap import text_shap_section
@@ -82,27 +82,29 @@ st.header(f"SHAP on the features of {spec.title} / {sel.model}")
 if spec.kind != "tabular":
     st.info("SHAP on features covers table, text and image models.", icon=":material/table:")
     st.stop()
+present.example_bar("shapley", sel)
 
 with guarded():
     splits = cached.scenario_data(sel.scenario, sel.variant)
     loaded = cached.trained_model(sel.scenario, sel.model, sel.variant)
 test = splits["test"]
-source = st.radio("Rows to explain", ["Test split", "Your table (CSV)"], horizontal=True, key="shap_source",
-                  help="upload rows with the model's feature columns to explain them with this model")
-c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
-if source == "Test split":
-    n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
-else:
-    c1.caption(f"Every uploaded row is explained (up to {MAX_ROWS:,}).")
-algorithm = c2.selectbox("Algorithm", ["auto", "tree", "exact", "permutation", "kernel"], key="shap_algorithm",
-                         help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
-background = c3.radio("Background", ["sample", "kmeans"], key="shap_background", horizontal=True,
-                      help="The base value is the model's average output over the background rows. A random "
-                           "sample is unbiased; a k-means summary is smaller (faster) but weights cluster centres.")
-background_size = c4.number_input("Background size", 10, 300, 100, step=10, key="shap_background_size")
-target_options = ["predicted", *range(len(spec.class_names))]
-target = c5.selectbox("Explain the probability of", target_options, key="shap_target",
-                      format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
+with present.controls('Rows, algorithm and background'):
+    source = st.radio("Rows to explain", ["Test split", "Your table (CSV)"], horizontal=True, key="shap_source",
+                      help="upload rows with the model's feature columns to explain them with this model")
+    c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
+    if source == "Test split":
+        n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
+    else:
+        c1.caption(f"Every uploaded row is explained (up to {MAX_ROWS:,}).")
+    algorithm = c2.selectbox("Algorithm", ["auto", "tree", "exact", "permutation", "kernel"], key="shap_algorithm",
+                             help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
+    background = c3.radio("Background", ["sample", "kmeans"], key="shap_background", horizontal=True,
+                          help="The base value is the model's average output over the background rows. A random "
+                               "sample is unbiased; a k-means summary is smaller (faster) but weights cluster centres.")
+    background_size = c4.number_input("Background size", 10, 300, 100, step=10, key="shap_background_size")
+    target_options = ["predicted", *range(len(spec.class_names))]
+    target = c5.selectbox("Explain the probability of", target_options, key="shap_target",
+                          format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
 if source == "Test split":
     rows_bundle = test
     with guarded():
@@ -149,21 +151,31 @@ with left:
     event = st.dataframe(table, hide_index=True, key="shap_row_table", on_select="rerun", selection_mode="single-row",
                          height=420, column_config={"explained output": st.column_config.NumberColumn(format="%.3f")})
     chosen = event["selection"]["rows"] if event is not None else []
-    i = int(chosen[0]) if chosen else 0
-    st.caption("Select a row to explain it." if not chosen else f"Row {int(expl.rows[i])} selected.")
+    focus = st.session_state.get("shap_focus") if source == "Test split" else None
+    if chosen:
+        i = int(chosen[0])
+        if source == "Test split":
+            st.session_state["shap_focus"] = int(expl.rows[i])  # so the link names the row on screen
+        st.caption(f"Row {int(expl.rows[i])} selected.")
+    elif focus is not None and int(focus) in set(int(r) for r in expl.rows):
+        i = [int(r) for r in expl.rows].index(int(focus))
+        st.caption(f"Row {int(focus)} (from the link or the example list). Select a row to explain another one.")
+    else:
+        i = 0
+        st.caption("Select a row to explain it.")
 target_name = spec.class_names[int(expl.target[i])]
-right.plotly_chart(waterfall_figure(expl, i, target_name=target_name), key="shap_waterfall")
+right.plotly_chart(present.figure(waterfall_figure(expl, i, target_name=target_name)), key="shap_waterfall")
 
 st.subheader("All explained rows")
 left, right = st.columns(2)
-left.plotly_chart(beeswarm_figure(expl), key="shap_beeswarm")
-right.plotly_chart(mean_abs_bar_figure(expl), key="shap_bar")
+left.plotly_chart(present.figure(beeswarm_figure(expl)), key="shap_beeswarm")
+right.plotly_chart(present.figure(mean_abs_bar_figure(expl)), key="shap_bar")
 
 importance_order = list(np.argsort(-np.abs(expl.values).mean(axis=0)))
 feature = st.selectbox("Dependence plot of", importance_order, key="shap_dependence",
                        format_func=lambda j: expl.feature_names[j])
 partner = strongest_interaction(expl.values, expl.data, int(feature))
-st.plotly_chart(dependence_figure(expl, int(feature), partner), key="shap_dependence_plot")
+st.plotly_chart(present.figure(dependence_figure(expl, int(feature), partner)), key="shap_dependence_plot")
 
 st.subheader("What a glass box says")
 left, right = st.columns(2)
@@ -172,8 +184,8 @@ with left:
         logreg = cached.trained_model(sel.scenario, "logreg", sel.variant)
         coefs = logistic_coefficients(logreg.adapter.estimator, test.feature_names, spec.class_names)
         unit = "per standard deviation" if coefs.per_standard_deviation else "per unit"
-        st.plotly_chart(coefficients_figure(coefs.feature_names, coefs.coefficients[0],
-                                            f"Logistic regression: log-odds of '{coefs.classes[0]}' {unit}"),
+        st.plotly_chart(present.figure(coefficients_figure(coefs.feature_names, coefs.coefficients[0],
+                                            f"Logistic regression: log-odds of '{coefs.classes[0]}' {unit}")),
                         key="glass_coefficients")
 with right:
     depth = st.slider("Decision tree depth", 1, 5, 3, key="glass_depth")

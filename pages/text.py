@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.feedback import guarded, transient_progress
 from components.figures.text import deletion_figure, probabilities_figure, stability_figure
@@ -36,45 +36,48 @@ st.caption("LIME removes words at random thousands of times and fits a weighted 
 require_kind(sel, "text", ":material/article:")
 adapter, splits, test, test_proba = scenario_test_split(sel)
 
-# -- the document -----------------------------------------------------------------------------------
-source = st.radio("Document", ["A test document", "Your own text"], horizontal=True, key="text_source")
-if source == "A test document":
-    c1, c2, c3 = st.columns([1.6, 1.4, 1.4])
-    classes = c1.multiselect("True class", list(range(len(spec.class_names))), key="text_classes",
-                             format_func=lambda i: spec.class_names[i], placeholder="all classes")
-    correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="text_correctness")
-    sort = c3.selectbox("Order", browse.SORTS, key="text_sort",
-                        help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
-    shown = browse.select_samples(test.y, test_proba, classes, correctness, sort)
-    if len(shown) == 0:
-        st.info("No test document matches these filters.", icon=":material/filter_alt_off:")
-        st.stop()
-    subjects = test.display["subject"] if test.display is not None else None
-    index = st.selectbox(
-        f"Test document ({len(shown)} match)", [int(i) for i in shown], key="text_doc",
-        format_func=lambda i: sample_label(i, test.y, test_proba, spec.class_names)
-        + (f" · {subjects.iloc[i][:70]}" if subjects is not None else ""),
-    )
-    text = str(test.x[index])
-else:
-    text = st.text_area("Paste a text (headers optional)", EXAMPLE, height=180, max_chars=50_000, key="text_custom")
-    if not text.strip():
-        st.info("Type or paste some text to explain.", icon=":material/edit_note:")
-        st.stop()
+present.example_bar("text", sel)
 
-with st.expander("LIME settings", icon=":material/tune:"):
-    s1, s2, s3, s4, s5 = st.columns(5)
-    num_samples = s1.select_slider("Samples", [500, 1000, 2000, 5000, 10000], 5000, key="lime_samples",
-                                   help="perturbed documents (lime's default 5000); more = less sampling noise")
-    num_features = s2.slider("Words in the explanation", 1, 20, 10, key="lime_features")
-    selection = s3.selectbox("Feature selection", FEATURE_SELECTIONS, key="lime_selection",
-                             help="auto: forward selection up to 6 words, highest weights beyond (as in lime)")
-    seed = s4.number_input("Seed", 0, 10_000, 0, key="lime_seed")
-    target_choice = s5.selectbox("Explain the probability of", ["predicted", *range(len(spec.class_names))],
-                                 key="lime_target",
-                                 format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
-params = LimeParams(num_samples=int(num_samples), num_features=int(num_features), feature_selection=selection,
-                    seed=int(seed))
+# -- the document -----------------------------------------------------------------------------------
+with present.controls('Document and LIME settings'):
+    source = st.radio("Document", ["A test document", "Your own text"], horizontal=True, key="text_source")
+    if source == "A test document":
+        c1, c2, c3 = st.columns([1.6, 1.4, 1.4])
+        classes = c1.multiselect("True class", list(range(len(spec.class_names))), key="text_classes",
+                                 format_func=lambda i: spec.class_names[i], placeholder="all classes")
+        correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="text_correctness")
+        sort = c3.selectbox("Order", browse.SORTS, key="text_sort",
+                            help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
+        shown = browse.select_samples(test.y, test_proba, classes, correctness, sort)
+        if len(shown) == 0:
+            st.info("No test document matches these filters.", icon=":material/filter_alt_off:")
+            st.stop()
+        subjects = test.display["subject"] if test.display is not None else None
+        index = st.selectbox(
+            f"Test document ({len(shown)} match)", [int(i) for i in shown], key="text_doc",
+            format_func=lambda i: sample_label(i, test.y, test_proba, spec.class_names)
+            + (f" · {subjects.iloc[i][:70]}" if subjects is not None else ""),
+        )
+        text = str(test.x[index])
+    else:
+        text = st.text_area("Paste a text (headers optional)", EXAMPLE, height=180, max_chars=50_000, key="text_custom")
+        if not text.strip():
+            st.info("Type or paste some text to explain.", icon=":material/edit_note:")
+            st.stop()
+
+    with st.expander("LIME settings", icon=":material/tune:"):
+        s1, s2, s3, s4, s5 = st.columns(5)
+        num_samples = s1.select_slider("Samples", [500, 1000, 2000, 5000, 10000], 5000, key="lime_samples",
+                                       help="perturbed documents (lime's default 5000); more = less sampling noise")
+        num_features = s2.slider("Words in the explanation", 1, 20, 10, key="lime_features")
+        selection = s3.selectbox("Feature selection", FEATURE_SELECTIONS, key="lime_selection",
+                                 help="auto: forward selection up to 6 words, highest weights beyond (as in lime)")
+        seed = s4.number_input("Seed", 0, 10_000, 0, key="lime_seed")
+        target_choice = s5.selectbox("Explain the probability of", ["predicted", *range(len(spec.class_names))],
+                                     key="lime_target",
+                                     format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
+    params = LimeParams(num_samples=int(num_samples), num_features=int(num_features), feature_selection=selection,
+                        seed=int(seed))
 
 
 def lime_for(model_adapter, label: str):
@@ -103,7 +106,7 @@ left, right = st.columns([2.2, 1])
 with left:
     show_explanation(main, "lime_main", params.num_features)
 with right:
-    st.plotly_chart(probabilities_figure(main.proba, main.class_names), key="text_proba")
+    st.plotly_chart(present.figure(probabilities_figure(main.proba, main.class_names)), key="text_proba")
     st.metric("Local fit (weighted R²)", f"{main.score:.3f}",
               help="how well the linear surrogate matches the model on the perturbed samples; low means the "
                    "weights describe the model poorly here")
@@ -172,7 +175,7 @@ with t1:
                 "top words are partly sampling noise: raise the number of samples.")
     with guarded(), transient_progress("Stability (LIME with 5 seeds)") as progress:
         stability = lime_stability(adapter, text, params, main.target, n_seeds=5, progress=progress)
-    st.plotly_chart(stability_figure(stability), key="lime_stability")
+    st.plotly_chart(present.figure(stability_figure(stability)), key="lime_stability")
 with t2:
     steps = st.slider("Words to delete", 2, 30, 10, key="deletion_steps")
     st.markdown("**Faithfulness**: delete words in the order of importance of each method chosen above. A "
@@ -186,8 +189,8 @@ with t2:
             if method != "lime":
                 orders[method] = explain_text(adapter, text, method, params, main.target).ranking()
         curves = deletion_curves(adapter, text, main.target, orders, steps=int(steps))
-    st.plotly_chart(deletion_figure(curves, {**METHOD_TITLES, "random": "Random order (mean of 10)"},
-                                    main.target_name), key="deletion_curves")
+    st.plotly_chart(present.figure(deletion_figure(curves, {**METHOD_TITLES, "random": "Random order (mean of 10)"},
+                                    main.target_name)), key="deletion_curves")
 
 st.markdown("**SP-LIME**: a few test documents whose explanations together cover the words the model relies on "
             "most across many documents: a short reading list for judging the model as a whole.")

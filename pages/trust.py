@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state, trust_text
+from components import cached, present, state, trust_text
 from core import byom
 from components.feedback import guarded, transient_progress
 from components.figures.sanity import (
@@ -37,6 +37,7 @@ st.caption("\"The method outputs a noisy image, you see something reasonable: sh
            "stays the same when the model's weights are replaced by random ones is not explaining the model; a map "
            "whose top pixels do not move the prediction when deleted is not faithful to it; two methods that "
            "disagree cannot both be right.")
+present.example_bar("trust", sel)
 if sel.spec.kind == "text":
     trust_text.render(sel)
     st.stop()
@@ -45,14 +46,18 @@ adapter, splits, test, test_proba = scenario_test_split(sel)
 context = cached.image_context(sel.scenario, sel.variant)
 names = adapter.class_names
 
-c1, c2 = st.columns([3, 2])
-picks = c1.multiselect("Test images (the numbers are averaged over them)", list(range(min(len(test), 500))),
-                       default=list(range(min(len(test), 4))), max_selections=8, key="trust_picks",
-                       format_func=lambda i: sample_label(i, test.y, test_proba, names))
-support = supported_methods(adapter)
-available = [m for m in method_names() if support[m] is None]
-methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available] or available[:2],
-                         key="trust_methods", format_func=lambda m: get_method(m).title)
+offered = list(range(min(len(test), 500)))  # plus linked / curated images beyond the first 500
+offered += sorted({int(i) for i in st.session_state.get("trust_picks", []) if 500 <= int(i) < len(test)})
+with present.controls("Images and methods"):
+    c1, c2 = st.columns([3, 2])
+    picks = c1.multiselect("Test images (the numbers are averaged over them)", offered,
+                           default=list(range(min(len(test), 4))), max_selections=8, key="trust_picks",
+                           format_func=lambda i: sample_label(i, test.y, test_proba, names))
+    support = supported_methods(adapter)
+    available = [m for m in method_names() if support[m] is None]
+    methods = c2.multiselect("Methods", available,
+                             default=[m for m in DEFAULT_METHODS if m in available] or available[:2],
+                             key="trust_methods", format_func=lambda m: get_method(m).title)
 if not picks or not methods:
     st.info("Pick at least one image and one method.", icon=":material/touch_app:")
     st.stop()
@@ -84,10 +89,10 @@ with tab_random:
         with guarded(), transient_progress("Randomising layers") as progress:
             randomized = randomization_test(adapter, x, target, {m: None for m in methods}, mode=mode, context=context,
                                             progress=progress)
-        st.plotly_chart(similarity_figure(randomized, titles, metric), key="trust_similarity")
+        st.plotly_chart(present.figure(similarity_figure(randomized, titles, metric)), key="trust_similarity")
         for method, result in randomized.items():
             st.markdown(f"- **{titles[method]}** {result.verdict()}.")
-        st.plotly_chart(randomization_strip(randomized, titles, int(shown)), key="trust_strip")
+        st.plotly_chart(present.figure(randomization_strip(randomized, titles, int(shown))), key="trust_strip")
         st.caption("Each row: the method's |map| for the model, then with more and more of its layers re-initialised "
                    "(targets stay the original model's prediction). Hover a map for its rank correlation with the first.")
         st.subheader("Data randomisation")
@@ -106,7 +111,7 @@ with tab_random:
             with guarded(), transient_progress("Explaining the shuffled-label model") as progress:
                 data_random = data_randomization_test(adapter, shuffled.adapter, x, target, {m: None for m in methods},
                                                       context=context, progress=progress)
-            st.plotly_chart(pair_strip(data_random, titles, int(shown)), key="trust_data_strip")
+            st.plotly_chart(present.figure(pair_strip(data_random, titles, int(shown))), key="trust_data_strip")
             for method, result in data_random.items():
                 st.markdown(f"- **{titles[method]}** {result.verdict()}.")
 
@@ -122,8 +127,8 @@ with tab_faithful:
             curves[method] = faithfulness_curves(adapter, x, target, heatmaps[method], method=method, steps=int(steps),
                                                  fill=fill, context=context, progress=progress)
     left, right = st.columns(2)
-    left.plotly_chart(faithfulness_figure(curves, titles, "deletion"), key="trust_deletion")
-    right.plotly_chart(faithfulness_figure(curves, titles, "insertion"), key="trust_insertion")
+    left.plotly_chart(present.figure(faithfulness_figure(curves, titles, "deletion")), key="trust_deletion")
+    right.plotly_chart(present.figure(faithfulness_figure(curves, titles, "insertion")), key="trust_insertion")
     table = pd.DataFrame([{"method": titles[m], **{k: v for k, v in c.areas().items()}} for m, c in curves.items()])
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f") for k in table.columns if k != "method"})
@@ -138,7 +143,7 @@ with tab_agree:
         order, rho, top = agreement(heatmaps)
         which = st.radio("Measure", ["Spearman", "top-10 % overlap"], horizontal=True, key="trust_agreement")
         matrix = rho if which == "Spearman" else top
-        st.plotly_chart(agreement_figure(order, matrix.mean(axis=2), titles, which), key="trust_agreement_matrix")
+        st.plotly_chart(present.figure(agreement_figure(order, matrix.mean(axis=2), titles, which)), key="trust_agreement_matrix")
         st.caption("Each cell compares two methods' |maps| pixel by pixel (rank correlation, or the share of one "
                    "method's top 10 % pixels that are also the other's), averaged over the chosen images.")
 

@@ -1,0 +1,270 @@
+"""Deep links: the state of a view that matters lives in the URL's query string.
+
+Every page's widgets have stable keys; :data:`PAGE_PARAMS` names the ones worth linking (sample,
+method and its parameters, layer, projection...) under short URL names. app.py calls
+:func:`restore_shared` before the sidebar and :func:`restore_page` before the page, which copy URL
+values into ``st.session_state`` so the widgets open on them, and :func:`publish` after the page,
+which writes the current values back to the URL. Copying the address bar (or the sidebar's
+"Copy link") therefore reopens the same view in another browser.
+
+A URL value is applied only when it differs from the one this session last published or applied,
+so a widget the user just changed is never overwritten by the URL of the previous run. Values that
+do not parse are ignored (the widget keeps its default); values a widget does not offer are dropped
+by the widget itself or by the page's own filtering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from components import state
+
+SEEN_KEY = "tl_link_seen"  # URL name -> encoded value this session last applied or published
+PRESENT_KEY = "tl_present"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One linked value: ``name`` in the URL, ``key`` in st.session_state, ``kind`` how it is encoded."""
+
+    name: str
+    key: str
+    kind: str = "str"  # str, int, float, bool, ints, strs, auto (int if it parses, else str), pair (a:b), pick (set:row)
+
+
+def _p(name: str, key: str | None = None, kind: str = "str") -> Param:
+    return Param(name, key or name, kind)
+
+
+SHARED = (_p("scenario", state.SCENARIO_KEY), _p("model", state.MODEL_KEY), _p("variant", state.VARIANT_KEY),
+          _p("present", PRESENT_KEY, "bool"))
+
+# Image attribution settings (components/attribution_form.py keys), shared by the pages that draw that form.
+_METHOD_PARAMS = (
+    _p("occ_window", kind="int"), _p("occ_stride", kind="int"), _p("occ_fill"),
+    _p("lime_segment", kind="int"), _p("lime_samples", kind="int"), _p("lime_fill"),
+    _p("grad_abs", kind="bool"), _p("sg_samples", kind="int"), _p("sg_noise", kind="float"), _p("sg_abs", kind="bool"),
+    _p("ig_steps", kind="int"), _p("ig_baseline"), _p("ig_rule"), _p("eg_samples", kind="int"),
+    _p("eg_background", kind="int"), _p("cam_layer"), _p("cam_interpolation"), _p("lrp_rule"),
+    _p("lrp_epsilon", kind="float"), _p("lrp_alpha", kind="float"),
+)
+
+PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
+    "": (  # home
+        _p("split", "home_split"), _p("classes", "home_classes", "ints"), _p("by", "home_filter_by"),
+        _p("correct", "home_correctness"), _p("sort", "home_sort"), _p("page", "home_page", "int"),
+    ),
+    "calibration": (
+        _p("models", "cal_models", "strs"), _p("bins", "cal_bins", "int"), _p("binning", "cal_strategy"),
+        _p("recal", "cal_method"), _p("of", "cal_of", "auto"), _p("bin", "cal_bin", "int"),
+    ),
+    "images": (
+        _p("classes", "img_classes", "ints"), _p("correct", "img_correctness"), _p("sort", "img_sort"),
+        _p("images", "img_picks", "ints"), _p("target", "img_target"), _p("class", "img_target_class", "int"),
+        _p("methods", "img_methods", "strs"), *_METHOD_PARAMS, _p("batch", "img_batch", "int"),
+        _p("opacity", "img_opacity", "float"), _p("clip", "img_clip", "float"), _p("overlay", "img_overlay", "bool"),
+    ),
+    "text": (
+        _p("classes", "text_classes", "ints"), _p("correct", "text_correctness"), _p("sort", "text_sort"),
+        _p("doc", "text_doc", "int"), _p("samples", "lime_samples", "int"), _p("words", "lime_features", "int"),
+        _p("selection", "lime_selection"), _p("seed", "lime_seed", "int"), _p("target", "lime_target", "auto"),
+        _p("compare", "text_compare", "pair"), _p("methods", "text_methods", "strs"),
+        _p("steps", "deletion_steps", "int"),
+    ),
+    "trust": (
+        _p("images", "trust_picks", "ints"), _p("methods", "trust_methods", "strs"), _p("mode", "trust_mode"),
+        _p("metric", "trust_metric"), _p("strip", "trust_strip_image", "int"), _p("steps", "trust_steps", "int"),
+        _p("fill", "trust_fill"), _p("measure", "trust_agreement"), *_METHOD_PARAMS,
+        _p("docs", "trust_text_picks", "ints"), _p("text_methods", "trust_text_methods", "strs"),
+        _p("text_mode", "trust_text_mode"), _p("text_metric", "trust_text_metric"),
+        _p("text_steps", "trust_text_steps", "int"),
+    ),
+    "shapley": (
+        _p("rows", "shap_rows", "int"), _p("algorithm", "shap_algorithm"), _p("background", "shap_background"),
+        _p("background_size", "shap_background_size", "int"), _p("target", "shap_target", "auto"),
+        _p("row", "shap_focus", "int"), _p("feature", "shap_dependence", "auto"), _p("depth", "glass_depth", "int"),
+    ),
+    "uncertainty": (
+        _p("source", "unc_source"), _p("members", "unc_members", "int"), _p("samples", "unc_samples", "int"),
+        _p("epsilon", "unc_epsilon", "float"), _p("autoencoder", "unc_autoencoder", "bool"),
+        _p("auroc", "unc_auroc_of"), _p("sets", "unc_sets", "strs"), _p("colour", "unc_colour"),
+        _p("pick", "unc_pick", "pick"), _p("gallery", "unc_gallery_set"), _p("score", "unc_gallery_score"),
+    ),
+    "embeddings": (
+        _p("layer", "emb_layer"), _p("points", "emb_split"), _p("method", "emb_method"),
+        _p("standardize", "emb_standardize", "bool"), _p("pca", "emb_pca_dims", "int"),
+        _p("perplexity", "emb_perplexity", "float"), _p("exaggeration", "emb_exaggeration", "float"),
+        _p("iter", "emb_iter", "int"), _p("seed", "emb_seed", "int"), _p("neighbors", "emb_neighbors", "int"),
+        _p("min_dist", "emb_min_dist", "float"), _p("metric", "emb_metric"), _p("colour", "emb_colour"),
+        _p("point", "emb_point", "int"), _p("k", "emb_k", "int"), _p("adv", "emb_adv", "bool"),
+        _p("eps", "emb_eps", "float"), _p("adv_n", "emb_adv_n", "int"),
+    ),
+    "upload": (),
+}
+
+
+# -- encoding ---------------------------------------------------------------------------------------
+
+def encode(kind: str, value: Any) -> str | None:
+    """The URL text for ``value`` (None: not linkable, e.g. no value yet)."""
+    if value is None:
+        return None
+    if kind == "bool":
+        return "1" if value else "0"
+    if kind in ("ints", "strs"):
+        return ",".join(str(v) for v in value)
+    if kind in ("pair", "pick"):
+        return ":".join("" if v is None else str(v) for v in value)
+    if kind == "float":
+        return repr(float(value))
+    return str(value)
+
+
+def decode(kind: str, text: str) -> Any:
+    """The session-state value for URL ``text``; raises ValueError when it does not parse."""
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        value = float(text)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(text)
+        return value
+    if kind == "bool":
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if kind == "ints":
+        return [int(v) for v in text.split(",") if v.strip()]
+    if kind == "strs":
+        return [v for v in text.split(",") if v]
+    if kind == "auto":
+        return int(text) if text.lstrip("-").isdigit() else text
+    if kind == "pair":
+        first, _, second = text.partition(":")
+        return (first, second or None)
+    if kind == "pick":
+        name, _, row = text.rpartition(":")
+        if not name:
+            raise ValueError(text)
+        return (name, int(row))
+    return text
+
+
+# -- restore / publish ------------------------------------------------------------------------------
+
+def _seen() -> dict[str, str]:
+    if SEEN_KEY not in st.session_state:
+        st.session_state[SEEN_KEY] = {}
+    return st.session_state[SEEN_KEY]
+
+
+def _restore(params: tuple[Param, ...], prefix: str = "") -> list[str]:
+    """Copy URL values that are new to this session into session state; returns the keys set."""
+    seen, applied = _seen(), []
+    for p in params:
+        text = st.query_params.get(p.name)
+        if text is None or seen.get(prefix + p.name) == text:
+            continue
+        seen[prefix + p.name] = text
+        try:
+            st.session_state[p.key] = decode(p.kind, text)
+        except (ValueError, TypeError):
+            continue  # a mangled link: the widget keeps its own value
+        applied.append(p.key)
+    return applied
+
+
+def restore_shared() -> None:
+    """Scenario, model, variant and presentation mode from the URL (call before the sidebar is drawn)."""
+    applied = _restore(SHARED)
+    names = list(state.session_uploads()) + _builtin_names()
+    if state.SCENARIO_KEY in applied:
+        name = st.session_state[state.SCENARIO_KEY]
+        if name not in names:
+            st.session_state.pop(state.SCENARIO_KEY, None)  # the sidebar falls back to the default scenario
+            st.session_state["tl_link_problem"] = f"The link names a scenario this server does not have: '{name}'."
+        elif state.MODEL_KEY not in applied:
+            st.session_state.pop(state.MODEL_KEY, None)  # the sidebar falls back to the scenario's default
+
+
+def _builtin_names() -> list[str]:
+    from core import scenarios
+
+    return list(scenarios.SCENARIOS)
+
+
+def restore_page(url_path: str) -> None:
+    """The page's linked widget values from the URL (call after st.navigation, before the page runs)."""
+    _restore(PAGE_PARAMS.get(url_path, ()), prefix=f"{url_path}/")
+
+
+def current_params(url_path: str) -> dict[str, str]:
+    """The query string of the current view: shared values, then the page's values that are set."""
+    out: dict[str, str] = {}
+    for p in (*SHARED, *PAGE_PARAMS.get(url_path, ())):
+        if p.key not in st.session_state:
+            continue
+        text = encode(p.kind, st.session_state[p.key])
+        if text is None or (p.kind == "bool" and p.name == "present" and text == "0"):
+            continue
+        if p.name in out:
+            continue
+        out[p.name] = text
+    return out
+
+
+def publish(url_path: str) -> None:
+    """Write the current view to the URL (call after the page ran, also when it stopped early)."""
+    params = current_params(url_path)
+    seen = _seen()
+    for name, text in params.items():
+        seen[name if any(p.name == name for p in SHARED) else f"{url_path}/{name}"] = text
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)
+
+
+def link(url_path: str) -> str:
+    """The absolute URL of the current view, as the browser addressed this server."""
+    base = _base_url()
+    path = f"{base.rstrip('/')}/{url_path}" if url_path else base
+    query = urlencode(current_params(url_path))
+    return f"{path}?{query}" if query else path
+
+
+def _base_url() -> str:
+    """The app's root URL in the user's browser (``st.context.url`` minus the page path)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        url = st.context.url or ""
+    except Exception:  # noqa: BLE001 - outside a browser session (AppTest): a relative link
+        url = ""
+    if not url:
+        return "/"
+    parts = urlsplit(url)
+    path = parts.path
+    pages = [p for p in PAGE_PARAMS if p]
+    for page in pages:
+        if path.rstrip("/").endswith("/" + page):
+            path = path.rstrip("/")[: -len(page)]
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path or "/", "", ""))
+
+
+def copy_link_control(url_path: str, where: Any = None) -> None:
+    """A popover (in the sidebar, or ``where``) with the view's link in a code block; its copy button puts the
+    link on the clipboard."""
+    where = where if where is not None else st.sidebar
+    with where.popover("Copy link", icon=":material/link:", width="stretch"):
+        st.caption("This view's link: scenario, model, sample, method and its settings. Copy it with the button "
+                   "at the block's top right and send it; it reopens this view.")
+        st.code(link(url_path), language=None, wrap_lines=True)
+    problem = st.session_state.pop("tl_link_problem", None)
+    if problem:
+        where.warning(problem, icon=":material/link_off:")
