@@ -21,7 +21,11 @@ from core.uncertainty.sources import Source, autoencoder_scores
 from core.uncertainty.stress import DEFAULT_EPSILON, DEFAULT_N_OOD, StressSet, stress_sets
 
 RECONSTRUCTION = "reconstruction_error"
-SCORE_TITLES = {**SCORES, RECONSTRUCTION: "autoencoder reconstruction error"}
+MARGIN = "one_minus_margin"
+SCORE_TITLES = {**SCORES, RECONSTRUCTION: "autoencoder reconstruction error",
+                MARGIN: "1 - margin (top class minus runner-up)"}
+SINGLE_MODEL_SCORES = ("one_minus_confidence", "predictive_entropy", MARGIN)
+"""What one model's probabilities say (the member-disagreement scores are 0 for a single member)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,10 +112,26 @@ def _num(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def score_set(stress: StressSet, proba: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> SetResult:
-    """Scores, ensembles and error AUROCs of one set from its member probabilities."""
+def margin_score(proba: np.ndarray) -> np.ndarray:
+    """1 - (top probability - runner-up) of the mean prediction, ndarray of shape (n_samples,): 1 = a tie."""
+    mean = np.asarray(proba, dtype=np.float64).mean(axis=0)
+    top2 = np.sort(mean, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def score_set(stress: StressSet, proba: np.ndarray, extra: dict[str, np.ndarray] | None = None,
+              keep: tuple[str, ...] | None = None) -> SetResult:
+    """Scores, ensembles and error AUROCs of one set from its member probabilities.
+
+    ``keep`` names the scores to report (default: every score of :data:`SCORES` plus ``extra``);
+    :data:`MARGIN` is computed when asked for.
+    """
     scores = uncertainty_scores(proba)
+    if keep is not None and MARGIN in keep:
+        scores[MARGIN] = margin_score(proba)
     scores.update(extra or {})
+    if keep is not None:
+        scores = {name: scores[name] for name in keep if name in scores}
     mean = proba.astype(np.float64).mean(axis=0)
     result = SetResult(stress, proba, mean, max_confidence_prediction(proba), scores, {})
     correct = result.correct()
@@ -148,13 +168,28 @@ def uncertainty_report(
     if autoencoder:
         recon = autoencoder_scores(source.scenario, source.variant, {s.name: s.bundle for s in sets},
                                    progress=subrange(progress, 0.3, 0.4), store=store)
+    return report_of_sets(source, sets, float(epsilon), recon=recon, batch_size=batch_size,
+                          progress=subrange(progress, 0.4, 1.0), store=store)
+
+
+def report_of_sets(source: Any, sets: list[StressSet], epsilon: float, *, recon: dict[str, np.ndarray] | None = None,
+                   keep: tuple[str, ...] | None = None, batch_size: int = 128,
+                   progress: ProgressCallback | None = None, store: ArtifactStore | None = None) -> UncertaintyReport:
+    """Score ready-made stress sets (the first one is the clean reference) with ``source``.
+
+    ``source`` is a :class:`~core.uncertainty.sources.Source` or anything with its attributes
+    (``probabilities``, ``scenario``, ``model``, ``variant``, ``kind``, ``title``, ``n_members``,
+    ``member_accuracy``), e.g. an uploaded model's source.
+    """
+    recon = recon or {}
+    store = store or default_store()
     results = []
     for i, stress in enumerate(sets):
-        part = subrange(progress, 0.4 + 0.6 * i / len(sets), 0.4 + 0.6 * (i + 1) / len(sets))
+        part = subrange(progress, i / len(sets), (i + 1) / len(sets))
         report(part, 0.0, f"scoring {stress.title}")
         proba = source.probabilities(stress.bundle, batch_size=batch_size, progress=part, store=store)
         extra = {RECONSTRUCTION: recon[stress.name]} if stress.name in recon else None
-        results.append(score_set(stress, proba, extra))
+        results.append(score_set(stress, proba, extra, keep))
     clean = results[0]
     for result in results[1:]:
         for name, values in result.scores.items():
