@@ -318,6 +318,36 @@ def read_table(data: bytes, filename: str) -> tuple[pd.DataFrame, list[str]]:
     return _read_csv(data, filename)
 
 
+def numeric_matrix(frame: pd.DataFrame, features: Sequence[str], prefix: str = "") -> np.ndarray:
+    """The ``features`` columns of ``frame`` as float32 of shape (n_rows, n_features).
+
+    Raises InputShapeError naming the column and the first bad row for text, missing (NaN) or
+    infinite values; ``prefix`` starts each message (e.g. the file name).
+    """
+    def refuse(message: str, hint: str | None = None) -> InputShapeError:
+        text = prefix + message
+        return InputShapeError(text[:1].upper() + text[1:], hint=hint)
+
+    columns = []
+    for feature in features:
+        values = pd.to_numeric(frame[feature], errors="coerce")
+        bad = values.isna() & frame[feature].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise refuse(f"column {feature!r} must be numeric; row {row + 1} holds {frame[feature].iloc[row]!r}.",
+                         "encode categories as numbers first.")
+        if values.isna().any():
+            rows = np.flatnonzero(values.isna().to_numpy())
+            raise refuse(f"column {feature!r} has {len(rows)} missing (NaN) value(s), the first in row {int(rows[0]) + 1}.",
+                         "fill them in or drop those rows: the model needs every feature.")
+        column = values.to_numpy(dtype=np.float64)
+        if not np.isfinite(column).all():
+            row = int(np.flatnonzero(~np.isfinite(column))[0])
+            raise refuse(f"column {feature!r} holds an infinite value in row {row + 1}.", "replace it by a finite number.")
+        columns.append(column)
+    return np.column_stack(columns).astype(np.float32)
+
+
 def load_table(data: bytes, filename: str = "table.csv", target: str | None = "target",
                feature_names: Sequence[str] | None = None, class_names: Sequence[str] | None = None) -> LoadedData:
     """A CSV / Parquet table with a ``target`` column -> tabular bundle.
@@ -342,22 +372,7 @@ def load_table(data: bytes, filename: str = "table.csv", target: str | None = "t
                               f"{', '.join(map(repr, missing[:8]))}.", hint="upload the table the model was trained on.")
     if not features:
         raise InputShapeError(f"{filename!r} has no feature columns besides the target {target!r}.")
-    columns = []
-    for feature in features:
-        values = pd.to_numeric(frame[feature], errors="coerce")
-        bad = values.isna() & frame[feature].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputShapeError(f"{filename!r}: column {feature!r} must be numeric; row {row + 1} holds "
-                                  f"{frame[feature].iloc[row]!r}.", hint="encode categories as numbers first.")
-        if values.isna().any():
-            rows = np.flatnonzero(values.isna().to_numpy())
-            raise InputShapeError(f"{filename!r}: column {feature!r} has {len(rows)} missing (NaN) value(s), the first "
-                                  f"in row {int(rows[0]) + 1}.", hint="fill them in or drop those rows: the model needs every feature.")
-        columns.append(values.to_numpy(dtype=np.float64))
-    x = np.column_stack(columns).astype(np.float32)
-    if not np.isfinite(x).all():
-        raise InputShapeError(f"{filename!r} contains infinite values.")
+    x = numeric_matrix(frame, features, f"{filename!r}: ")
     display = frame.reset_index(drop=True)
     if target is None:
         return LoadedData(DataBundle(kind="tabular", x=x, y=None, class_names=tuple(class_names or ("?",)),

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.bundle import DataBundle
+from core.data_upload import numeric_matrix
 from core.errors import InputShapeError
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -60,21 +61,7 @@ def load_table(data: bytes, feature_names: Sequence[str], class_names: Sequence[
         shown = ", ".join(repr(m) for m in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise InputShapeError(f"The uploaded table lacks {len(missing)} of the model's {len(feature_names)} feature "
                               f"columns: {shown}.", hint="start from the template CSV, which has every column.")
-    columns = []
-    for feature in feature_names:
-        values = pd.to_numeric(frame[feature], errors="coerce")
-        bad = values.isna() & frame[feature].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputShapeError(f"Column {feature!r} must be numeric; row {row + 1} holds {frame[feature].iloc[row]!r}.")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise InputShapeError(f"Column {feature!r} has a missing value in row {row + 1}.",
-                                  hint="fill it in or drop the row: the model needs every feature.")
-        columns.append(values.to_numpy(dtype=np.float64))
-    x = np.column_stack(columns).astype(np.float32)
-    if not np.isfinite(x).all():
-        raise InputShapeError("The uploaded table contains infinite values.")
+    x = numeric_matrix(frame, feature_names)
     y = _labels(frame, class_names) if LABEL_COLUMN in frame.columns else None
     return DataBundle(kind="tabular", x=x, y=y, class_names=tuple(class_names), feature_names=tuple(feature_names),
                       name=name, display=frame.reset_index(drop=True))

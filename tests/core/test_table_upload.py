@@ -36,7 +36,7 @@ def test_columns_in_any_order_extra_columns_kept_for_display_label_optional():
     (b"", "empty"),
     (b"a,b\n1,2\n", "lacks 1 of the model's 3 feature columns: 'c'"),
     (b"a,b,c\n1,2,x\n", "Column 'c' must be numeric; row 1 holds 'x'"),
-    (b"a,b,c\n1,2,3\n4,,6\n", "Column 'b' has a missing value in row 2"),
+    (b"a,b,c\n1,2,3\n4,,6\n", "Column 'b' has 1 missing (NaN) value(s), the first in row 2"),
     (b"a,b,c\n", "no rows"),
     (b"a,b,c,label\n1,2,3,maybe\n", "label 'maybe', which is not a class"),
     (b"a,b,c\n1,2,inf\n", "infinite"),
