@@ -44,9 +44,35 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warm_everything(args: argparse.Namespace) -> int:
+    """``warm --all``: every built-in scenario's default views (core/warmup.py), one line per step."""
+    from core.warmup import warm_all
+
+    def line(item) -> None:
+        if not args.json:
+            print(f"{item.scenario:<14} {item.item:<18} {item.status:<9} {item.seconds:8.1f} s  {item.detail}", flush=True)
+
+    result = warm_all(names=[args.scenario] if args.scenario else None, progress=_stderr_progress(args.quiet),
+                      umap=not args.no_umap, on_item=line)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    for skipped in result["skipped"]:
+        print(f"{skipped['scenario']:<14} skipped: {skipped['reason']}")
+    per_scenario: dict[str, float] = {}
+    for item in result["items"]:
+        per_scenario[item["scenario"]] = per_scenario.get(item["scenario"], 0.0) + item["seconds"]
+    print("total: " + ", ".join(f"{name} {s:.1f} s" for name, s in per_scenario.items()) + f"; {result['seconds']:.1f} s")
+    return EXIT_ERROR if any(i["status"] == "failed" for i in result["items"]) else EXIT_OK
+
+
 def cmd_warm(args: argparse.Namespace) -> int:
     from core import scenarios
 
+    if args.all:
+        return _warm_everything(args)
+    if not args.scenario:
+        args.warm_parser.error("give a SCENARIO (see 'python -m core scenarios') or --all")  # exits with status 2
     spec = scenarios.get_spec(args.scenario)
     variants = list(spec.variants) if args.all_variants and spec.variants else [args.variant]
     models = [spec.model(m).name for m in args.model] if args.model else None
@@ -557,15 +583,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (name, kind, models, classes, data availability)")
     p.set_defaults(func=cmd_scenarios)
 
-    p = sub.add_parser("warm", help="train (or load from cache) every model of a scenario and report accuracies")
-    p.add_argument("scenario", help="scenario name, see 'scenarios'")
+    p = sub.add_parser("warm", help="train (or load from cache) every model of a scenario and report accuracies; "
+                       "--all: precompute every built-in scenario's default views before a lecture")
+    p.add_argument("scenario", nargs="?", help="scenario name, see 'scenarios' (optional with --all: only this one)")
+    p.add_argument("--all", action="store_true", help="precompute what every page's default view and curated "
+                   "examples need (models, predictions, explanations, maps, uncertainty) for every built-in scenario "
+                   "whose data is available")
+    p.add_argument("--no-umap", action="store_true", help="with --all: skip compiling UMAP's numba code")
     p.add_argument("--model", action="append", metavar="M", help="only this model (repeatable)")
     p.add_argument("--variant", default=None, help="dataset variant (newsgroups: headers, no-headers)")
     p.add_argument("--all-variants", action="store_true", help="warm every variant of the scenario")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--check", action="store_true", help="exit with status 3 if a model misses its accuracy target")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(func=cmd_warm)
+    p.set_defaults(func=cmd_warm, warm_parser=p)
 
     p = sub.add_parser("calibration", help="calibration metrics on the test split, before and after temperature scaling")
     p.add_argument("scenario", help="scenario name, see 'scenarios'")
