@@ -246,3 +246,30 @@ def curated_examples(scenario: str, page: str, variant: str | None, model: str |
     from core.curated import examples
 
     return examples(scenario, page, variant=variant, model=model)
+
+
+# -- uncertainty page: uploaded models ------------------------------------------------------------
+@st.cache_data(show_spinner="Checking which uncertainty sources your model supports…", max_entries=16)
+def upload_uncertainty_support(scenario: str) -> dict:
+    """Upload source -> None or the reason it is not offered (MC dropout is measured with two passes)."""
+    from core import byom
+    from core.uncertainty.upload import upload_support
+
+    return upload_support(byom.get(scenario))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _upload_uncertainty_memo(scenario: str, kind: str, n: int, epsilon: float) -> dict:
+    return {}  # filled by upload_uncertainty_report: the computation draws progress, so it cannot run in here
+
+
+def upload_uncertainty_report(scenario: str, kind: str, n: int, epsilon: float, _progress=None):
+    """An uploaded model's stress-set report; parts cached on disk by core (content hashes), the whole
+    report in memory per (upload, source, T, epsilon), so a click on the page does not rebuild it."""
+    from core import byom
+    from core.uncertainty.upload import upload_report
+
+    memo = _upload_uncertainty_memo(scenario, kind, int(n), float(epsilon))
+    if "report" not in memo:
+        memo["report"] = upload_report(byom.get(scenario), kind, int(n), epsilon=float(epsilon), progress=_progress)
+    return memo["report"]

@@ -48,14 +48,58 @@ def point_of(points: dict[str, np.ndarray], set_names: Sequence[str], point_id: 
     return set_names[int(points["set"][point_id])], int(points["row"][point_id])
 
 
+MEAN_COLUMNS = {"mutual_information": "mean epistemic (MI)", "expected_entropy": "mean aleatoric",
+                "predictive_entropy": "mean predictive entropy", "one_minus_margin": "mean 1 - margin"}
+
+
+def headline_scores(report: UncertaintyReport) -> tuple[str, str]:
+    """(x, y) scores of the scatter and the table: aleatoric / epistemic for several members;
+    predictive entropy / 1 - margin for one model (its disagreement scores are all 0)."""
+    if report.n_members == 1:
+        return "predictive_entropy", "one_minus_margin"
+    return "expected_entropy", "mutual_information"
+
+
+def has_labels(report: UncertaintyReport) -> bool:
+    """True when at least one set has true labels (an unlabelled upload's sets have none)."""
+    return any(r.set.labelled for r in report.sets)
+
+
 def accuracy_table(report: UncertaintyReport) -> pd.DataFrame:
+    """One row per set: inputs, accuracy (only when some set has labels; NaN for sets without),
+    the mean of the report's headline scores, what the set is.
+
+    A single model (one member) has one accuracy column; an ensemble has mean and max-confidence.
+    """
+    labelled = has_labels(report)
     rows = []
     for r in report.sets:
-        rows.append({"set": r.set.title, "inputs": len(r.set.bundle), "accuracy (mean ensemble)": r.accuracy("mean"),
-                     "accuracy (max-confidence)": r.accuracy("max"),
-                     "mean epistemic (MI)": float(np.mean(r.scores["mutual_information"])),
-                     "mean aleatoric": float(np.mean(r.scores["expected_entropy"])), "what": r.set.description})
+        row: dict[str, Any] = {"set": r.set.title, "inputs": len(r.set.bundle)}
+        if labelled and report.n_members == 1:
+            row["accuracy"] = r.accuracy("mean")
+        elif labelled:
+            row["accuracy (mean ensemble)"] = r.accuracy("mean")
+            row["accuracy (max-confidence)"] = r.accuracy("max")
+        for score in reversed(headline_scores(report)) if report.n_members > 1 else headline_scores(report):
+            row[MEAN_COLUMNS[score]] = float(np.mean(r.scores[score]))
+        row["what"] = r.set.description
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def numbers(frame: pd.DataFrame, digits: int = 3) -> Any:
+    """``frame`` styled for st.dataframe: floats with ``digits`` decimals, missing values as "—"
+    (a set without labels has no accuracy; Streamlit would print "None"). The data stays numeric."""
+    columns = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.style.format(f"{{:.{digits}f}}", subset=columns, na_rep="—")
+
+
+def literal(text: object) -> str:
+    """User text (class names, file names) for st.markdown: every Markdown character backslash-escaped."""
+    out = str(text)
+    for ch in "\\`*_{}[]()#+-.!|<>~$":
+        out = out.replace(ch, "\\" + ch)
+    return out
 
 
 def auroc_table(report: UncertaintyReport, which: str = "errors") -> pd.DataFrame:

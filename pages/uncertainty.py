@@ -12,10 +12,13 @@ from components.uncertainty_view import (
     accuracy_table,
     auroc_table,
     most_disputed,
+    numbers,
     point_of,
     published_scores,
     scatter_points,
 )
+from components.uncertainty_upload import keep_valid
+from components.uncertainty_upload import render as render_upload
 from components.widgets import require_kind
 from core import byom
 from core.uncertainty.members import supported_sources
@@ -30,20 +33,16 @@ st.caption("\"I have no idea!\" Epistemic uncertainty shows when an ensemble's m
            "on at test time makes the prediction wobble. Predictive entropy = expected entropy (aleatoric: every "
            "member is unsure) + mutual information (epistemic: the members disagree). Stress sets check whether the "
            "scores rise where the model should not be trusted: adversarial and out-of-distribution inputs.")
-require_kind(sel, "image", ":material/image:")
-if byom.is_upload(sel.scenario):
-    st.info("The uncertainty sources here are built from the scenario's training recipe: ensemble members trained "
-            "with other seeds or on resamples, MC dropout over the trained CNN, a Bayesian CNN and an autoencoder, with "
-            "stress sets made for digits and MNIST. An uploaded model comes without a recipe, so this page covers the "
-            "built-in image scenarios; the calibration page measures how honest your model's confidence is.",
-            icon=":material/info:")
-    st.page_link("pages/calibration.py", label="Calibration", icon=":material/speed:")
+if byom.is_upload(sel.scenario):  # any data kind: sources and stress sets that need no training recipe
+    render_upload(sel)
     st.stop()
+require_kind(sel, "image", ":material/image:")
 names = sel.spec.class_names
 
 with guarded():
     support = supported_sources(sel.scenario, sel.model)
 available = [k for k, reason in support.items() if reason is None]
+keep_valid("unc_source", available)
 kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
                             format_func=lambda k: SOURCES[k], help="; ".join(
                                 f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
@@ -86,15 +85,13 @@ m4.metric("Mean epistemic (MI) clean → noise",
 
 # -- the table -------------------------------------------------------------------------------------
 st.subheader("Accuracy and AUROC per stress set")
-st.dataframe(accuracy_table(report), hide_index=True, width="stretch", key="unc_accuracy",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in (
-                 "accuracy (mean ensemble)", "accuracy (max-confidence)", "mean epistemic (MI)", "mean aleatoric")})
+st.dataframe(numbers(accuracy_table(report)), hide_index=True, width="stretch", key="unc_accuracy")
+st.caption("—: the set has no labels (a noise image or a turned digit is no digit), so it has no accuracy.")
 which = st.radio("AUROC of each score for detecting", ["errors", "shift"], horizontal=True, key="unc_auroc_of",
                  format_func={"errors": "the mean ensemble's mistakes (within each labelled set)",
                               "shift": "adversarial / out-of-distribution inputs (against the clean test set)"}.get)
 table = auroc_table(report, which)
-st.dataframe(table, hide_index=True, width="stretch", key="unc_auroc",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "score"})
+st.dataframe(numbers(table), hide_index=True, width="stretch", key="unc_auroc")
 st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher than "
            "every correct (clean) one. Max-confidence ensembling takes, per input, the member that is most sure.")
 

@@ -13,7 +13,9 @@ SET_COLOURS = ["#4C78A8", "#E45756", "#F58518", "#54A24B", "#B279A2", "#9D755D",
 
 def uncertainty_scatter(points: dict[str, np.ndarray], set_titles: Sequence[str], colour_by: str = "correct",
                         x_title: str = "expected entropy (aleatoric, nats)",
-                        y_title: str = "mutual information (epistemic, nats)") -> go.Figure:
+                        y_title: str = "mutual information (epistemic, nats)",
+                        title: str = "Aleatoric vs epistemic uncertainty (click a point)",
+                        x_label: str = "aleatoric", y_label: str = "epistemic") -> go.Figure:
     """One marker per input: x aleatoric, y epistemic uncertainty.
 
     ``points`` holds parallel arrays: ``x``, ``y``, ``set`` (index into ``set_titles``), ``row`` (index
@@ -34,19 +36,20 @@ def uncertainty_scatter(points: dict[str, np.ndarray], set_titles: Sequence[str]
             x=points["x"][mask], y=points["y"][mask], mode="markers", name=name,
             marker={"color": colour, "size": 6, "opacity": 0.65, "line": {"width": 0}},
             customdata=np.stack([points["id"][mask]], axis=1), text=hover,
-            hovertemplate="%{text}<br>aleatoric %{x:.3f}<br>epistemic %{y:.3f}<extra></extra>",
+            hovertemplate=f"%{{text}}<br>{x_label} %{{x:.3f}}<br>{y_label} %{{y:.3f}}<extra></extra>",
         ))
-    fig.update_layout(title="Aleatoric vs epistemic uncertainty (click a point)", xaxis_title=x_title,
+    fig.update_layout(title=title, xaxis_title=x_title,
                       yaxis_title=y_title, height=480, margin={"l": 60, "r": 20, "t": 50, "b": 50},
                       legend={"orientation": "h", "y": -0.15}, clickmode="event+select", dragmode="zoom")
     return fig
 
 
 def member_heatmap(proba: np.ndarray, class_names: Sequence[str], member_labels: Sequence[str],
-                   title: str = "Every member's probabilities") -> go.Figure:
-    """``proba`` of shape (n_members, n_classes) for one input, members as rows, the mean as the last row."""
-    z = np.vstack([proba, proba.mean(axis=0, keepdims=True)])
-    rows = [*member_labels, "mean"]
+                   title: str = "Every member's probabilities", with_mean: bool = True) -> go.Figure:
+    """``proba`` of shape (n_members, n_classes) for one input, members as rows, the mean as the last row
+    (``with_mean=False``: no mean row, for a single model)."""
+    z = np.vstack([proba, proba.mean(axis=0, keepdims=True)]) if with_mean else np.asarray(proba)
+    rows = [*member_labels, "mean"] if with_mean else list(member_labels)
     fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in class_names], y=rows, zmin=0, zmax=1, colorscale="Blues",
                                text=np.round(z, 2), texttemplate="%{text:.2f}", textfont={"size": 10},
                                hovertemplate="%{y}, class %{x}: %{z:.3f}<extra></extra>", colorbar={"title": "p"}))

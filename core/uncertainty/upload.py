@@ -203,7 +203,8 @@ def upload_source(uploaded: "UploadedScenario", kind: str = "single", n: int = 3
     if reason:
         raise ParameterError(f"MC dropout does not apply to this upload: {reason}.",
                              hint="use the model's own probabilities as the source.")
-    fingerprint = hashlib.sha256(f"upload_mc_dropout|{adapter.fingerprint}".encode()).hexdigest()
+    # The file's hash too: a TorchScript adapter's fingerprint covers weights and layer names, not the graph's code.
+    fingerprint = hashlib.sha256(f"upload_mc_dropout|{adapter.fingerprint}|{uploaded.inspection.sha256}".encode()).hexdigest()
     return UploadSource("mc_dropout", uploaded.name, uploaded.trained.spec.name, n, adapter, fingerprint, seed,
                         accuracies, mc_dropout_copy(adapter.torch_module()))
 

@@ -247,11 +247,12 @@ def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
     assert shown["Training time"] == "uploaded"
 
 
-def test_uncertainty_page_explains_why_it_covers_built_in_scenarios_only(uploads):
+def test_uncertainty_page_scores_an_upload_with_its_own_stress_sets(uploads):
+    # (the sources and sets themselves are tested in tests/pages/test_uncertainty_upload.py)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.session_state["tl_uploads"] = [uploads["torchscript+zip"]]
     at.session_state["tl_scenario"] = uploads["torchscript+zip"]
     at.run()
     at.switch_page("pages/uncertainty.py").run()
     assert not at.exception and not at.error, (at.exception, errors(at))
-    assert any("comes without a recipe" in i.value for i in at.info)
+    assert "Gaussian noise σ=0.1" in list(at.dataframe[0].value["set"])

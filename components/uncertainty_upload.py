@@ -1,0 +1,210 @@
+"""The uncertainty page for an uploaded model: its own probabilities or MC dropout, on stress sets
+made from its own test split (see core.uncertainty.upload). Images, texts and table rows."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import cached, state
+from components.feedback import guarded, transient_progress
+from components.figures.uncertainty import agreement_heatmap, member_heatmap, uncertainty_scatter
+from components.images import to_display
+from components.selection import clicked_index
+from components.uncertainty_view import (
+    accuracy_table,
+    auroc_table,
+    has_labels,
+    headline_scores,
+    literal,
+    most_disputed,
+    numbers,
+    point_of,
+    published_scores,
+    scatter_points,
+)
+from core.uncertainty.report import SCORE_TITLES
+from core.uncertainty.upload import UPLOAD_SOURCES, fgsm_reason
+
+EPSILONS = [0.02, 0.05, 0.1, 0.2, 0.3]
+TEXT_CHARS = 600
+
+
+def keep_valid(key: str, options: list) -> None:
+    """Drop a widget value another scenario left behind (e.g. 'deep' from a built-in scenario)."""
+    value = st.session_state.get(key)
+    if isinstance(value, list):
+        st.session_state[key] = [v for v in value if v in options]
+    elif value is not None and value not in options:
+        del st.session_state[key]
+
+
+def _input_text(bundle, row: int) -> str:
+    return str(bundle.x[row])[:TEXT_CHARS] + ("…" if len(str(bundle.x[row])) > TEXT_CHARS else "")
+
+
+def _show_input(where, bundle, row: int, caption: str) -> None:
+    """One input as the user knows it: the image, the text (plain), or the row's features."""
+    if bundle.kind == "image":
+        where.image(to_display(bundle.x[row], 160), caption=caption, width="stretch")
+    elif bundle.kind == "text":
+        where.caption(caption)
+        where.text(_input_text(bundle, row))
+    else:
+        where.caption(caption)
+        names = list(bundle.feature_names or (f"feature {j}" for j in range(bundle.x.shape[1])))
+        where.dataframe(pd.DataFrame({"feature": names, "value": np.asarray(bundle.x[row], dtype=np.float64)}),
+                        hide_index=True, width="stretch", height=300)
+
+
+def render(sel: state.Selection) -> None:
+    """The whole page body for an uploaded scenario (the title and caption are drawn by the page)."""
+    from core import byom
+
+    with guarded():
+        uploaded = byom.get(sel.scenario)
+        support = cached.upload_uncertainty_support(sel.scenario)
+    adapter = uploaded.trained.adapter
+    names = list(uploaded.spec.class_names)
+    plot_names = [html.escape(n) for n in names]  # Plotly renders HTML in labels: user text is escaped
+    st.caption("Your model comes without a training recipe, so there are no retrained ensemble members, Bayesian "
+               "network or autoencoder here: the sources are the model's own probabilities and, where its dropout "
+               "can sample, MC dropout; the stress sets are made from the upload's own test split.")
+
+    available = [k for k, reason in support.items() if reason is None]
+    keep_valid("unc_source", available)
+    kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
+                                format_func=UPLOAD_SOURCES.get) or available[0]
+    for k, reason in support.items():
+        if reason:
+            st.caption(f"{UPLOAD_SOURCES[k]} is not offered: {literal(reason)}.")
+    c1, c2 = st.columns(2)
+    n = 1
+    if kind == "mc_dropout":
+        n = c1.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
+                             help="stochastic forward passes, each with its own dropout masks (seeded)")
+    attack_reason = fgsm_reason(adapter)
+    epsilon = 0.1
+    if attack_reason is None:
+        epsilon = c2.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
+                                   help="largest change of any pixel (pixels in [0, 1]), against your model")
+    else:
+        st.caption(f"FGSM is not offered: {literal(attack_reason)}.")
+
+    with guarded(), transient_progress("Scoring the stress sets") as progress:
+        report = cached.upload_uncertainty_report(sel.scenario, kind, int(n), float(epsilon), _progress=progress)
+    st.session_state["uncertainty_scores"] = published_scores(report)  # the embeddings page colours by these
+
+    labelled = has_labels(report)
+    set_names = [r.name for r in report.sets]
+    set_titles = {r.name: r.set.title for r in report.sets}
+    clean = report.get("clean")
+    x_score, y_score = headline_scores(report)
+    member_labels = ["model"] if report.n_members == 1 else [f"sample {i + 1}" for i in range(report.n_members)]
+    m1, m2, m3 = st.columns(3)
+    if labelled:
+        m1.metric("Clean test accuracy", f"{clean.accuracy():.1%}", help=f"{report.source_title}")
+    else:
+        m1.metric("Labels", "none", help="the data has no labels: accuracy and error AUROCs are not shown")
+    shifted = [r for r in report.sets if r.set.shifted]
+    if "fgsm" in set_names and labelled:
+        m2.metric(f"FGSM ε={epsilon:g}: accuracy", f"{report.get('fgsm').accuracy():.1%}")
+    if shifted:
+        last = shifted[-1]
+        m3.metric(f"Mean {SCORE_TITLES[y_score]}: clean → {last.set.title}",
+                  f"{clean.scores[y_score].mean():.3f} → {last.scores[y_score].mean():.3f}")
+
+    st.subheader("Accuracy and AUROC per stress set")
+    st.dataframe(numbers(accuracy_table(report)), hide_index=True, width="stretch", key="unc_accuracy")
+    if not labelled:
+        st.caption("The data has no labels (the model's predictions stand in for them on other pages), so this page "
+                   "shows no accuracy and no AUROC for mistakes: only how well each score tells shifted inputs apart.")
+    elif any(not r.set.labelled for r in report.sets):
+        st.caption("—: the set has no labels (the true class of a shifted input is unknown).")
+    options = ["errors", "shift"] if labelled else ["shift"]
+    keep_valid("unc_auroc_of", options)
+    which = st.radio("AUROC of each score for detecting", options, horizontal=True, key="unc_auroc_of",
+                     format_func={"errors": "the model's mistakes (within each labelled set)",
+                                  "shift": "noisy / attacked / shifted inputs (against the clean test set)"}.get)
+    table = auroc_table(report, which)
+    st.dataframe(numbers(table), hide_index=True, width="stretch", key="unc_auroc")
+    st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher "
+               "than every correct (clean) one. —: not defined (a set without mistakes).")
+
+    st.subheader("Input by input")
+    s1, s2 = st.columns([3, 1.2])
+    keep_valid("unc_sets", set_names)
+    shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
+    colour_options = ["correct", "set"] if labelled else ["set"]
+    keep_valid("unc_colour", colour_options)
+    colour_by = s2.radio("Colour by", colour_options, horizontal=True, key="unc_colour",
+                         format_func={"correct": "right / wrong", "set": "stress set"}.get)
+    shown = shown or ["clean"]
+    points = scatter_points(report, shown, x_score=x_score, y_score=y_score)
+    short = {name: SCORE_TITLES[name].split(" (")[0] for name in (x_score, y_score)}
+    figure = uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by,
+                                 x_title=SCORE_TITLES[x_score], y_title=SCORE_TITLES[y_score],
+                                 title=f"{short[x_score].capitalize()} vs {short[y_score]} (click a point)",
+                                 x_label=short[x_score], y_label=short[y_score])
+    event = st.plotly_chart(figure, key="unc_scatter", on_select="rerun", selection_mode=("points",))
+    picked = point_of(points, shown, clicked_index(event))
+    if picked is not None:
+        st.session_state["unc_pick"] = picked
+    pick_set, pick_row = st.session_state.get("unc_pick", ("clean", int(most_disputed(report, "clean", y_score, 1)[0])))
+    if pick_set not in set_names:
+        pick_set, pick_row = "clean", 0
+    result = report.get(pick_set)
+    pick_row = min(int(pick_row), len(result.set.bundle) - 1)
+    predicted = int(result.mean[pick_row].argmax())
+    truth = "" if result.y is None else f", true {literal(names[int(result.y[pick_row])])}"
+    st.markdown(f"**Selected: {literal(set_titles[pick_set])} #{pick_row}**: the model says "
+                f"{literal(names[predicted])} ({result.mean[pick_row, predicted]:.0%}){truth}.")
+    st.caption(" · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
+    d1, d2 = st.columns([1, 3])
+    _show_input(d1, result.set.bundle, pick_row, f"{set_titles[pick_set]} #{pick_row}")
+    d2.plotly_chart(member_heatmap(result.proba[:, pick_row], plot_names, member_labels,
+                                   title="The model's probabilities" if report.n_members == 1 else
+                                   "Every dropout sample's probabilities", with_mean=report.n_members > 1),
+                    key="unc_members_heatmap")
+
+    st.subheader("Most disputed inputs")
+    g1, g2 = st.columns(2)
+    keep_valid("unc_gallery_set", set_names)
+    gallery_set = g1.selectbox("Of the set", set_names, key="unc_gallery_set", format_func=set_titles.get)
+    keep_valid("unc_gallery_score", report.score_names)
+    gallery_score = g2.selectbox("Ranked by", report.score_names, index=report.score_names.index(y_score),
+                                 key="unc_gallery_score", format_func=SCORE_TITLES.get)
+    top = most_disputed(report, gallery_set, gallery_score, 12)
+    g = report.get(gallery_set)
+    if g.set.bundle.kind == "image":
+        columns = st.columns(6)
+        for j, row in enumerate(top):
+            pred = int(g.mean[row].argmax())
+            mark = "" if g.y is None else (" ✓" if pred == g.y[row] else f" ✗ (true {names[int(g.y[row])]})")
+            columns[j % 6].image(to_display(g.set.bundle.x[row], 96), width="stretch",
+                                 caption=f"#{row} → {names[pred]}{mark}; {SCORE_TITLES[gallery_score].split(' (')[0]} "
+                                         f"{g.scores[gallery_score][row]:.3f}")
+    else:
+        rows = {"#": top, "prediction": [names[int(g.mean[r].argmax())] for r in top],
+                SCORE_TITLES[gallery_score]: g.scores[gallery_score][top]}
+        if g.y is not None:
+            rows["true class"] = [names[int(g.y[r])] for r in top]
+        if g.set.bundle.kind == "text":
+            rows["text"] = [_input_text(g.set.bundle, r) for r in top]
+        else:
+            features = list(g.set.bundle.feature_names or ())
+            for j, feature in enumerate(features[:6]):
+                rows[feature] = np.asarray(g.set.bundle.x[top, j], dtype=np.float64)
+        st.dataframe(numbers(pd.DataFrame(rows)), hide_index=True, width="stretch", key="unc_gallery")
+    if len(top) and st.button("Inspect the most disputed input above", key="unc_inspect_top"):
+        st.session_state["unc_pick"] = (gallery_set, int(top[0]))
+        st.rerun()
+
+    if report.n_members > 1:
+        st.subheader("Agreement between dropout samples (clean test set)")
+        st.plotly_chart(agreement_heatmap(report.agreement, member_labels,
+                                          "Share of test inputs on which two samples predict the same class"),
+                        key="unc_agreement")
