@@ -63,7 +63,7 @@ def device_label() -> str:
 @st.cache_data(show_spinner="Computing calibration…", max_entries=64)
 def calibration_report(scenario: str, model: str, variant: str | None, n_bins: int):
     """Test-split calibration of one model, with recalibrators fitted on the validation split."""
-    from core.calibration import calibration_report as compute
+    from core.report_cache import calibration_report_cached as compute  # on disk: warm --all fills it
 
     splits = scenario_data(scenario, variant)
     return compute(

@@ -41,6 +41,7 @@ SHAP_TABULAR = {"rows": 150, "algorithm": "auto", "background": "sample", "backg
                 "target": "predicted"}
 EMBEDDING_SPLITS = ("all", "test")  # the page's default, and the split a curated example jumps to
 UNCERTAINTY_EPSILON = 0.1
+CALIBRATION_BINS = 15
 
 
 @dataclass
@@ -88,6 +89,24 @@ def _predictions(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: P
         adapter = scenarios.load_model(spec.name, model, variant, store=store).adapter
         predict_proba_cached(adapter, scenarios.load_data(spec.name, variant)[split], store=store)
     return f"{len(jobs)} model x split predictions"
+
+
+def _calibration(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: ProgressCallback | None) -> str:
+    """The calibration page's report of every model (15 bins), stored on disk (core/report_cache.py)."""
+    from core.inference import predict_proba_cached
+    from core.report_cache import calibration_report_cached
+
+    variant = spec.variants[0] if spec.variants else None
+    splits = scenarios.load_data(spec.name, variant)
+    eces = []
+    for j, model in enumerate(spec.model_names):
+        report(progress, j / len(spec.model_names), f"calibration of {spec.name}/{model}")
+        adapter = scenarios.load_model(spec.name, model, variant, store=store).adapter
+        val, test = (predict_proba_cached(adapter, splits[s], store=store) for s in ("val", "test"))
+        result = calibration_report_cached(model, val, splits["val"].y, test, splits["test"].y, CALIBRATION_BINS,
+                                           store=store)
+        eces.append(f"{model} ECE {result.metrics.ece:.3f}")
+    return ", ".join(eces)
 
 
 def _curated(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: ProgressCallback | None) -> str:
@@ -256,6 +275,7 @@ STEPS: dict[str, tuple[Callable[..., str], tuple[str, ...]]] = {
     # step -> (function, scenario kinds it applies to)
     "models": (_models, ("image", "text", "tabular")),
     "predictions": (_predictions, ("image", "text", "tabular")),
+    "calibration page": (_calibration, ("image", "text", "tabular")),
     "curated examples": (_curated, ("image", "text", "tabular")),
     "images page": (_images, ("image",)),
     "text page": (_text, ("text",)),

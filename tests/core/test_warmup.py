@@ -50,7 +50,8 @@ def test_a_failing_step_is_reported_and_the_others_run(monkeypatch, tmp_store):
 
 def test_second_run_finds_everything_cached():
     first = warmup.warm_scenario("breast-cancer")
-    assert [i.item for i in first] == ["models", "predictions", "curated examples", "shapley page", "embeddings page"]
+    assert [i.item for i in first] == ["models", "predictions", "calibration page", "curated examples", "shapley page",
+                                     "embeddings page"]
     assert all(i.status in ("computed", "cached") and i.seconds >= 0 for i in first)
     again = warmup.warm_scenario("breast-cancer")
     assert all(i.status == "cached" and i.misses == 0 for i in again), [(i.item, i.misses) for i in again]
