@@ -80,19 +80,19 @@ def render(sel: state.Selection) -> None:
                                 format_func=UPLOAD_SOURCES.get) or available[0]
     for k, reason in support.items():
         if reason:
-            st.caption(f"{UPLOAD_SOURCES[k]} is not offered: {literal(reason)}.")
-    c1, c2 = st.columns(2)
+            st.caption(f"{UPLOAD_SOURCES[k]} is not offered: {literal(reason.rstrip('.'))}.")
+    attack_reason = fgsm_reason(adapter)
+    c1, c2 = st.columns(2) if kind == "mc_dropout" or attack_reason is None else (None, None)
     n = 1
     if kind == "mc_dropout":
         n = c1.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
                              help="stochastic forward passes, each with its own dropout masks (seeded)")
-    attack_reason = fgsm_reason(adapter)
     epsilon = 0.1
     if attack_reason is None:
         epsilon = c2.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
                                    help="largest change of any pixel (pixels in [0, 1]), against your model")
     else:
-        st.caption(f"FGSM is not offered: {literal(attack_reason)}.")
+        st.caption(f"FGSM is not offered: {literal(attack_reason.rstrip('.'))}.")
 
     with guarded(), transient_progress("Scoring the stress sets") as progress:
         report = cached.upload_uncertainty_report(sel.scenario, kind, int(n), float(epsilon), _progress=progress)
@@ -114,7 +114,7 @@ def render(sel: state.Selection) -> None:
         m2.metric(f"FGSM ε={epsilon:g}: accuracy", f"{report.get('fgsm').accuracy():.1%}")
     if shifted:
         last = shifted[-1]
-        m3.metric(f"Mean {SCORE_TITLES[y_score]}: clean → {last.set.title}",
+        m3.metric(f"Mean {SCORE_TITLES[y_score].split(' (')[0]}: clean → {last.set.title}",
                   f"{clean.scores[y_score].mean():.3f} → {last.scores[y_score].mean():.3f}")
 
     st.subheader("Accuracy and AUROC per stress set")

@@ -87,11 +87,20 @@ def accuracy_table(report: UncertaintyReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def numbers(frame: pd.DataFrame, digits: int = 3) -> Any:
-    """``frame`` styled for st.dataframe: floats with ``digits`` decimals, missing values as "—"
-    (a set without labels has no accuracy; Streamlit would print "None"). The data stays numeric."""
-    columns = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
-    return frame.style.format(f"{{:.{digits}f}}", subset=columns, na_rep="—")
+def numbers(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``frame`` for st.dataframe: float columns as text with ``digits`` decimals and "—" where a value
+    is missing (a set without labels has no accuracy). Text, because st.dataframe draws a missing
+    number as "None" whatever a Styler's ``na_rep`` says (seen in the browser)."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = [f"{v:.{digits}f}" if np.isfinite(v) else "—" for v in out[column]]
+    return out
+
+
+def as_number(value: Any) -> float:
+    """A cell of :func:`numbers` back as a float (NaN for "—")."""
+    return float("nan") if value == "—" else float(value)
 
 
 def literal(text: object) -> str:
