@@ -37,13 +37,14 @@ page = st.navigation(
 )
 links.restore_page(page.url_path)
 present.sidebar_toggle()
-link_slot = st.sidebar.container()
+# The link is written before the page runs (a page that calls st.stop() ends the script: nothing can be
+# drawn or sent after it) and again after it, with the values the page's own run settled on.
+links.publish(page.url_path)
+link_slot = links.copy_link_control(page.url_path)
 present.apply_style()
-try:
-    page.run()
-finally:  # also when the page stopped early (st.stop) or showed an error: the URL names what is on screen
-    links.publish(page.url_path)
-    links.copy_link_control(page.url_path, link_slot)
+page.run()
+links.publish(page.url_path)
+link_slot.code(links.link(page.url_path), language=None, wrap_lines=True)
 
 # After the page so torch's import (for the device name) never delays the first paint.
 widgets.device_caption()

@@ -257,14 +257,16 @@ def _base_url() -> str:
     return urlunsplit((parts.scheme, parts.netloc, path or "/", "", ""))
 
 
-def copy_link_control(url_path: str, where: Any = None) -> None:
-    """A popover (in the sidebar, or ``where``) with the view's link in a code block; its copy button puts the
-    link on the clipboard."""
+def copy_link_control(url_path: str, where: Any = None) -> Any:
+    """A popover (in the sidebar, or ``where``) with the view's link in a code block, whose copy button puts
+    the link on the clipboard. Returns the block's placeholder, to refresh the link after the page ran."""
     where = where if where is not None else st.sidebar
     with where.popover("Copy link", icon=":material/link:", width="stretch"):
         st.caption("This view's link: scenario, model, sample, method and its settings. Copy it with the button "
                    "at the block's top right and send it; it reopens this view.")
-        st.code(link(url_path), language=None, wrap_lines=True)
+        slot = st.empty()
+        slot.code(link(url_path), language=None, wrap_lines=True)
     problem = st.session_state.pop("tl_link_problem", None)
     if problem:
         where.warning(problem, icon=":material/link_off:")
+    return slot

@@ -59,6 +59,8 @@ def figure(fig: Any) -> Any:
     height = fig.layout.height or 450
     fig.update_layout(font_size=FONT_SIZE, height=int(height * HEIGHT_SCALE), title_font_size=FONT_SIZE + 6)
     fig.update_annotations(font_size=FONT_SIZE)
+    fig.update_xaxes(tickfont_size=FONT_SIZE - 4, title_font_size=FONT_SIZE)
+    fig.update_yaxes(tickfont_size=FONT_SIZE - 4, title_font_size=FONT_SIZE)
     return fig
 
 

@@ -142,3 +142,11 @@ def test_copy_link_names_the_page_and_its_settings():
     at = open_link("calibration", scenario="titanic" if "titanic" in SCENARIOS else "digits", bins="12")
     code = [c.value for c in at.sidebar.code]
     assert code and "calibration?" in code[0] and "bins=12" in code[0], code
+
+
+def test_a_page_that_stops_early_still_links_its_scenario():
+    at = open_link("uncertainty", scenario="breast-cancer")  # not an image model: the page stops after an info
+    assert at.info, "the page explains why it stops"
+    assert at.query_params["scenario"] in ("breast-cancer", ["breast-cancer"])
+    code = [c.value for c in at.sidebar.code]
+    assert code and "uncertainty?" in code[0] and "scenario=breast-cancer" in code[0], code

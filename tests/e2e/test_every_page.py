@@ -1,0 +1,72 @@
+"""Every page of the navigation, opened by a deep link for every built-in scenario, in a real browser.
+
+Each visit waits until the page's run has finished and everything is painted, then checks that no
+exception or error is shown and saves a screenshot (tests/e2e/screenshots/every-<scenario>-<page>.png).
+The pages' main interactions (pick a sample, change a method, select points, upload a model) are
+exercised by the per-page browser tests beside this one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.scenarios import SCENARIOS
+from tests.conftest import require_dataset
+from tests.e2e import helpers
+
+pytestmark = pytest.mark.e2e
+
+# url path -> the page's h1 (the navigation of app.py)
+PAGES = {
+    "": None,  # home: the h1 is the scenario's title
+    "calibration": "Calibration",
+    "images": "Image explanations",
+    "text": "Text explanations",
+    "trust": "Trust checks",
+    "shapley": "Shapley values",
+    "uncertainty": "Uncertainty",
+    "embeddings": "Embeddings",
+    "upload": "Your model",
+}
+
+
+# helpers.wait_painted, but only for what is visible (charts in a tab that is not open are never drawn)
+_VISIBLE_PAINTED_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main || document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const shown = (el) => el.offsetParent !== null;
+  for (const img of main.querySelectorAll('[data-testid="stImage"] img'))
+    if (shown(img) && (!img.complete || img.naturalWidth === 0)) return false;
+  for (const chart of main.querySelectorAll('[data-testid="stPlotlyChart"]'))
+    if (shown(chart) && !chart.querySelector('.js-plotly-plot .main-svg .cartesianlayer, .js-plotly-plot .main-svg .polarlayer'))
+      return false;  // drawn (image grids hide their axes, so ticks cannot be the signal)
+  return true;
+}"""
+
+
+def open_view(page, url: str, heading: str) -> float:
+    started = time.perf_counter()
+    page.goto(url)
+    helpers.expect(page.locator('[data-testid="stApp"][data-test-connection-state="CONNECTED"]')).to_be_attached(
+        timeout=helpers.UI_TIMEOUT_MS)
+    helpers.expect(helpers.title(page).filter(has_text=heading).first).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    page.wait_for_function(_VISIBLE_PAINTED_JS, timeout=helpers.LOAD_TIMEOUT_MS)
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_page_opens_for_the_scenario(name, page, app_url, screenshot_dir):
+    spec = SCENARIOS[name]
+    require_dataset(spec.dataset)
+    timings = {}
+    for path, heading in PAGES.items():
+        timings[path or "home"] = open_view(page, f"{app_url}/{path}?scenario={name}", heading or spec.title)
+        helpers.assert_no_errors(page)
+        helpers.expect(helpers.scenario_box(page)).to_have_value(spec.title)  # the link's scenario, not the default
+        page.screenshot(path=str(screenshot_dir / f"every-{name}-{path or 'home'}.png"))
+        if path in ("images", "trust") and spec.kind != "image" and spec.kind != "text":
+            helpers.expect(helpers.main(page).get_by_test_id("stAlertContentInfo").first).to_be_visible()
+    print(f"{name}: " + ", ".join(f"{p} {s:.1f} s" for p, s in timings.items()))
