@@ -30,6 +30,7 @@ from core.store import ArtifactStore, default_store
 
 # The pages' defaults (pages/images.py LECTURE_DEFAULT, pages/text.py LIME settings, pages/shapley.py, ...).
 IMAGE_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients")
+TRUST_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients", "grad_cam", "lrp")
 IMAGE_PICKS = 4  # the images page shows the first 4 matching test images
 IMAGE_BATCH = 256
 SHAP_IMAGE_PICKS = (0, 1, 2)  # the Shapley page's image section
@@ -147,6 +148,32 @@ def _images(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: Progre
         explain_grid(adapter, images, targets, chosen, batch_size=IMAGE_BATCH, context=context, store=store,
                      progress=subrange(progress, j / len(groups), (j + 1) / len(groups)))
     return f"{', '.join(methods)} on the default grid and {len(groups) - 1} curated images"
+
+
+def _trust(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: ProgressCallback | None) -> str:
+    """The trust page (images): its methods' maps and the cascading randomisation test, default and curated picks."""
+    from core.attribution import explain_images, image_context, supported_methods
+    from core.sanity import randomization_test
+
+    adapter = _default_model(spec, store).adapter
+    splits = scenarios.load_data(spec.name)
+    test = splits["test"]
+    context = image_context(splits["train"])
+    support = supported_methods(adapter)
+    available = [m for m in support if support[m] is None]
+    methods = [m for m in TRUST_METHODS if m in available] or available[:2]
+    proba = _test_proba(adapter, test, store)
+    groups = [list(range(min(IMAGE_PICKS, len(test))))] + [[i] for i in _indices(spec, "trust", store)]
+    for j, rows in enumerate(groups):
+        part = subrange(progress, j / len(groups), (j + 1) / len(groups))
+        x = np.asarray(test.x[np.asarray(rows, dtype=int)], dtype=np.float32)
+        target = proba[rows].argmax(axis=1)
+        for m in methods:
+            explain_images(adapter, x, target, m, context=context, store=store)
+        if adapter.torch_module() is not None:
+            randomization_test(adapter, x, target, {m: None for m in methods}, mode="cascading", context=context,
+                               progress=part, store=store)
+    return f"{', '.join(methods)} and the cascading randomisation test on the default picks and {len(groups) - 1} curated"
 
 
 def _text_view(adapter: Any, other: Any, text: str, store: ArtifactStore, progress: ProgressCallback | None) -> None:
@@ -278,6 +305,7 @@ STEPS: dict[str, tuple[Callable[..., str], tuple[str, ...]]] = {
     "calibration page": (_calibration, ("image", "text", "tabular")),
     "curated examples": (_curated, ("image", "text", "tabular")),
     "images page": (_images, ("image",)),
+    "trust page": (_trust, ("image",)),
     "text page": (_text, ("text",)),
     "shapley page": (_shapley, ("image", "tabular")),
     "embeddings page": (_embeddings, ("image", "text", "tabular")),

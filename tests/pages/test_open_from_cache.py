@@ -68,13 +68,14 @@ def first(page: str) -> curated.Example:
 CURATED_STATE = {
     "images": lambda e: {"img_source": "Test images", "img_classes": [], "img_correctness": "all", "img_sort": "index",
                          "img_picks": [e.index]},
+    "trust": lambda e: {"trust_picks": [e.index]},
     "uncertainty": lambda e: {"unc_pick": ("clean", e.index)},
     "embeddings": lambda e: {"emb_split": "test"},
     "calibration": lambda e: {"cal_models": [e.model]},
 }
 
 
-@pytest.mark.parametrize("page", ["home", "calibration", "images", "shapley", "uncertainty", "embeddings"])
+@pytest.mark.parametrize("page", ["home", "calibration", "images", "trust", "shapley", "uncertainty", "embeddings"])
 def test_default_view_opens_from_cache(fresh_process, page):
     store = fresh_process
     before = store.misses
