@@ -13,16 +13,14 @@ from components import cached, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, uncertainty_scatter
 from components.images import to_display
-from components.selection import clicked_index
+from components.uncertainty_parts import gallery_controls, image_gallery, inspect_button, keep_valid, picked_input
 from components.uncertainty_view import (
     accuracy_table,
     auroc_table,
     has_labels,
     headline_scores,
     literal,
-    most_disputed,
     numbers,
-    point_of,
     published_scores,
     scatter_points,
 )
@@ -31,15 +29,6 @@ from core.uncertainty.upload import UPLOAD_SOURCES, fgsm_reason
 
 EPSILONS = [0.02, 0.05, 0.1, 0.2, 0.3]
 TEXT_CHARS = 600
-
-
-def keep_valid(key: str, options: list) -> None:
-    """Drop a widget value another scenario left behind (e.g. 'deep' from a built-in scenario)."""
-    value = st.session_state.get(key)
-    if isinstance(value, list):
-        st.session_state[key] = [v for v in value if v in options]
-    elif value is not None and value not in options:
-        del st.session_state[key]
 
 
 def _input_text(bundle, row: int) -> str:
@@ -150,14 +139,7 @@ def render(sel: state.Selection) -> None:
                                  title=f"{short[x_score].capitalize()} vs {short[y_score]} (click a point)",
                                  x_label=short[x_score], y_label=short[y_score])
     event = st.plotly_chart(figure, key="unc_scatter", on_select="rerun", selection_mode=("points",))
-    picked = point_of(points, shown, clicked_index(event))
-    if picked is not None:
-        st.session_state["unc_pick"] = picked
-    pick_set, pick_row = st.session_state.get("unc_pick", ("clean", int(most_disputed(report, "clean", y_score, 1)[0])))
-    if pick_set not in set_names:
-        pick_set, pick_row = "clean", 0
-    result = report.get(pick_set)
-    pick_row = min(int(pick_row), len(result.set.bundle) - 1)
+    result, pick_set, pick_row = picked_input(report, points, shown, event, y_score)
     predicted = int(result.mean[pick_row].argmax())
     truth = "" if result.y is None else f", true {literal(names[int(result.y[pick_row])])}"
     st.markdown(f"**Selected: {literal(set_titles[pick_set])} #{pick_row}**: the model says "
@@ -171,22 +153,9 @@ def render(sel: state.Selection) -> None:
                     key="unc_members_heatmap")
 
     st.subheader("Most disputed inputs")
-    g1, g2 = st.columns(2)
-    keep_valid("unc_gallery_set", set_names)
-    gallery_set = g1.selectbox("Of the set", set_names, key="unc_gallery_set", format_func=set_titles.get)
-    keep_valid("unc_gallery_score", report.score_names)
-    gallery_score = g2.selectbox("Ranked by", report.score_names, index=report.score_names.index(y_score),
-                                 key="unc_gallery_score", format_func=SCORE_TITLES.get)
-    top = most_disputed(report, gallery_set, gallery_score, 12)
-    g = report.get(gallery_set)
+    gallery_set, gallery_score, top, g = gallery_controls(report, set_titles, y_score)
     if g.set.bundle.kind == "image":
-        columns = st.columns(6)
-        for j, row in enumerate(top):
-            pred = int(g.mean[row].argmax())
-            mark = "" if g.y is None else (" ✓" if pred == g.y[row] else f" ✗ (true {names[int(g.y[row])]})")
-            columns[j % 6].image(to_display(g.set.bundle.x[row], 96), width="stretch",
-                                 caption=f"#{row} → {names[pred]}{mark}; {SCORE_TITLES[gallery_score].split(' (')[0]} "
-                                         f"{g.scores[gallery_score][row]:.3f}")
+        image_gallery(g, top, names, gallery_score, votes=report.n_members > 1)
     else:
         rows = {"#": top, "prediction": [names[int(g.mean[r].argmax())] for r in top],
                 SCORE_TITLES[gallery_score]: g.scores[gallery_score][top]}
@@ -199,9 +168,7 @@ def render(sel: state.Selection) -> None:
             for j, feature in enumerate(features[:6]):
                 rows[feature] = np.asarray(g.set.bundle.x[top, j], dtype=np.float64)
         st.dataframe(numbers(pd.DataFrame(rows)), hide_index=True, width="stretch", key="unc_gallery")
-    if len(top) and st.button("Inspect the most disputed input above", key="unc_inspect_top"):
-        st.session_state["unc_pick"] = (gallery_set, int(top[0]))
-        st.rerun()
+    inspect_button(gallery_set, top)
 
     if report.n_members > 1:
         st.subheader("Agreement between dropout samples (clean test set)")

@@ -7,18 +7,9 @@ from components import cached, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
-from components.selection import clicked_index
-from components.uncertainty_view import (
-    accuracy_table,
-    auroc_table,
-    most_disputed,
-    numbers,
-    point_of,
-    published_scores,
-    scatter_points,
-)
-from components.uncertainty_upload import keep_valid
+from components.uncertainty_parts import gallery_controls, image_gallery, inspect_button, keep_valid, picked_input
 from components.uncertainty_upload import render as render_upload
+from components.uncertainty_view import accuracy_table, auroc_table, numbers, published_scores, scatter_points
 from components.widgets import require_kind
 from core import byom
 from core.uncertainty.members import supported_sources
@@ -98,6 +89,7 @@ st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake 
 # -- scatter + details -----------------------------------------------------------------------------
 st.subheader("Aleatoric vs epistemic, input by input")
 s1, s2 = st.columns([3, 1.2])
+keep_valid("unc_sets", set_names)
 shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
 colour_by = s2.radio("Colour by", ["correct", "set"], horizontal=True, key="unc_colour",
                      format_func={"correct": "right / wrong", "set": "stress set"}.get)
@@ -106,14 +98,7 @@ if not shown:
 points = scatter_points(report, shown)
 event = st.plotly_chart(uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by), key="unc_scatter",
                         on_select="rerun", selection_mode=("points",))
-picked = point_of(points, shown, clicked_index(event))
-if picked is not None:
-    st.session_state["unc_pick"] = picked
-pick_set, pick_row = st.session_state.get("unc_pick", ("clean", int(most_disputed(report, "clean", "mutual_information", 1)[0])))
-if pick_set not in set_names:
-    pick_set, pick_row = "clean", 0
-result = report.get(pick_set)
-pick_row = min(int(pick_row), len(result.set.bundle) - 1)
+result, pick_set, pick_row = picked_input(report, points, shown, event, "mutual_information")
 image = result.set.bundle.x[pick_row]
 mean_pred = int(result.mean[pick_row].argmax())
 truth = "" if result.y is None else f", true {names[int(result.y[pick_row])]}"
@@ -137,24 +122,9 @@ else:
 
 # -- gallery ---------------------------------------------------------------------------------------
 st.subheader("Most disputed inputs")
-g1, g2 = st.columns(2)
-gallery_set = g1.selectbox("Of the set", set_names, key="unc_gallery_set", format_func=set_titles.get)
-gallery_score = g2.selectbox("Ranked by", report.score_names, index=report.score_names.index("mutual_information"),
-                             key="unc_gallery_score", format_func=SCORE_TITLES.get)
-top = most_disputed(report, gallery_set, gallery_score, 12)
-g = report.get(gallery_set)
-columns = st.columns(6)
-for j, row in enumerate(top):
-    pred = int(g.mean[row].argmax())
-    mark = "" if g.y is None else (" ✓" if pred == g.y[row] else f" ✗ (true {names[int(g.y[row])]})")
-    votes = np.bincount(g.proba[:, row].argmax(axis=1), minlength=len(names))
-    columns[j % 6].image(to_display(g.set.bundle.x[row], 96), width="stretch",
-                         caption=f"#{row} → {names[pred]}{mark}; {SCORE_TITLES[gallery_score].split(' (')[0]} "
-                                 f"{g.scores[gallery_score][row]:.3f}; votes " +
-                                 ", ".join(f"{names[c]}:{v}" for c, v in enumerate(votes) if v))
-if st.button("Inspect the most disputed input above", key="unc_inspect_top"):
-    st.session_state["unc_pick"] = (gallery_set, int(top[0]))
-    st.rerun()
+gallery_set, gallery_score, top, g = gallery_controls(report, set_titles, "mutual_information")
+image_gallery(g, top, list(names), gallery_score)
+inspect_button(gallery_set, top)
 
 # -- agreement ---------------------------------------------------------------------------------------
 st.subheader("Agreement between members (clean test set)")

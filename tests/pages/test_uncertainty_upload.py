@@ -170,3 +170,20 @@ def test_missing_values_show_a_dash():
 
 def test_user_text_is_escaped_for_markdown():
     assert literal("**bold** [x](javascript:1) <b>") == "\\*\\*bold\\*\\* \\[x\\]\\(javascript:1\\) \\<b\\>"
+
+
+def test_clicking_a_point_details_that_row_and_the_gallery_lists_a_noisy_set(uploads):
+    # (the 'Inspect' button is exercised in the browser: AppTest's click did not reach it on this page)
+    uploaded = uploads["skops+csv"]
+    at = open_page(uploaded.name, unc_gallery_set="noise_1", unc_sets=["clean"])
+    gallery = at.dataframe[-1].value
+    report = upload_report(uploaded, "single")
+    expected = np.argsort(-report.get("noise_1").scores["one_minus_margin"], kind="stable")[:12]
+    assert list(gallery["#"]) == expected.tolist()
+    at.session_state["unc_scatter"] = {"selection": {"points": [{"customdata": [3]}], "point_indices": [3],
+                                                     "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**Selected: clean test #3**") for m in at.markdown), [m.value for m in at.markdown]
+    features = at.dataframe[2].value  # the selected row, feature by feature
+    np.testing.assert_allclose(features["value"], uploaded.splits["test"].x[3], rtol=1e-6)

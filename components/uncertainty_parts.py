@@ -1,0 +1,72 @@
+"""Streamlit pieces shared by the uncertainty page's two bodies (built-in scenarios, uploaded models):
+the clicked / remembered input, the most-disputed gallery and its 'inspect' button."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from components.images import to_display
+from components.selection import clicked_index
+from components.uncertainty_view import most_disputed, point_of
+from core.uncertainty.report import SCORE_TITLES, SetResult, UncertaintyReport
+
+PICK_KEY = "unc_pick"
+
+
+def keep_valid(key: str, options: list) -> None:
+    """Drop a widget value another scenario left behind (e.g. 'deep' from a built-in scenario)."""
+    value = st.session_state.get(key)
+    if isinstance(value, list):
+        st.session_state[key] = [v for v in value if v in options]
+    elif value is not None and value not in options:
+        del st.session_state[key]
+
+
+def picked_input(report: UncertaintyReport, points: dict[str, np.ndarray], shown: list[str], event: Any,
+                 default_score: str) -> tuple[SetResult, str, int]:
+    """(set result, set name, row) of the input to detail: the clicked point, else the one picked before,
+    else the clean set's input with the highest ``default_score``."""
+    picked = point_of(points, shown, clicked_index(event))
+    if picked is not None:
+        st.session_state[PICK_KEY] = picked
+    pick_set, pick_row = st.session_state.get(PICK_KEY, ("clean", int(most_disputed(report, "clean", default_score, 1)[0])))
+    if pick_set not in [r.name for r in report.sets]:
+        pick_set, pick_row = "clean", 0
+    result = report.get(pick_set)
+    return result, pick_set, min(int(pick_row), len(result.set.bundle) - 1)
+
+
+def gallery_controls(report: UncertaintyReport, set_titles: dict[str, str],
+                     default_score: str) -> tuple[str, str, np.ndarray, SetResult]:
+    """The 'most disputed' selectors: (set name, score name, its top 12 rows, the set's result)."""
+    set_names = [r.name for r in report.sets]
+    g1, g2 = st.columns(2)
+    keep_valid("unc_gallery_set", set_names)
+    keep_valid("unc_gallery_score", report.score_names)
+    gallery_set = g1.selectbox("Of the set", set_names, key="unc_gallery_set", format_func=set_titles.get)
+    gallery_score = g2.selectbox("Ranked by", report.score_names, index=report.score_names.index(default_score),
+                                 key="unc_gallery_score", format_func=SCORE_TITLES.get)
+    return gallery_set, gallery_score, most_disputed(report, gallery_set, gallery_score, 12), report.get(gallery_set)
+
+
+def image_gallery(result: SetResult, top: np.ndarray, names: list[str], score: str, votes: bool = True) -> None:
+    """The ``top`` images of a set, six per row, each captioned with prediction, mark, score (and votes)."""
+    columns = st.columns(6)
+    for j, row in enumerate(top):
+        pred = int(result.mean[row].argmax())
+        mark = "" if result.y is None else (" ✓" if pred == result.y[row] else f" ✗ (true {names[int(result.y[row])]})")
+        caption = f"#{row} → {names[pred]}{mark}; {SCORE_TITLES[score].split(' (')[0]} {result.scores[score][row]:.3f}"
+        if votes:
+            counts = np.bincount(result.proba[:, row].argmax(axis=1), minlength=len(names))
+            caption += "; votes " + ", ".join(f"{names[c]}:{v}" for c, v in enumerate(counts) if v)
+        columns[j % 6].image(to_display(result.set.bundle.x[row], 96), width="stretch", caption=caption)
+
+
+def inspect_button(gallery_set: str, top: np.ndarray) -> None:
+    """Detail the gallery's first input (a rerun, so the details above show it)."""
+    if len(top) and st.button("Inspect the most disputed input above", key="unc_inspect_top"):
+        st.session_state[PICK_KEY] = (gallery_set, int(top[0]))
+        st.rerun()
