@@ -14,7 +14,13 @@ Measured side by side in one process, each the median of ``--repeats`` runs afte
   ``train_one_digits_s``: one member with the scenario's own training loop (5x that is what
   training them one after the other would cost). Target: under 60 s.
 
-Ratios: ``ensemble_s / ensemble_floor_s`` and ``mc_s / mc_floor_s`` (target within 1.3x).
+- ``upload_mc_s`` (``--upload``): the scenario's CNN saved with ``torch.jit.script`` and uploaded
+  with a ZIP of the scored test images, T MC dropout passes over the upload's test split
+  (``core.uncertainty.upload``, fresh store), against ``upload_mc_floor_s``: T bare forward passes
+  of the same dropout-on TorchScript copy (normalisation wrapper included) over the same batches.
+
+Ratios: ``ensemble_s / ensemble_floor_s``, ``mc_s / mc_floor_s`` and ``upload_mc_s / upload_mc_floor_s``
+(target within 1.3x).
 Prints a table, then one JSON line. Needs MNIST (``TRUSTLENS_DATA_DIR``); the MNIST members are
 trained on first use (cached in the default store, not timed). Run from anywhere:
 ``TRUSTLENS_DATA_DIR=../shared/data python bench/uncertainty.py``.
@@ -48,6 +54,33 @@ def forward_floor(module, to_tensor, x, batch_size: int, passes: int) -> None:
                 module(inputs)
 
 
+def uploaded_mc(scenario: str, test, passes: int):
+    """(MC dropout source, test split) of the scenario's CNN uploaded as TorchScript with a ZIP of ``test``'s images."""
+    import io
+    import zipfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from core import byom, scenarios
+    from core.uncertainty.upload import upload_source
+
+    module = scenarios.load_model(scenario, "cnn").adapter.torch_module().cpu().eval()
+    model = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), model)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for i, (image, label) in enumerate(zip(test.x, test.y)):
+            png = io.BytesIO()
+            Image.fromarray(np.round(image[0] * 255).astype(np.uint8), "L").save(png, "PNG")
+            out.writestr(f"test/{label}/{i}.png", png.getvalue())
+    uploaded = byom.open_upload(model.getvalue(), "cnn.pt", byom.DataSource("image_zip", archive.getvalue(), "test.zip"))
+    upload_test = uploaded.splits["test"]
+    upload_test.fingerprint  # noqa: B018 - hashed once, as above
+    return upload_source(uploaded, "mc_dropout", passes), upload_test
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=5, help="K (default 5)")
@@ -58,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-training", action="store_true", help="do not time the digits members' training")
     parser.add_argument("--skip-ensemble", action="store_true", help="time MC dropout only (no K members to train)")
     parser.add_argument("--scenario", default="mnist", help="image scenario whose test split is scored (default mnist)")
+    parser.add_argument("--upload", action="store_true", help="also time MC dropout on the CNN uploaded as TorchScript")
     args = parser.parse_args(argv)
 
     from core import scenarios
@@ -89,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("MC dropout", f"T={args.mc_samples}", mc_s, mc_floor))
 
     result.update({"mc_s": round(mc_s, 3), "mc_floor_s": round(mc_floor, 3), "mc_ratio": round(mc_s / mc_floor, 3)})
+    if args.upload:
+        source, upload_test = uploaded_mc(args.scenario, test, args.mc_samples)
+        up_s, _ = timed(lambda: source.probabilities(upload_test, batch_size=bs, store=fresh()), args.repeats)
+        up_floor, _ = timed(lambda: forward_floor(source._module, source.adapter.to_tensor, upload_test.x, bs,
+                                                  args.mc_samples), args.repeats)
+        rows.append(("upload MC", f"T={args.mc_samples}", up_s, up_floor))
+        result.update({"upload_n": len(upload_test), "upload_mc_s": round(up_s, 3),
+                       "upload_mc_floor_s": round(up_floor, 3), "upload_mc_ratio": round(up_s / up_floor, 3)})
     print(f"{'what':<12} {'size':<6} {'ours s':>8} {'floor s':>8} {'ratio':>6}")
     for name, size, ours, floor in rows:
         print(f"{name:<12} {size:<6} {ours:8.3f} {floor:8.3f} {ours / floor:6.2f}")
