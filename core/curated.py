@@ -40,7 +40,7 @@ from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
 
 PAGES = ("home", "calibration", "images", "text", "trust", "shapley", "uncertainty", "embeddings")
-CURATED_VERSION = 2  # bump when a selection rule changes: the cached lists are keyed by it
+CURATED_VERSION = 3  # bump when a selection rule changes: the cached lists are keyed by it
 
 # Widgets that offer only the first rows of the test split (a pick outside them cannot be shown).
 PICKER_ROWS = {"trust": 500, "shapley-image": 500, "shapley-tabular": 150}
@@ -171,6 +171,12 @@ def _pct(p: float) -> str:
 def _a(name: str) -> str:
     """'a 4', 'an 8', 'an atheism post' style article for a class name."""
     return f"an {name}" if name[:1].lower() in "8aeiou" or name in ("11", "18") else f"a {name}"
+
+
+def _noun(spec: scenarios.ScenarioSpec, name: str, plural: bool = False) -> str:
+    """A class as a thing on screen: '4' / '4s', 'atheism post(s)', 'benign row(s)'."""
+    thing = {"image": name, "text": f"{name} post", "tabular": f"{name} row"}[spec.kind]
+    return thing + "s" if plural else _a(thing)
 
 
 def _read(spec: scenarios.ScenarioSpec, true: int, pred: int) -> str:
@@ -331,7 +337,7 @@ def _tabular(ctx: _Context, limit: int) -> list[dict[str, Any]]:
         centre = np.median(z[rows], axis=0)
         distance = np.linalg.norm(z[rows] - centre, axis=1)
         i = int(rows[np.lexsort((rows, distance))[0]])
-        out.append(_row(i, f"Typical: {_a(spec.class_names[c])} ({_pct(proba[i, c])})",
+        out.append(_row(i, f"Typical: {_noun(spec, spec.class_names[c])} ({_pct(proba[i, c])})",
                         f"Correctly predicted and the closest row to the median {spec.class_names[c]}: the usual reasons."))
     return out[:limit]
 
@@ -402,12 +408,12 @@ def _embeddings(ctx: _Context, limit: int) -> list[dict[str, Any]]:
     for j in order[:limit]:
         i = int(mistakes[j])
         inside = int(round(share[j] * min(NEIGHBOURS, len(bundle) - 1)))
-        where = f"among the {spec.class_names[pred[i]]}s" if share[j] >= 0.5 else "between clusters"
+        where = f"among the {_noun(spec, spec.class_names[pred[i]], True)}" if share[j] >= 0.5 else "between clusters"
         read = _read(spec, y[i], pred[i])
         space = "its raw features" if layer == "input" else f"layer {layer}"
         out.append(_row(i, f"{read[0].upper()}{read[1:]}, mapped {where} "
                            f"({inside} of {min(NEIGHBOURS, len(bundle) - 1)} neighbours)",
-                        f"In {space} it looks like the {spec.class_names[pred[i]]}s around it: the representation, "
+                        f"In {space} it looks like the {_noun(spec, spec.class_names[pred[i]], True)} around it: the representation, "
                         "not just the last step, got it wrong." if share[j] >= 0.5 else
                         f"A mistake ({_pct(confidence[j])} sure) whose neighbours in {space} are mixed: the model "
                         "sits between classes here."))
@@ -447,7 +453,7 @@ def _home(ctx: _Context, limit: int) -> list[dict[str, Any]]:
     per_class = -(-limit // len(spec.class_names))
     out = []
     for i in typical_per_class(y, proba, per_class)[:limit]:
-        out.append(_row(i, f"Typical: {_a(spec.class_names[y[i]])}, #{i} ({_pct(proba[i, y[i]])})",
+        out.append(_row(i, f"Typical: {_noun(spec, spec.class_names[y[i]])}, #{i} ({_pct(proba[i, y[i]])})",
                         "A test sample the model gets right with the most confidence in its class."))
     return out
 
