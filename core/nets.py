@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from core.progress import ProgressCallback, report
+from core.rng import holds_global_rng
 
 
 class Standardize(nn.Module):
@@ -99,6 +100,7 @@ def tabular_mlp(n_features: int, n_classes: int, mean: Any, std: Any, hidden: tu
     ]))
 
 
+@holds_global_rng  # seeds torch's generator and draws dropout masks from it for the whole training
 def train_classifier(
     module: nn.Module,
     x: np.ndarray,

@@ -28,6 +28,7 @@ from core.attribution.torch_ops import target_probabilities, to_device, torch_pa
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
+from core.rng import holds_global_rng
 from core.store import ArtifactStore
 
 MODES = ("cascading", "independent")
@@ -108,6 +109,7 @@ def parameter_layers(module: Any) -> list[str]:
             if name and not list(m.children()) and any(p.requires_grad for p in m.parameters(recurse=False))]
 
 
+@holds_global_rng  # reset_parameters draws from torch's global generator
 def randomized_module(module: Any, layers: list[str], seed: int) -> Any:
     """A deep copy of ``module`` whose ``layers`` are re-initialised (``reset_parameters``, seeded)."""
     import torch

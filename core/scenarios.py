@@ -22,6 +22,7 @@ from core.adapters.base import ModelAdapter
 from core.bundle import DataBundle
 from core.errors import unknown_name
 from core.progress import ProgressCallback, report, subrange
+from core.rng import holds_global_rng
 from core.store import ArtifactStore, cache_key, default_store
 
 RECIPE_VERSION = 2  # bump when a recipe changes in a way its params do not capture
@@ -369,6 +370,7 @@ def _accuracy(adapter: ModelAdapter, bundle: DataBundle) -> float:
     return float(np.mean(adapter.predict(bundle.x, batch_size=256) == bundle.y))
 
 
+@holds_global_rng  # module initialisation draws from torch's global generator (seeded below)
 def _fit(spec: ScenarioSpec, mspec: ModelSpec, train: DataBundle, progress: ProgressCallback | None) -> dict[str, Any]:
     """Train and return a picklable state: ``{"estimator": ...}`` or ``{"arch", "weights", ...}``."""
     p = mspec.params

@@ -35,6 +35,7 @@ from core.errors import InputShapeError, ParameterError, check_int
 from core.explanation import Explanation
 from core.fingerprint import hash_array
 from core.progress import ProgressCallback, report
+from core.rng import exclusive_global_rng
 from core.store import ArtifactStore, default_store
 
 ALGORITHMS = ("auto", "tree", "exact", "permutation", "kernel")
@@ -236,25 +237,19 @@ def _masked_values(adapter: ModelAdapter, x: np.ndarray, k: int, bg: Background,
 
     f = class_function(adapter, k, params.batch_size)
     if algorithm == "kernel":
-        state = np.random.get_state()  # KernelExplainer samples with the global generator
-        try:
-            np.random.seed(params.seed)
+        # KernelExplainer samples with numpy's global generator, shared by every session's thread
+        with exclusive_global_rng(params.seed, torch=False):
             data = shap.utils._legacy.DenseData(bg.data.astype(np.float64), [f"f{i}" for i in range(d)], None,
                                                  bg.weights * len(bg))
             explainer = shap.KernelExplainer(f, data)
             values = np.asarray(explainer.shap_values(x.astype(np.float64), silent=True), dtype=np.float64)
-        finally:
-            np.random.set_state(state)
         return values.reshape(len(x), d), np.full(len(x), float(np.asarray(explainer.expected_value).reshape(-1)[0]))
     masker = shap.maskers.Independent(bg.data, max_samples=len(bg))
     if algorithm == "exact":
         result = shap.explainers.Exact(f, masker)(x, max_evals=2**d * 2 + 1, silent=True)
     else:
-        state = np.random.get_state()  # Permutation seeds the global generator: leave it as we found it
-        try:
+        with exclusive_global_rng(torch=False):  # Permutation seeds numpy's global generator and draws from it
             result = shap.explainers.Permutation(f, masker, seed=params.seed)(x, silent=True)
-        finally:
-            np.random.set_state(state)
     return np.asarray(result.values, dtype=np.float64), np.asarray(result.base_values, dtype=np.float64).reshape(-1)
 
 

@@ -124,27 +124,23 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
     def compute() -> TextExplanation:
         import torch
 
+        from core.attribution.torch_ops import this_thread_hooks
+
         _, layer = _embedding_layer(adapter)
         owners = token_words(doc, _vocabulary(adapter))
         module = adapter.torch_module()
         captured: list[Any] = []
 
-        def hook(_m: Any, _i: Any, output: Any) -> None:
-            output.retain_grad()
-            captured.append(output)
-
-        handle = layer.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                out = module(adapter.to_tensor([text]))
-                proba = torch.softmax(out.float(), dim=1) if adapter.outputs == "logits" else out.float()
-                k = resolve_target(proba[0].detach().cpu().numpy(), target, proba.shape[1])
-                module.zero_grad(set_to_none=True)
-                proba[0, k].backward()
-        finally:
-            handle.remove()
-        emb = captured[0]
-        scores = (emb * emb.grad).sum(dim=-1)[0].detach().cpu().double().numpy()
+        # The module is shared by every session: the hook records this thread's forward pass only
+        # (another session's pass may run at the same time, in inference mode), and the gradient is
+        # taken with autograd.grad, so the shared parameters' .grad is never written.
+        with this_thread_hooks(module, {layer: lambda _m, _i, output: captured.append(output)}), torch.enable_grad():
+            out = module(adapter.to_tensor([text]))
+            proba = torch.softmax(out.float(), dim=1) if adapter.outputs == "logits" else out.float()
+            k = resolve_target(proba[0].detach().cpu().numpy(), target, proba.shape[1])
+            emb = captured[0]
+            (grad,) = torch.autograd.grad(proba[0, k], emb)
+        scores = (emb * grad).sum(dim=-1)[0].detach().cpu().double().numpy()
         weights = np.zeros(doc.n_words)
         np.add.at(weights, owners, scores[: len(owners)])
         p = proba[0].detach().cpu().double().numpy()

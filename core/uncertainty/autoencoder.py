@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from core.progress import ProgressCallback, report
+from core.rng import holds_global_rng
 
 
 def autoencoder(n_inputs: int, hidden: int = 128, code: int = 16) -> nn.Sequential:
@@ -30,6 +31,7 @@ def autoencoder(n_inputs: int, hidden: int = 128, code: int = 16) -> nn.Sequenti
     ]))
 
 
+@holds_global_rng
 def train_autoencoder(module: nn.Module, x: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int,
                       device: str, progress: ProgressCallback | None = None) -> nn.Module:
     torch.manual_seed(seed)

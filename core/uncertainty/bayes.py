@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from core.nets import Standardize
 from core.progress import ProgressCallback, report
+from core.rng import holds_global_rng
 
 RHO_INIT = -5.0  # softplus(-5) ~ 0.0067: start close to a point estimate
 
@@ -105,6 +106,7 @@ def kl_divergence(module: nn.Module, prior_sigma: float) -> torch.Tensor:
     return sum((layer.kl(prior_sigma) for layer in module.modules() if isinstance(layer, _Bayes)), torch.zeros(()))
 
 
+@holds_global_rng  # weight noise is drawn from torch's global generator
 def train_bayes(module: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int,
                 prior_sigma: float, kl_weight: float, device: str, progress: ProgressCallback | None = None) -> nn.Module:
     """Minimise cross-entropy + kl_weight * KL / n_train with Adam, one weight sample per step."""

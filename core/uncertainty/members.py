@@ -28,6 +28,7 @@ from core.adapters.base import ModelAdapter
 from core.bundle import DataBundle
 from core.errors import ParameterError, check_int, unknown_name
 from core.progress import ProgressCallback, report, subrange
+from core.rng import exclusive_global_rng, holds_global_rng
 from core.store import ArtifactStore, cache_key, default_store
 
 ENSEMBLE_KINDS = ("deep", "bootstrap")
@@ -224,6 +225,7 @@ def resample_rows(n: int, index: int) -> np.ndarray:
     return np.random.RandomState(BOOTSTRAP_OFFSET + index).randint(0, n, size=n)
 
 
+@holds_global_rng  # members are initialised from torch's seeded global generator
 def _fit_torch_together(spec: scenarios.ScenarioSpec, specs: list[scenarios.ModelSpec], train: DataBundle,
                         rows: list[np.ndarray], progress: ProgressCallback | None) -> list[dict[str, Any]]:
     """Train several torch members of one recipe at once; returns each member's picklable state.
@@ -388,7 +390,6 @@ def stochastic_passes(
 
     devices = [torch.device(to_tensor(x[:1]).device)] if n else []
     cuda = [d.index or 0 for d in devices if d.type == "cuda"]
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with exclusive_global_rng(seed, cuda_devices=cuda):  # dropout / weight noise draw from the global generator
         for_each_range(step, n, batch_size, owner="stochastic_passes", progress=progress, message=message)
     return out if out is not None else np.empty((passes, 0, 0), dtype=np.float32)

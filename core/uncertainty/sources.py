@@ -23,6 +23,7 @@ from core.adapters.base import ModelAdapter
 from core.bundle import DataBundle
 from core.errors import ParameterError, check_int, unknown_name
 from core.progress import ProgressCallback, report, subrange
+from core.rng import holds_global_rng
 from core.store import ArtifactStore, cache_key, default_store
 from core.uncertainty import members as member_lib
 
@@ -241,6 +242,7 @@ def bayes_model(scenario: str, variant: str | None = None, *, overrides: dict[st
             "std": float(train.x.std()), "widths": tuple(params["widths"]), "hidden": params["hidden"]}
     trained_now = False
 
+    @holds_global_rng  # the network is initialised from torch's seeded global generator
     def compute() -> dict[str, Any]:
         nonlocal trained_now
         trained_now = True
