@@ -13,6 +13,9 @@ ran, so a copied address reopens the same view.
 import streamlit as st
 
 from components import links, present, widgets
+from components.runtime import configure_server
+
+configure_server()  # once per process: torch's threads for many concurrent sessions
 
 links.restore_shared()
 st.set_page_config(page_title="TrustLens", page_icon=":material/search_insights:", layout="wide",
