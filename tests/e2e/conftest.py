@@ -96,7 +96,18 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def streamlit_server(log_dir: Path) -> Iterator[str]:
     """Run app.py under ``streamlit run`` on a free port; yields its base URL once healthy."""
-    port = _free_port()
+    with streamlit_process(log_dir) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def streamlit_process(log_dir: Path, port: int | None = None,
+                      env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`streamlit_server` that also yields the server process (bench/load.py reads its memory).
+
+    ``port``: default a free one; ``env``: added to this process's environment for the server.
+    """
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / "streamlit.log"
     cmd = [
@@ -105,7 +116,7 @@ def streamlit_server(log_dir: Path) -> Iterator[str]:
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while not _healthy(url):
@@ -114,7 +125,7 @@ def streamlit_server(log_dir: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"streamlit not healthy after {HEALTH_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         _stop(proc)
 
