@@ -299,3 +299,24 @@ def test_cli_embed_writes_coordinates_and_prints_quality(tmp_path, capsys):
     assert main(["embed", "digits", "--layer", "nope", "--method", "pca", "--out", str(out), "--quiet"]) == 1
     assert "nope" in capsys.readouterr().err
     assert main(["embed", "digits", "--method", "pca", "--out", str(tmp_path / "map.txt"), "--quiet"]) == 1
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (60, 5000)])
+def test_principal_axes_match_scikit_learn_for_tall_and_wide_activations(shape):
+    """Wide layers (a tf-idf layer: 21,665 words for 1,800 posts) go through the n x n Gram matrix."""
+    from sklearn.decomposition import PCA
+
+    from core.embeddings.projection import Preprocessor, pca_coords, principal_axes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3.0, 0.1, shape[1]))  # distinct variances: a unique basis
+    centred = x - x.mean(axis=0)
+    axes = principal_axes(centred, 5)
+    reference = PCA(5, svd_solver="full").fit(x).components_
+    assert axes.shape == (5, shape[1])
+    np.testing.assert_allclose(np.abs(np.sum(axes * reference, axis=1)), 1.0, atol=1e-8)  # same axes up to sign
+    np.testing.assert_allclose(axes @ axes.T, np.eye(5), atol=1e-8)
+    coords, _ = pca_coords(x)
+    np.testing.assert_allclose(np.abs(coords), np.abs(PCA(2, svd_solver="full").fit_transform(x)), rtol=1e-4, atol=1e-4)
+    pre = Preprocessor.fit(x, standardize=False, pca_dims=3)
+    assert pre.transform(x).shape == (shape[0], 3)
