@@ -10,7 +10,7 @@ import streamlit as st
 
 from components.images import to_display
 from components.selection import clicked_index
-from components.uncertainty_view import most_disputed, point_of
+from components.uncertainty_view import auroc_table, most_disputed, numbers, point_of
 from core.uncertainty.report import SCORE_TITLES, SetResult, UncertaintyReport
 
 PICK_KEY = "unc_pick"
@@ -70,3 +70,23 @@ def inspect_button(gallery_set: str, top: np.ndarray) -> None:
     if len(top) and st.button("Inspect the most disputed input above", key="unc_inspect_top"):
         st.session_state[PICK_KEY] = (gallery_set, int(top[0]))
         st.rerun()
+
+
+def auroc_section(report: UncertaintyReport, options: list[str], wording: dict[str, str], caption: str) -> None:
+    """The 'AUROC for detecting' choice (``options`` of "errors" / "shift") and its table."""
+    keep_valid("unc_auroc_of", options)
+    which = st.radio("AUROC of each score for detecting", options, horizontal=True, key="unc_auroc_of",
+                     format_func=wording.get)
+    st.dataframe(numbers(auroc_table(report, which)), hide_index=True, width="stretch", key="unc_auroc")
+    st.caption(caption)
+
+
+def set_controls(set_names: list[str], set_titles: dict[str, str], colour_options: list[str]) -> tuple[list[str], str]:
+    """The scatter's set picker and colouring: (sets shown, at least the clean one; colour by)."""
+    s1, s2 = st.columns([3, 1.2])
+    keep_valid("unc_sets", set_names)
+    keep_valid("unc_colour", colour_options)
+    shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
+    colour_by = s2.radio("Colour by", colour_options, horizontal=True, key="unc_colour",
+                         format_func={"correct": "right / wrong", "set": "stress set"}.get)
+    return shown or ["clean"], colour_by

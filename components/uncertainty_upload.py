@@ -13,10 +13,10 @@ from components import cached, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, uncertainty_scatter
 from components.images import to_display
-from components.uncertainty_parts import gallery_controls, image_gallery, inspect_button, keep_valid, picked_input
+from components.uncertainty_parts import (auroc_section, gallery_controls, image_gallery, inspect_button, keep_valid,
+                                          picked_input, set_controls)
 from components.uncertainty_view import (
     accuracy_table,
-    auroc_table,
     has_labels,
     headline_scores,
     literal,
@@ -113,25 +113,14 @@ def render(sel: state.Selection) -> None:
                    "shows no accuracy and no AUROC for mistakes: only how well each score tells shifted inputs apart.")
     elif any(not r.set.labelled for r in report.sets):
         st.caption("—: the set has no labels (the true class of a shifted input is unknown).")
-    options = ["errors", "shift"] if labelled else ["shift"]
-    keep_valid("unc_auroc_of", options)
-    which = st.radio("AUROC of each score for detecting", options, horizontal=True, key="unc_auroc_of",
-                     format_func={"errors": "the model's mistakes (within each labelled set)",
-                                  "shift": "noisy / attacked / shifted inputs (against the clean test set)"}.get)
-    table = auroc_table(report, which)
-    st.dataframe(numbers(table), hide_index=True, width="stretch", key="unc_auroc")
-    st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher "
-               "than every correct (clean) one. —: not defined (a set without mistakes).")
+    auroc_section(report, ["errors", "shift"] if labelled else ["shift"],
+                  {"errors": "the model's mistakes (within each labelled set)",
+                   "shift": "noisy / attacked / shifted inputs (against the clean test set)"},
+                  "AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores "
+                  "higher than every correct (clean) one. —: not defined (a set without mistakes).")
 
     st.subheader("Input by input")
-    s1, s2 = st.columns([3, 1.2])
-    keep_valid("unc_sets", set_names)
-    shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
-    colour_options = ["correct", "set"] if labelled else ["set"]
-    keep_valid("unc_colour", colour_options)
-    colour_by = s2.radio("Colour by", colour_options, horizontal=True, key="unc_colour",
-                         format_func={"correct": "right / wrong", "set": "stress set"}.get)
-    shown = shown or ["clean"]
+    shown, colour_by = set_controls(set_names, set_titles, ["correct", "set"] if labelled else ["set"])
     points = scatter_points(report, shown, x_score=x_score, y_score=y_score)
     short = {name: SCORE_TITLES[name].split(" (")[0] for name in (x_score, y_score)}
     figure = uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by,

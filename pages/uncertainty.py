@@ -7,9 +7,10 @@ from components import cached, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
-from components.uncertainty_parts import gallery_controls, image_gallery, inspect_button, keep_valid, picked_input
+from components.uncertainty_parts import (auroc_section, gallery_controls, image_gallery, inspect_button, keep_valid,
+                                          picked_input, set_controls)
 from components.uncertainty_upload import render as render_upload
-from components.uncertainty_view import accuracy_table, auroc_table, numbers, published_scores, scatter_points
+from components.uncertainty_view import accuracy_table, numbers, published_scores, scatter_points
 from components.widgets import require_kind
 from core import byom
 from core.uncertainty.members import supported_sources
@@ -78,23 +79,15 @@ m4.metric("Mean epistemic (MI) clean → noise",
 st.subheader("Accuracy and AUROC per stress set")
 st.dataframe(numbers(accuracy_table(report)), hide_index=True, width="stretch", key="unc_accuracy")
 st.caption("—: the set has no labels (a noise image or a turned digit is no digit), so it has no accuracy.")
-which = st.radio("AUROC of each score for detecting", ["errors", "shift"], horizontal=True, key="unc_auroc_of",
-                 format_func={"errors": "the mean ensemble's mistakes (within each labelled set)",
-                              "shift": "adversarial / out-of-distribution inputs (against the clean test set)"}.get)
-table = auroc_table(report, which)
-st.dataframe(numbers(table), hide_index=True, width="stretch", key="unc_auroc")
-st.caption("AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher than "
-           "every correct (clean) one. Max-confidence ensembling takes, per input, the member that is most sure.")
+auroc_section(report, ["errors", "shift"],
+              {"errors": "the mean ensemble's mistakes (within each labelled set)",
+               "shift": "adversarial / out-of-distribution inputs (against the clean test set)"},
+              "AUROC 0.5: the score ranks the inputs at random; 1.0: every mistake (or shifted input) scores higher "
+              "than every correct (clean) one. Max-confidence ensembling takes, per input, the member that is most sure.")
 
 # -- scatter + details -----------------------------------------------------------------------------
 st.subheader("Aleatoric vs epistemic, input by input")
-s1, s2 = st.columns([3, 1.2])
-keep_valid("unc_sets", set_names)
-shown = s1.multiselect("Sets", set_names, default=set_names, key="unc_sets", format_func=set_titles.get)
-colour_by = s2.radio("Colour by", ["correct", "set"], horizontal=True, key="unc_colour",
-                     format_func={"correct": "right / wrong", "set": "stress set"}.get)
-if not shown:
-    shown = ["clean"]
+shown, colour_by = set_controls(set_names, set_titles, ["correct", "set"])
 points = scatter_points(report, shown)
 event = st.plotly_chart(uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by), key="unc_scatter",
                         on_select="rerun", selection_mode=("points",))

@@ -20,8 +20,11 @@ TIMEOUT = 300  # first use trains the members inside the run
 PAGE = "pages/uncertainty.py"
 
 
-def open_page(scenario: str = "digits", model: str | None = None, **widgets) -> AppTest:
+def open_page(scenario: str = "digits", model: str | None = None, uploads: list[str] | None = None,
+              **widgets) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if uploads:
+        at.session_state["tl_uploads"] = uploads
     at.session_state["tl_scenario"] = scenario
     if model:
         at.session_state["tl_model"] = model

@@ -15,11 +15,8 @@ from components.uncertainty_view import as_number, literal, numbers
 from core import byom
 from core.byom import DataSource
 from core.uncertainty.upload import upload_report
-from tests.conftest import ROOT
+from tests.pages.test_uncertainty import open_page as uncertainty_page
 from tests.hostile import models
-
-PAGE = "pages/uncertainty.py"
-
 
 @pytest.fixture(scope="module")
 def uploads():
@@ -51,16 +48,7 @@ def _scripted_cnn_with_dropout() -> bytes:
 
 
 def open_page(name: str, **widgets) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.session_state["tl_uploads"] = [name]
-    at.session_state["tl_scenario"] = name
-    at.run()
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    assert at.title[0].value == "Uncertainty"
+    at = uncertainty_page(name, uploads=[name], **widgets)
     assert at.session_state["tl_scenario"] == name
     return at
 
