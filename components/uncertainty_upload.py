@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, uncertainty_scatter
 from components.images import to_display
@@ -127,7 +127,7 @@ def render(sel: state.Selection) -> None:
                                  x_title=SCORE_TITLES[x_score], y_title=SCORE_TITLES[y_score],
                                  title=f"{short[x_score].capitalize()} vs {short[y_score]} (click a point)",
                                  x_label=short[x_score], y_label=short[y_score])
-    event = st.plotly_chart(figure, key="unc_scatter", on_select="rerun", selection_mode=("points",))
+    event = st.plotly_chart(present.figure(figure), key="unc_scatter", on_select="rerun", selection_mode=("points",))
     result, pick_set, pick_row = picked_input(report, points, shown, event, y_score)
     predicted = int(result.mean[pick_row].argmax())
     truth = "" if result.y is None else f", true {literal(names[int(result.y[pick_row])])}"
@@ -136,9 +136,9 @@ def render(sel: state.Selection) -> None:
     st.caption(" · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
     d1, d2 = st.columns([1, 3])
     _show_input(d1, result.set.bundle, pick_row, f"{set_titles[pick_set]} #{pick_row}")
-    d2.plotly_chart(member_heatmap(result.proba[:, pick_row], plot_names, member_labels,
+    d2.plotly_chart(present.figure(member_heatmap(result.proba[:, pick_row], plot_names, member_labels,
                                    title="The model's probabilities" if report.n_members == 1 else
-                                   "Every dropout sample's probabilities", with_mean=report.n_members > 1),
+                                   "Every dropout sample's probabilities", with_mean=report.n_members > 1)),
                     key="unc_members_heatmap")
 
     st.subheader("Most disputed inputs")
@@ -161,6 +161,6 @@ def render(sel: state.Selection) -> None:
 
     if report.n_members > 1:
         st.subheader("Agreement between dropout samples (clean test set)")
-        st.plotly_chart(agreement_heatmap(report.agreement, member_labels,
-                                          "Share of test inputs on which two samples predict the same class"),
+        st.plotly_chart(present.figure(agreement_heatmap(report.agreement, member_labels,
+                                          "Share of test inputs on which two samples predict the same class")),
                         key="unc_agreement")

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from components import cached, state
+from components import cached, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
@@ -30,28 +30,30 @@ if byom.is_upload(sel.scenario):  # any data kind: sources and stress sets that 
     st.stop()
 require_kind(sel, "image", ":material/image:")
 names = sel.spec.class_names
+present.example_bar("uncertainty", sel)
 
 with guarded():
     support = supported_sources(sel.scenario, sel.model)
-available = [k for k, reason in support.items() if reason is None]
-keep_valid("unc_source", available)
-kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
-                            format_func=lambda k: SOURCES[k], help="; ".join(
-                                f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
-c2, c3, c4 = st.columns([1.2, 1.6, 1.2])
-ensemble = kind in ("deep", "bootstrap")
-if ensemble:
-    n = c2.select_slider("Members K", [2, 3, 4, 5, 6, 8, 10], 5, key="unc_members",
-                         help="members trained once (together) and cached; more members train only the new ones")
-else:
-    n = c2.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
-                         help="stochastic forward passes (dropout masks or weight samples)")
-epsilon = c3.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
-                           help="largest change of any pixel (pixels in [0, 1]); the attack targets one model: "
-                                "member 1, or the deterministic model the stochastic source perturbs")
-use_autoencoder = c4.toggle("Autoencoder score", True, key="unc_autoencoder",
-                            help="reconstruction error of an autoencoder trained on the training images: "
-                                 "low = familiar data")
+with present.controls('Source, members and attack'):
+    available = [k for k, reason in support.items() if reason is None]
+    keep_valid("unc_source", available)
+    kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
+                                format_func=lambda k: SOURCES[k], help="; ".join(
+                                    f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
+    c2, c3, c4 = st.columns([1.2, 1.6, 1.2])
+    ensemble = kind in ("deep", "bootstrap")
+    if ensemble:
+        n = c2.select_slider("Members K", [2, 3, 4, 5, 6, 8, 10], 5, key="unc_members",
+                             help="members trained once (together) and cached; more members train only the new ones")
+    else:
+        n = c2.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
+                             help="stochastic forward passes (dropout masks or weight samples)")
+    epsilon = c3.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
+                               help="largest change of any pixel (pixels in [0, 1]); the attack targets one model: "
+                                    "member 1, or the deterministic model the stochastic source perturbs")
+    use_autoencoder = c4.toggle("Autoencoder score", True, key="unc_autoencoder",
+                                help="reconstruction error of an autoencoder trained on the training images: "
+                                     "low = familiar data")
 
 with guarded():
     source = cached.uncertainty_source(sel.scenario, sel.model, sel.variant, kind, int(n))
@@ -89,7 +91,7 @@ auroc_section(report, ["errors", "shift"],
 st.subheader("Aleatoric vs epistemic, input by input")
 shown, colour_by = set_controls(set_names, set_titles, ["correct", "set"])
 points = scatter_points(report, shown)
-event = st.plotly_chart(uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by), key="unc_scatter",
+event = st.plotly_chart(present.figure(uncertainty_scatter(points, [set_titles[s] for s in shown], colour_by)), key="unc_scatter",
                         on_select="rerun", selection_mode=("points",))
 result, pick_set, pick_row = picked_input(report, points, shown, event, "mutual_information")
 image = result.set.bundle.x[pick_row]
@@ -100,12 +102,12 @@ st.markdown(f"**Selected: {set_titles[pick_set]} #{pick_row}**: mean ensemble sa
 st.caption(" · ".join(f"{SCORE_TITLES[k]} {v[pick_row]:.3f}" for k, v in result.scores.items()))
 d1, d2 = st.columns([1, 3])
 d1.image(to_display(image, 160), caption=f"{set_titles[pick_set]} #{pick_row}", width="stretch")
-d2.plotly_chart(member_heatmap(result.proba[:, pick_row], names, labels), key="unc_members_heatmap")
+d2.plotly_chart(present.figure(member_heatmap(result.proba[:, pick_row], names, labels)), key="unc_members_heatmap")
 if ensemble and source.adapters[0].torch_module() is not None:
     with guarded(stop=False):
         saliency = cached.member_saliency(sel.scenario, sel.model, sel.variant, kind, int(n),
                                           np.asarray(image, dtype=np.float32), mean_pred)
-        st.plotly_chart(saliency_strip(image, saliency.maps, saliency.variance, labels), key="unc_saliency")
+        st.plotly_chart(present.figure(saliency_strip(image, saliency.maps, saliency.variance, labels)), key="unc_saliency")
         st.caption(f"Each member's gradient map toward {names[mean_pred]} (the mean ensemble's class), scaled to its own "
                    "maximum; the last map is the pixel-wise variance across members: where they disagree about why.")
 elif ensemble:
@@ -121,5 +123,5 @@ inspect_button(gallery_set, top)
 
 # -- agreement ---------------------------------------------------------------------------------------
 st.subheader("Agreement between members (clean test set)")
-st.plotly_chart(agreement_heatmap(report.agreement, labels, "Share of test inputs on which two members predict the same class"),
+st.plotly_chart(present.figure(agreement_heatmap(report.agreement, labels, "Share of test inputs on which two members predict the same class")),
                 key="unc_agreement")

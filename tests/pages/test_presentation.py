@@ -12,7 +12,8 @@ from core import curated, scenarios
 from tests.conftest import ROOT
 
 FILES = {"calibration": "pages/calibration.py", "images": "pages/images.py", "shapley": "pages/shapley.py",
-         "trust": "pages/trust.py", "embeddings": "pages/embeddings.py"}
+         "trust": "pages/trust.py", "embeddings": "pages/embeddings.py", "uncertainty": "pages/uncertainty.py",
+         "text": "pages/text.py"}
 
 
 def popovers(at: AppTest) -> list:
@@ -110,3 +111,26 @@ def test_without_presentation_mode_there_is_no_example_bar():
 
 def test_example_titles_are_shown_literally():
     assert present._md("a *b* [c](http://x) <script>") == r"a \*b\* \[c\]\(http://x\) \<script\>"
+
+
+def test_uncertainty_examples_select_the_disputed_input():
+    at = open_page("uncertainty", scenario="digits", present="1")
+    expected = curated.examples("digits", "uncertainty", model=at.session_state["tl_model"])
+    next_button(at, "uncertainty").click().run()
+    assert not at.exception, at.exception
+    assert tuple(at.session_state["unc_pick"]) == ("clean", expected[0].index)
+    assert "Example 1 of" in bar_text(at)
+
+
+def test_text_examples_open_their_document_with_their_model():
+    from tests.conftest import require_dataset
+
+    require_dataset("newsgroups")
+    at = open_page("text", scenario="newsgroups", present="1")
+    expected = curated.examples("newsgroups", "text", variant=at.session_state["tl_variant"],
+                                model=at.session_state["tl_model"])
+    next_button(at, "text").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="text_doc").value == expected[0].index
+    if expected[0].model:
+        assert at.selectbox(key="tl_model").value == expected[0].model
