@@ -455,12 +455,12 @@ def load_model_file(
             import torch
 
             module = torch.jit.load(io.BytesIO(data), map_location="cpu")
-            return _torch_adapter(module, name, filename, spec, fmt)
+            return _torch_adapter(module, name, filename, spec, fmt, data)
         if fmt == "torch_export":
             import torch
 
             program = torch.export.load(io.BytesIO(data))
-            return _torch_adapter(program.module(), name, filename, spec, fmt)
+            return _torch_adapter(program.module(), name, filename, spec, fmt, data)
         return _load_pickle(data, filename, fmt, name, spec)
     except TrustLensError:
         raise
@@ -508,7 +508,7 @@ def _load_pickle(data: bytes, filename: str, fmt: str, name: str, spec: ModelSpe
     import torch
 
     if isinstance(obj, torch.nn.Module):
-        return _torch_adapter(obj, name, filename, spec, fmt)
+        return _torch_adapter(obj, name, filename, spec, fmt, data)
     if isinstance(obj, dict):
         raise _refuse(filename, "the file holds a dict (a state dict?) without the model's architecture.",
                       "save the whole model with torch.jit.script(model).save('model.pt') instead.")
@@ -516,7 +516,8 @@ def _load_pickle(data: bytes, filename: str, fmt: str, name: str, spec: ModelSpe
                   "save a torch module or a scikit-learn estimator with predict_proba.")
 
 
-def _torch_adapter(module: Any, name: str, filename: str, spec: ModelSpecification, fmt: str) -> ModelAdapter:
+def _torch_adapter(module: Any, name: str, filename: str, spec: ModelSpecification, fmt: str,
+                   data: bytes) -> ModelAdapter:
     from core.adapters.uploaded_torch import UploadedTorchAdapter
 
     if spec.input_kind == "image":
@@ -524,7 +525,8 @@ def _torch_adapter(module: Any, name: str, filename: str, spec: ModelSpecificati
         module = normalised_module(module, spec.mean, spec.std, channels)
     else:
         module = normalised_module(module, None, None, 1)
-    return UploadedTorchAdapter(module, hookable_inner=fmt in PICKLE_FORMATS, name=name, class_names=spec.class_names,
+    return UploadedTorchAdapter(module, hookable_inner=fmt in PICKLE_FORMATS, source_hash=hashlib.sha256(data).hexdigest(),
+                                name=name, class_names=spec.class_names,
                                 input_kind=spec.input_kind, outputs=spec.outputs,
                                 description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
 

@@ -16,9 +16,13 @@ class UploadedTorchAdapter(TorchAdapter):
     model's raw scores) are offered; a plain ``nn.Module`` (a trusted pickle) offers every leaf.
     """
 
-    def __init__(self, module: Any, *, hookable_inner: bool, **kwargs: Any) -> None:
+    def __init__(self, module: Any, *, hookable_inner: bool, source_hash: str = "", **kwargs: Any) -> None:
+        # The fingerprint covers the weights and the layers' repr but not compiled code: two TorchScript
+        # files with the same weights (traced vs scripted, or another forward) must not share caches,
+        # so the uploaded file's own hash enters it too.
         self._hookable_inner = hookable_inner
-        super().__init__(module, **kwargs)
+        self._source_hash = source_hash
+        super().__init__(module, encoder_fingerprint=f"file:{source_hash}" if source_hash else "", **kwargs)
 
     @property
     def layers_hidden(self) -> bool:
@@ -33,6 +37,7 @@ class UploadedTorchAdapter(TorchAdapter):
         return [n for n in names if n in ("input", "output")]
 
     def with_module(self, module: Any, name: str) -> "UploadedTorchAdapter":
-        return UploadedTorchAdapter(module, hookable_inner=self._hookable_inner, name=name, class_names=self.class_names,
+        return UploadedTorchAdapter(module, hookable_inner=self._hookable_inner, source_hash=self._source_hash, name=name,
+                                    class_names=self.class_names,
                                     input_kind=self.info.input_kind, outputs=self.outputs, device=self.device,
                                     description=self.info.description)

@@ -110,6 +110,16 @@ def test_torch_family_round_trip(maker, fmt):
         assert adapter.torch_module() is not None and adapter.info.gradients_unavailable is None
 
 
+def test_fingerprint_covers_the_file_not_only_the_weights():
+    """Traced and scripted copies of one CNN have the same weights and layers but different code."""
+    module = cnn()
+    traced, scripted = torchscript_bytes(module), torchscript_bytes(module, scripted=True)
+    a = load_model_file(traced, "cnn.pt", SPEC)
+    assert load_model_file(traced, "other-name.pt", SPEC).fingerprint == a.fingerprint  # content, not name
+    assert load_model_file(scripted, "cnn.pt", SPEC).fingerprint != a.fingerprint
+    assert a.with_module(a.torch_module(), "copy").fingerprint == a.fingerprint
+
+
 def test_gradients_of_an_uploaded_torchscript_model_match_the_original():
     from core.attribution import explain_images
     from core.model_upload import normalised_module
