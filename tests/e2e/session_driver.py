@@ -201,7 +201,7 @@ class _Clock:
 
 
 async def _open(page, url: str, timeout: int) -> None:
-    await page.goto(url)
+    await page.goto(url, timeout=timeout)  # Playwright's default (30 s) is too short for 30 sessions on 2 cores
     await expect(page.locator(CONNECTED)).to_be_attached(timeout=timeout)
     await expect(helpers.title(page)).to_be_visible(timeout=timeout)
     await expect(helpers.metric(page, "Test accuracy")).to_be_visible(timeout=timeout)
@@ -370,6 +370,8 @@ async def _run(url: str, plans: list[Plan], *, timeout_ms: int, slow_job: SlowJo
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             contexts = [await browser.new_context(viewport=viewport) for _ in plans]
+            for context in contexts:  # clicks, uploads, screenshots: the same patience as the waits
+                context.set_default_timeout(timeout_ms)
             pages = [await c.new_page() for c in contexts]
             slow_page = None
             if slow_job is not None:
@@ -409,13 +411,16 @@ async def _run(url: str, plans: list[Plan], *, timeout_ms: int, slow_job: SlowJo
                 screenshot_dir.mkdir(parents=True, exist_ok=True)
                 for page, outcome in zip(pages, outcomes):
                     status = "ok" if outcome.ok else "FAILED"
-                    await page.screenshot(path=str(screenshot_dir / f"session-{outcome.plan.index:02d}-{status}.png"))
+                    try:  # best effort: a screenshot timing out under load must not lose the results
+                        await page.screenshot(path=str(screenshot_dir / f"session-{outcome.plan.index:02d}-{status}.png"))
+                    except Exception as exc:  # noqa: BLE001
+                        log(f"no screenshot of session {outcome.plan.index}: {type(exc).__name__}")
             if slow_job is not None and slow_page is not None and slow_job.error is None:
                 try:
                     await expect(slow_page.locator(NOT_RUNNING)).to_be_attached(timeout=timeout_ms)
                     slow_job.finished_s = time.perf_counter()
                     if screenshot_dir is not None:
-                        await slow_page.screenshot(path=str(screenshot_dir / "slow-job.png"))
+                        await slow_page.screenshot(path=str(screenshot_dir / "slow-job.png"), timeout=60_000)
                 except Exception as exc:  # noqa: BLE001
                     slow_job.error = f"did not finish: {type(exc).__name__}".splitlines()[0]
         finally:
