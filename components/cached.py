@@ -240,12 +240,21 @@ def member_saliency(scenario: str, model: str, variant: str | None, kind: str, n
     return compute(_uncertainty_source(scenario, model, variant, kind, n).adapters, image, target)
 
 
-@st.cache_data(show_spinner="Finding the examples worth showing…", max_entries=64)
-def curated_examples(scenario: str, page: str, variant: str | None, model: str | None) -> list:
-    """The curated examples presentation mode steps through (computed from cached predictions, disk-cached by core)."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _curated_memo(scenario: str, page: str, variant: str | None, model: str | None) -> dict:
+    return {}  # filled by curated_examples: a cold list may train models, with progress drawn in the page
+
+
+def curated_examples(scenario: str, page: str, variant: str | None, model: str | None, _progress=None) -> list:
+    """The curated examples presentation mode steps through (disk-cached by core; the list, read-only, in
+    memory for every session). The first call on a cold cache may train what the list needs (the
+    uncertainty page's ensemble): ``_progress`` shows it."""
     from core.curated import examples
 
-    return examples(scenario, page, variant=variant, model=model)
+    memo = _curated_memo(scenario, page, variant, model)
+    if "examples" not in memo:
+        memo["examples"] = tuple(examples(scenario, page, variant=variant, model=model, progress=_progress))
+    return list(memo["examples"])
 
 
 # -- uncertainty page: uploaded models ------------------------------------------------------------

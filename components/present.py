@@ -158,10 +158,11 @@ def example_bar(page: str, sel: state.Selection) -> None:
     if byom.is_upload(sel.scenario):
         return  # curated lists exist for the built-in scenarios only
     from components import cached
-    from components.feedback import guarded
+    from components.feedback import guarded, transient_progress
 
     with guarded(stop=False):
-        examples = cached.curated_examples(sel.scenario, page, sel.variant, sel.model)
+        with transient_progress("Finding the examples worth showing") as progress:
+            examples = cached.curated_examples(sel.scenario, page, sel.variant, sel.model, _progress=progress)
         if not examples:
             return
         position = st.session_state.get(STEP_KEY, {}).get(page)
