@@ -7,10 +7,10 @@ values into ``st.session_state`` so the widgets open on them, and :func:`publish
 which writes the current values back to the URL. Copying the address bar (or the sidebar's
 "Copy link") therefore reopens the same view in another browser.
 
-A URL value is applied only when it differs from the one this session last published or applied,
-so a widget the user just changed is never overwritten by the URL of the previous run. Values that
-do not parse are ignored (the widget keeps its default); values a widget does not offer are dropped
-by the widget itself or by the page's own filtering.
+The URL is read once per session and page (a link opens a new session), so a widget the user
+just changed is never overwritten by an older URL. Values that do not parse are ignored (the widget
+keeps its default); values a widget does not offer are dropped by the widget itself or by the
+page's own filtering.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import streamlit as st
 
 from components import state
 
-SEEN_KEY = "tl_link_seen"  # URL name -> encoded value this session last applied or published
+RESTORED_KEY = "tl_link_restored"  # scopes ("shared", "page:<path>") whose URL values this session has read
 PRESENT_KEY = "tl_present"
 
 
@@ -158,20 +158,23 @@ def decode(kind: str, text: str) -> Any:
 
 # -- restore / publish ------------------------------------------------------------------------------
 
-def _seen() -> dict[str, str]:
-    if SEEN_KEY not in st.session_state:
-        st.session_state[SEEN_KEY] = {}
-    return st.session_state[SEEN_KEY]
+def _restore(params: tuple[Param, ...], scope: str) -> list[str]:
+    """Copy the URL's values into session state, once per ``scope`` and session; returns the keys set.
 
-
-def _restore(params: tuple[Param, ...], prefix: str = "") -> list[str]:
-    """Copy URL values that are new to this session into session state; returns the keys set."""
-    seen, applied = _seen(), []
+    Only the first run of a session (shared values) or of a page in it reads the URL: a link opens
+    a new session. Later runs never do, because the query string a rerun request carries can be
+    older than the value the session holds (a widget changed right after the previous run wrote
+    the URL), and applying it would undo the user's change.
+    """
+    restored = st.session_state.setdefault(RESTORED_KEY, set())
+    if scope in restored:
+        return []
+    restored.add(scope)
+    applied = []
     for p in params:
         text = st.query_params.get(p.name)
-        if text is None or seen.get(prefix + p.name) == text:
+        if text is None:
             continue
-        seen[prefix + p.name] = text
         try:
             st.session_state[p.key] = decode(p.kind, text)
         except (ValueError, TypeError):
@@ -182,7 +185,7 @@ def _restore(params: tuple[Param, ...], prefix: str = "") -> list[str]:
 
 def restore_shared() -> None:
     """Scenario, model, variant and presentation mode from the URL (call before the sidebar is drawn)."""
-    applied = _restore(SHARED)
+    applied = _restore(SHARED, "shared")
     names = list(state.session_uploads()) + _builtin_names()
     if state.SCENARIO_KEY in applied:
         name = st.session_state[state.SCENARIO_KEY]
@@ -201,7 +204,7 @@ def _builtin_names() -> list[str]:
 
 def restore_page(url_path: str) -> None:
     """The page's linked widget values from the URL (call after st.navigation, before the page runs)."""
-    _restore(PAGE_PARAMS.get(url_path, ()), prefix=f"{url_path}/")
+    _restore(PAGE_PARAMS.get(url_path, ()), f"page:{url_path}")
 
 
 def current_params(url_path: str) -> dict[str, str]:
@@ -222,9 +225,6 @@ def current_params(url_path: str) -> dict[str, str]:
 def publish(url_path: str) -> None:
     """Write the current view to the URL (call after the page ran, also when it stopped early)."""
     params = current_params(url_path)
-    seen = _seen()
-    for name, text in params.items():
-        seen[name if any(p.name == name for p in SHARED) else f"{url_path}/{name}"] = text
     if dict(st.query_params) != params:
         st.query_params.from_dict(params)
 

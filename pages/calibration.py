@@ -21,7 +21,9 @@ st.caption(
 )
 
 present.example_bar("calibration", sel)
-trained = [m for m in spec.model_names if m == sel.model or scenarios.is_trained(sel.scenario, m, sel.variant)]
+# the sidebar's model first: the first compared model is drawn with its bins and lists a bin's samples
+trained = [sel.model] + [m for m in spec.model_names
+                         if m != sel.model and scenarios.is_trained(sel.scenario, m, sel.variant)]
 with present.controls('Models and binning'):
     c1, c2, c3, c4 = st.columns([2, 1, 1.1, 2.3])
     models = c1.multiselect(

@@ -150,3 +150,15 @@ def test_a_page_that_stops_early_still_links_its_scenario():
     assert at.query_params["scenario"] in ("breast-cancer", ["breast-cancer"])
     code = [c.value for c in at.sidebar.code]
     assert code and "uncertainty?" in code[0] and "scenario=breast-cancer" in code[0], code
+
+
+def test_a_stale_url_in_a_later_run_never_undoes_a_choice():
+    """A rerun request can carry the query string from before the previous run rewrote it (a quick
+    second click): only a session's first run reads the URL."""
+    at = open_link("", scenario="digits")
+    at.selectbox(key="tl_scenario").set_value("breast-cancer").run()
+    at.query_params.clear()
+    at.query_params.update({"scenario": "digits", "model": "cnn"})  # what the browser still showed
+    at.selectbox(key="tl_model").set_value("logreg").run()
+    assert at.selectbox(key="tl_scenario").value == "breast-cancer"
+    assert at.selectbox(key="tl_model").value == "logreg"
