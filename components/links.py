@@ -25,6 +25,7 @@ from components import state
 
 RESTORED_KEY = "tl_link_restored"  # scopes ("shared", "page:<path>") whose URL values this session has read
 PRESENT_KEY = "tl_present"
+VIEW, HOME_VIEW = "view", "home"  # the page a written link belongs to
 
 
 @dataclass(frozen=True)
@@ -203,22 +204,33 @@ def _builtin_names() -> list[str]:
 
 
 def restore_page(url_path: str) -> None:
-    """The page's linked widget values from the URL (call after st.navigation, before the page runs)."""
+    """The page's linked widget values from the URL (call after st.navigation, before the page runs).
+
+    Links written by :func:`publish` name their page (``view=``); values written for another page
+    (several pages share names such as ``classes`` or ``sort``) are not applied here. A hand-written
+    link without ``view`` applies to the page in its path.
+    """
+    view = st.query_params.get(VIEW)
+    if view is not None and view != (url_path or HOME_VIEW):
+        st.session_state.setdefault(RESTORED_KEY, set()).add(f"page:{url_path}")
+        return
     _restore(PAGE_PARAMS.get(url_path, ()), f"page:{url_path}")
 
 
 def current_params(url_path: str) -> dict[str, str]:
     """The query string of the current view: shared values, then the page's values that are set."""
     out: dict[str, str] = {}
-    for p in (*SHARED, *PAGE_PARAMS.get(url_path, ())):
+    for p in SHARED:
+        text = encode(p.kind, st.session_state.get(p.key))
+        if text is not None and not (p.kind == "bool" and text == "0"):
+            out[p.name] = text
+    out[VIEW] = url_path or HOME_VIEW
+    for p in PAGE_PARAMS.get(url_path, ()):
         if p.key not in st.session_state:
             continue
         text = encode(p.kind, st.session_state[p.key])
-        if text is None or (p.kind == "bool" and p.name == "present" and text == "0"):
-            continue
-        if p.name in out:
-            continue
-        out[p.name] = text
+        if text is not None and p.name not in out:
+            out[p.name] = text
     return out
 
 

@@ -224,7 +224,7 @@ def test_newsgroups_page_lists_the_documents_of_a_bin():
     assert not np.any(correct[:-1] & ~correct[1:])
     for group in (correct, ~correct):
         assert np.all(np.diff(samples["confidence"].to_numpy()[group]) <= 1e-12)
-    assert at.code, "the first listed document is shown"
+    assert at.main.code, "the first listed document is shown"
 
 
 def test_one_vs_rest_curve_for_a_class():

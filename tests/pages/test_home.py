@@ -87,7 +87,7 @@ def test_text_browser_shows_the_selected_document_verbatim():
     at = run_app("newsgroups", "logreg", "headers", home_correctness="incorrect")
     assert not at.exception
     test = scenarios.load_data("newsgroups", "headers")["test"]
-    texts = [c.value for c in at.code]
+    texts = [c.value for c in at.main.code]
     assert texts, "the first matching document should be shown"
     # st.code drops one trailing newline; everything else (spaces, header lines) is kept.
     stored = {t.removesuffix("\n"): t for t in test.x}

@@ -55,6 +55,7 @@ def test_url_names_are_unique_per_page():
         names = [p.name for p in params]
         assert len(names) == len(set(names)), page
         assert not shared & set(names), page
+        assert links.VIEW not in names, page
 
 
 def test_every_page_of_the_navigation_has_a_parameter_table():
@@ -162,3 +163,14 @@ def test_a_stale_url_in_a_later_run_never_undoes_a_choice():
     at.selectbox(key="tl_model").set_value("logreg").run()
     assert at.selectbox(key="tl_scenario").value == "breast-cancer"
     assert at.selectbox(key="tl_model").value == "logreg"
+
+
+def test_values_written_for_another_page_are_not_applied():
+    """Home writes classes / correct / sort too: they must not leak into the image page's filters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["img_correctness"] = "incorrect"
+    at.query_params.update({"scenario": "digits", "view": "home", "correct": "all", "sort": "index"})
+    at.run()
+    at.switch_page(PAGE_FILES["images"]).run()
+    assert at.radio(key="img_correctness").value == "incorrect"
+    assert at.query_params["view"] in ("images", ["images"])

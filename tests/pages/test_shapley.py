@@ -84,7 +84,7 @@ def test_tabular_shap_section_matches_core_and_is_additive():
     assert metrics["Mean base value"] == f"{float(np.mean(expl.base_values)):.4f}"
     waterfall = next(c for c in charts(at) if c["data"][0]["type"] == "waterfall")
     assert waterfall["layout"]["title"]["text"].startswith("Why row 0")
-    assert at.code[-1].value.splitlines()[0].startswith("|--- Sex_male <=")  # the glass-box tree
+    assert at.main.code[-1].value.splitlines()[0].startswith("|--- Sex_male <=")  # the glass-box tree
 
 
 def test_image_scenario_shows_pixel_shap_beside_integrated_gradients():
