@@ -30,6 +30,8 @@ class _Bayes(nn.Module):
     """Shared parameter handling: mu / rho for weight and bias, sampled when ``sampling`` is on."""
 
     sampling: bool = False
+    slot: int = 0  # this layer's place in the model: its key for keyed draws
+    draws_keyed = True  # inside keyed.keyed_draws a pass draws one weight sample for all inputs
 
     def _init(self, weight_shape: tuple[int, ...], fan_in: int, out: int) -> None:
         bound = 1.0 / math.sqrt(fan_in)
@@ -41,8 +43,13 @@ class _Bayes(nn.Module):
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.sampling:
             return self.weight_mu, self.bias_mu
-        w = self.weight_mu + F.softplus(self.weight_rho) * torch.randn_like(self.weight_mu)
-        b = self.bias_mu + F.softplus(self.bias_rho) * torch.randn_like(self.bias_mu)
+        from core.uncertainty.keyed import pass_generator
+
+        g = pass_generator(self.slot, self.weight_mu.device)  # None: training, draws from the global generator
+        mu, rho = self.weight_mu, self.weight_rho
+        w = mu + F.softplus(rho) * torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype)
+        mu, rho = self.bias_mu, self.bias_rho
+        b = mu + F.softplus(rho) * torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype)
         return w, b
 
     def kl(self, prior_sigma: float) -> torch.Tensor:
@@ -96,9 +103,10 @@ def bayes_cnn(height: int, width: int, channels: int = 1, n_classes: int = 10, m
 
 def set_sampling(module: nn.Module, on: bool) -> nn.Module:
     """Switch every variational layer between weight samples (on) and weight means (off)."""
-    for layer in module.modules():
-        if isinstance(layer, _Bayes):
-            layer.sampling = on
+    layers = [layer for layer in module.modules() if isinstance(layer, _Bayes)]
+    for slot, layer in enumerate(layers):
+        layer.sampling = on
+        layer.slot = slot
     return module
 
 

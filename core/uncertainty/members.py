@@ -323,31 +323,33 @@ def forget_members() -> None:
 DROPOUT_TYPES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
 
 
+def layer_type(module: Any) -> str:
+    """A module's class name; TorchScript submodules are all RecursiveScriptModule, their class survives as original_name."""
+    return str(getattr(module, "original_name", None) or type(module).__name__)
+
+
 def dropout_layers(module: Any) -> list[str]:
-    """Names of the module's dropout layers (empty: MC dropout has nothing to sample)."""
-    return [name for name, m in module.named_modules() if type(m).__name__ in DROPOUT_TYPES]
+    """Names of the module's dropout layers, TorchScript ones included (empty: MC dropout has nothing to sample)."""
+    return [name for name, m in module.named_modules() if layer_type(m) in DROPOUT_TYPES]
 
 
-def mc_dropout_module(module: Any, rate: float | None = None) -> Any:
-    """A copy of ``module`` in inference mode except its dropout layers, which stay stochastic.
+def mc_dropout_module(module: Any, rate: float | None = None, *,
+                      hint: str = "use a deep or bootstrap ensemble instead.") -> Any:
+    """A copy of ``module`` in inference mode except its dropout layers, which sample.
 
     A copy, because adapters are shared across sessions: switching the shared module's dropout on
-    would make everyone else's predictions random. ``rate`` replaces every dropout probability
-    (0 turns MC dropout into the deterministic model; None keeps the trained rates).
+    would make everyone else's predictions random. Python dropout layers become keyed ones (masks
+    keyed by seed, pass and sample: the same numbers at any batch size); a TorchScript model's
+    keep their own draws. ``rate`` replaces every dropout probability (0 turns MC dropout into the
+    deterministic model; None keeps the trained rates).
     """
-    names = dropout_layers(module)
-    if not names:
-        raise ParameterError("MC dropout needs dropout layers, and this model has none.",
-                             hint="use a deep or bootstrap ensemble instead.")
+    if not dropout_layers(module):
+        raise ParameterError("MC dropout needs dropout layers (nn.Dropout...), and this model has none.", hint=hint)
     if rate is not None and not 0.0 <= float(rate) < 1.0:
         raise ParameterError(f"The 'rate' parameter of mc_dropout must be in [0, 1). Got {rate} instead.")
-    clone = copy.deepcopy(module).eval()
-    for name, layer in clone.named_modules():
-        if type(layer).__name__ in DROPOUT_TYPES:
-            layer.train()  # batch norm and the rest stay frozen in eval mode
-            if rate is not None:
-                layer.p = float(rate)
-    return clone
+    from core.uncertainty.keyed import sampling_copy
+
+    return sampling_copy(module, rate)
 
 
 def stochastic_passes(
@@ -365,22 +367,30 @@ def stochastic_passes(
     """``passes`` forward passes of a stochastic ``module`` over ``x``: ndarray (passes, n, n_classes), float32.
 
     Each batch of inputs goes through the module ``passes`` times in a row (moderate batches are
-    fastest here); torch's generator is forked and seeded so the result depends on ``seed`` only.
+    fastest here). A module whose draws are all keyed (:func:`core.uncertainty.keyed.is_keyed`: our
+    dropout copies, the Bayes sampler) gives the same numbers at any batch size, and needs no lock;
+    any other (TorchScript dropout) draws from torch's global generator, forked and seeded, so its
+    result depends on ``seed`` and on ``batch_size``.
     """
     import torch
 
     from core.batching import for_each_range
+    from core.uncertainty.keyed import is_keyed, keyed_draws
 
     passes = check_int("passes", passes, "stochastic_passes")
     n = len(x)
     out: np.ndarray | None = None
+    keyed = is_keyed(module)
+    draw = None
 
     def step(start: int, stop: int) -> None:
         nonlocal out
         inputs = to_tensor(x[start:stop])
         chunk = []
         with torch.inference_mode():
-            for _ in range(passes):
+            for t in range(passes):
+                if draw is not None:
+                    draw.pass_index, draw.offset = t, start
                 z = module(inputs).float()
                 chunk.append(torch.softmax(z, dim=1) if outputs == "logits" else z)
         block = torch.stack(chunk).cpu().numpy()
@@ -388,8 +398,12 @@ def stochastic_passes(
             out = np.empty((passes, n, block.shape[2]), dtype=np.float32)
         out[:, start:stop] = block
 
-    devices = [torch.device(to_tensor(x[:1]).device)] if n else []
-    cuda = [d.index or 0 for d in devices if d.type == "cuda"]
-    with exclusive_global_rng(seed, cuda_devices=cuda):  # dropout / weight noise draw from the global generator
-        for_each_range(step, n, batch_size, owner="stochastic_passes", progress=progress, message=message)
+    if keyed:
+        with keyed_draws(seed) as draw:
+            for_each_range(step, n, batch_size, owner="stochastic_passes", progress=progress, message=message)
+    else:
+        devices = [torch.device(to_tensor(x[:1]).device)] if n else []
+        cuda = [d.index or 0 for d in devices if d.type == "cuda"]
+        with exclusive_global_rng(seed, cuda_devices=cuda):  # TorchScript dropout draws from the global generator
+            for_each_range(step, n, batch_size, owner="stochastic_passes", progress=progress, message=message)
     return out if out is not None else np.empty((passes, 0, 0), dtype=np.float32)

@@ -119,8 +119,10 @@ class Source:
                                                 batch_size=batch_size, outputs=outputs, progress=progress,
                                                 message=SOURCES[self.kind])
 
+        # draws keyed by sample (the same numbers at any batch size); before, masks were drawn per batch
         return store.cached(compute, op="stochastic_passes", model_fingerprint=self.fingerprint,
-                            data_fingerprint=bundle.fingerprint, params={"passes": self.n_members, "seed": self.seed},
+                            data_fingerprint=bundle.fingerprint,
+                            params={"passes": self.n_members, "seed": self.seed, "draws": "keyed"},
                             libraries=("numpy", "torch"))
 
 

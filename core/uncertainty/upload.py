@@ -36,7 +36,7 @@ from core.bundle import DataBundle
 from core.errors import ParameterError, check_int, unknown_name
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
-from core.uncertainty.members import DROPOUT_TYPES
+from core.uncertainty.members import DROPOUT_TYPES, dropout_layers, layer_type, mc_dropout_module
 from core.uncertainty.report import SINGLE_MODEL_SCORES, UncertaintyReport, report_of_sets
 from core.uncertainty.stress import DEFAULT_EPSILON, StressSet
 
@@ -48,7 +48,7 @@ IMAGE_SIGMAS = (0.1, 0.25, 0.5)  # pixels in [0, 1]
 FEATURE_SIGMAS = (0.5, 1.0)  # in units of each feature's standard deviation on the train split
 FEATURE_SHIFT = 2.0  # standard deviations
 WORD_DROPOUT = (0.25, 0.5)
-MC_VERSION = 1
+MC_VERSION = 2  # 2: masks keyed by sample (independent of the batch size) where the dropout is Python's
 DEFAULT_BATCH_SIZE = 128
 NO_MC_FORMATS = {
     "torch_export": "a torch.export program is a fixed graph of operations: dropout was compiled in with the mode "
@@ -61,32 +61,13 @@ NO_MC_FORMATS = {
 
 
 # -- MC dropout ---------------------------------------------------------------------------------
-def _layer_type(module: Any) -> str:
-    # TorchScript submodules are all RecursiveScriptModule; their Python class survives as original_name.
-    return str(getattr(module, "original_name", None) or type(module).__name__)
-
-
-def dropout_modules(module: Any) -> list[str]:
-    """Names of ``module``'s dropout modules, TorchScript ones included (empty: nothing to sample)."""
-    return [name for name, m in module.named_modules() if _layer_type(m) in DROPOUT_TYPES]
-
-
 def mc_dropout_copy(module: Any) -> Any:
     """A copy of ``module`` in evaluation mode except its dropout modules, which sample.
 
     A copy, because uploaded adapters are shared by every session: switching the shared module's
     dropout on would make everyone's predictions random.
     """
-    names = dropout_modules(module)
-    if not names:
-        raise ParameterError("MC dropout needs dropout modules (nn.Dropout...), and this model has none.",
-                             hint="use the model's own probabilities as the source.")
-    clone = copy.deepcopy(module)
-    clone.eval()
-    for _, layer in clone.named_modules():
-        if _layer_type(layer) in DROPOUT_TYPES:
-            layer.train()  # batch norm and the rest stay in evaluation mode
-    return clone
+    return mc_dropout_module(module, hint="use the model's own probabilities as the source.")
 
 
 def mc_dropout_reason(uploaded: "UploadedScenario") -> str | None:
@@ -99,10 +80,10 @@ def mc_dropout_reason(uploaded: "UploadedScenario") -> str | None:
     module = adapter.torch_module()
     if module is None:
         return f"{title}: the model runs without torch, so there are no dropout modules to switch on"
-    names = dropout_modules(module)
+    names = dropout_layers(module)
     if not names:
         return f"{title}: the model has no dropout modules (nn.Dropout, Dropout2d, AlphaDropout...)"
-    rates = [float(getattr(layer, "p", 1.0)) for _, layer in module.named_modules() if _layer_type(layer) in DROPOUT_TYPES]
+    rates = [float(getattr(layer, "p", 1.0)) for _, layer in module.named_modules() if layer_type(layer) in DROPOUT_TYPES]
     if rates and max(rates) <= 0:
         return f"{title}: every dropout module has probability p = 0, so the passes would all be equal"
     sample = uploaded.splits["test"].x[:8]
@@ -182,9 +163,13 @@ class UploadSource:
             return _passes(self._module, self.adapter, bundle.x, self.n_members, seed=self.seed, batch_size=batch_size,
                            progress=progress)
 
+        from core.uncertainty.keyed import is_keyed
+
+        params: dict[str, Any] = {"passes": self.n_members, "seed": self.seed, "version": MC_VERSION}
+        if not is_keyed(self._module):  # TorchScript dropout draws per batch: the batch size changes the masks
+            params["batch_size"] = batch_size
         return store.cached(compute, op="upload_mc_dropout", model_fingerprint=self.fingerprint,
-                            data_fingerprint=bundle.fingerprint,
-                            params={"passes": self.n_members, "seed": self.seed, "version": MC_VERSION},
+                            data_fingerprint=bundle.fingerprint, params=params,
                             libraries=("numpy", "torch"))
 
 

@@ -12,7 +12,8 @@ from core import byom
 from core.byom import DataSource
 from core.errors import ParameterError, TrustLensError
 from core.uncertainty.report import MARGIN, SINGLE_MODEL_SCORES
-from core.uncertainty.upload import (FEATURE_SHIFT, IMAGE_SIGMAS, WORD_DROPOUT, dropout_modules, fgsm_reason,
+from core.uncertainty.members import dropout_layers
+from core.uncertainty.upload import (FEATURE_SHIFT, IMAGE_SIGMAS, WORD_DROPOUT, fgsm_reason,
                                      generic_stress_sets, mc_dropout_reason, upload_report, upload_source,
                                      upload_support)
 from tests.hostile import models
@@ -66,7 +67,7 @@ def upload(module, how: str, data: bytes) -> byom.UploadedScenario:
 def test_mc_dropout_on_a_scripted_model_varies_and_leaves_the_model_unchanged(digits_zip, tmp_store):
     uploaded = upload(net(), "script", digits_zip)
     adapter = uploaded.trained.adapter
-    assert dropout_modules(adapter.torch_module()) == ["inner.5"]  # found through TorchScript's original_name
+    assert dropout_layers(adapter.torch_module()) == ["inner.5"]  # found through TorchScript's original_name
     assert upload_support(uploaded) == {"single": None, "mc_dropout": None}
     test = uploaded.splits["test"]
     before = adapter.predict_proba(test.x)
@@ -82,6 +83,9 @@ def test_mc_dropout_on_a_scripted_model_varies_and_leaves_the_model_unchanged(di
     np.testing.assert_allclose(again, proba, atol=1e-6)
     other = upload_source(uploaded, "mc_dropout", 6, seed=4).probabilities(test, batch_size=7, store=fresh)
     assert not np.allclose(other, proba)
+    # TorchScript dropout draws its masks per batch: another batch size is another cache entry, not a stale hit
+    by_5 = upload_source(uploaded, "mc_dropout", 6, seed=3).probabilities(test, batch_size=5, store=fresh)
+    assert not np.allclose(by_5, proba)
     # the shared model is untouched: still in evaluation mode, same outputs
     inner_dropout = dict(adapter.torch_module().named_modules())["inner.5"]
     assert inner_dropout.training is False
@@ -92,7 +96,7 @@ def test_mc_dropout_on_a_scripted_model_varies_and_leaves_the_model_unchanged(di
 
 def test_a_traced_model_with_dropout_is_measured_and_refused_with_the_reason(digits_zip):
     uploaded = upload(net(), "trace", digits_zip)
-    assert dropout_modules(uploaded.trained.adapter.torch_module())  # the module is there...
+    assert dropout_layers(uploaded.trained.adapter.torch_module())  # the module is there...
     reason = mc_dropout_reason(uploaded)  # ...but its dropout was recorded in evaluation mode
     assert reason is not None and "torch.jit.trace" in reason and "torch.jit.script" in reason
     with pytest.raises(ParameterError, match="torch.jit.trace"):
