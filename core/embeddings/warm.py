@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.rng import exclusive_global_rng
+
 _lock = threading.Lock()
 _state: dict[str, float | str | None] = {"status": "cold", "seconds": None, "error": None}
 
@@ -54,9 +56,12 @@ def warm_umap(n_points: int = 4500, metrics: tuple[str, ...] = ("euclidean",)) -
         for metric in metrics:
             # The two paths core.embeddings.projection.umap_fit takes: parallel, unseeded (maps above
             # 5,000 points) and seeded, single-threaded (smaller maps) compile different functions.
-            model = umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, n_jobs=max(1, os.cpu_count() or 1),
-                              low_memory=True, verbose=False).fit(x)
-            model.transform(x[:50])
+            # The unseeded fit draws from numpy's global generator: hold its lock (core.rng), or this
+            # warm-up would move another session's seeded draws (training, shap) mid-computation.
+            with exclusive_global_rng(torch=False):
+                model = umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, n_jobs=max(1, os.cpu_count() or 1),
+                                  low_memory=True, verbose=False).fit(x)
+                model.transform(x[:50])
             umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, random_state=0, n_jobs=1, low_memory=True,
                       verbose=False).fit(x[:1000]).transform(x[:50])
     except Exception as exc:  # warming is an optimisation: a failure only means the first real fit compiles
