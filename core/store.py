@@ -24,7 +24,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -123,7 +124,7 @@ class ArtifactStore:
                 f"Cannot create the cache folder {str(self.root)!r}: {exc.strerror or exc}.",
                 hint=f"set {ENV_VAR} to a writable folder.",
             ) from exc
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, list[Any]] = {}  # key -> [lock, callers holding or waiting]; dropped at 0
         self._locks_guard = threading.Lock()
         self.hits = self.misses = self.corrupt = 0
 
@@ -133,9 +134,23 @@ class ArtifactStore:
             raise ValueError(f"Cache keys are sha256 hex digests; got {key!r}.")
         return self.root / key[:2] / f"{key}.pkl"
 
-    def _lock(self, key: str) -> threading.Lock:
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        """One lock per key while anyone computes or waits for it; forgotten afterwards (a long-running
+        server asks for a new key with every parameter a user tries, so kept locks would only grow)."""
         with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+            entry = self._locks.get(key)
+            if entry is None:
+                entry = self._locks[key] = [threading.Lock(), 0]
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._locks_guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
 
     # -- reading and writing ---------------------------------------------------------------
     def contains(self, key: str) -> bool:

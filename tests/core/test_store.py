@@ -402,6 +402,20 @@ def test_concurrent_get_or_compute_computes_once(tmp_store):
     assert compute.calls == 1
     assert results == [{"v": 7}] * 8
     assert tmp_store.stats().misses == 1 and tmp_store.stats().hits == 7
+    assert tmp_store._locks == {}  # the key's lock is forgotten once nobody holds or waits for it
+
+
+def test_per_key_locks_do_not_accumulate(tmp_store):
+    """A long-running server asks for a new key with every parameter a user tries: the locks must not pile up."""
+    for i in range(200):
+        tmp_store.get_or_compute(make_key(f"many-{i}"), lambda i=i: i)
+    with pytest.raises(RuntimeError):
+        tmp_store.get_or_compute(make_key("fails"), _raise_runtime_error)
+    assert tmp_store._locks == {}
+
+
+def _raise_runtime_error():
+    raise RuntimeError("compute failed")
 
 
 def test_different_keys_compute_in_parallel(tmp_store):
