@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     steps, orders = 100, 2 + 3
     deletion_rows = (steps + 1) * 2 * orders
     ours_deletion = median_time(lambda: faithfulness_curves(adapter, x, target, heat, steps=steps, random_orders=3,
-                                                            context=context, batch_size=2048), args.repeats)
+                                                            context=context, batch_size=args.batch_size), args.repeats)
     floor_deletion = median_time(lambda: floor(0, deletion_rows), args.repeats)
 
     rows = [
