@@ -8,7 +8,10 @@ Measured side by side in one process, each the median of ``--repeats`` runs afte
   is included). ``ensemble_floor_s``: the same K members' bare forward passes over the same
   batches (``module(x)`` under ``torch.inference_mode``, nothing else).
 - ``mc_s``: T MC dropout passes (``Source.probabilities`` of the ``mc_dropout`` source, fresh
-  store), against ``mc_floor_s``: T bare forward passes of the dropout-on copy over the same batches.
+  store; masks keyed by seed, pass and sample), against ``mc_floor_s``: T bare forward passes of
+  the dropout-on copy over the same batches with torch's own dropout (outside a keyed draw the copy's
+  layers call ``F.dropout``), and ``mc_eval_floor_s``: T forward passes of the model with no dropout
+  at all (the floor of the forward passes themselves).
 - ``train_digits_s``: training 5 digits CNN members from scratch (fresh store), the way the page
   trains them (together, one vmapped model; see ``core.uncertainty.members.trains_jointly``), against
   ``train_one_digits_s``: one member with the scenario's own training loop (5x that is what
@@ -120,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     module, to_tensor, _outputs = mc._stochastic
     mc_s, _ = timed(lambda: mc.probabilities(test, batch_size=bs, store=fresh()), args.repeats)
     mc_floor, _ = timed(lambda: forward_floor(module, to_tensor, test.x, bs, args.mc_samples), args.repeats)
+    eval_module = mc.adapters[0].torch_module()  # the shared model, in evaluation mode: dropout is the identity
+    mc_eval_floor, _ = timed(lambda: forward_floor(eval_module, to_tensor, test.x, bs, args.mc_samples), args.repeats)
     rows.append(("MC dropout", f"T={args.mc_samples}", mc_s, mc_floor))
+    rows.append(("  vs eval", f"T={args.mc_samples}", mc_s, mc_eval_floor))
 
-    result.update({"mc_s": round(mc_s, 3), "mc_floor_s": round(mc_floor, 3), "mc_ratio": round(mc_s / mc_floor, 3)})
+    result.update({"mc_s": round(mc_s, 3), "mc_floor_s": round(mc_floor, 3), "mc_ratio": round(mc_s / mc_floor, 3),
+                   "mc_eval_floor_s": round(mc_eval_floor, 3), "mc_eval_ratio": round(mc_s / mc_eval_floor, 3)})
     if args.upload:
         source, upload_test = uploaded_mc(args.scenario, test, args.mc_samples)
         up_s, _ = timed(lambda: source.probabilities(upload_test, batch_size=bs, store=fresh()), args.repeats)
