@@ -19,6 +19,8 @@ without a slow job.
 
 Latency of an interaction: from the click to the new content being visible, the script run
 settled and the page painted (Plotly axes drawn, images loaded), measured in the browser client.
+CPU: per round, the server process's CPU seconds against the whole machine's busy core-seconds
+(/proc), so a reader can tell the server's share from the N browsers' on the same cores.
 Memory: the server process's peak resident set (VmHWM from /proc/<pid>/status, and the peak of
 RSS polled every 0.25 s summed over the server and any child processes).
 
@@ -80,6 +82,27 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy so far (/proc/stat; idle and iowait excluded)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (sum(values[:8]) - values[3] - values[4]) / _TICK
 
 
 class MemoryPoller:
@@ -154,6 +177,11 @@ def print_table(rounds: list[dict]) -> None:
                    f"{j['still_running_when_others_done']}" + (f", error: {j['error']}" if j["error"] else ""))
         print(f"    -> {r['succeeded']}/{r['sessions']} succeeded, {r['leaked']} with leaked state, "
               f"round {r['wall_s']} s{job}")
+        cpu = r.get("cpu")
+        if cpu and cpu["machine_busy_s"]:
+            print(f"       CPU: the server {cpu['server_s']} s of {cpu['machine_busy_s']} busy core-seconds "
+                  f"({cpu['server_s'] / cpu['machine_busy_s']:.0%}; {cpu['cores']} cores, "
+                  f"{cpu['cores'] * r['wall_s']:.0f} core-seconds in the round); the rest is the browsers and the driver")
         for error in r["errors"]:
             print(f"       error: {error}")
         for leak in r["leaks"]:
@@ -212,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
             variants = [None] + ([driver.SlowJob(seed=int(time.time()) % 9000 + 1000)] if slow_job else [])
             for job in variants:
                 shots = None if args.screenshots is None else args.screenshots / f"n{n}{'-slow' if job else ''}"
+                server_before, busy_before = process_cpu_s(proc.pid), machine_busy_s()
                 result = driver.run_sessions(url, driver.make_plans(n, scenarios), timeout_ms=timeout_ms,
                                              slow_job=job, viewport=VIEWPORT, screenshot_dir=shots,
                                              log=lambda m: print("  " + m, flush=True))
                 rounds.append(summarise(result))
+                # Where the machine's CPU went: the server, or the N browsers sharing its cores.
+                rounds[-1]["cpu"] = {"server_s": round(process_cpu_s(proc.pid) - server_before, 1),
+                                     "machine_busy_s": round(machine_busy_s() - busy_before, 1),
+                                     "cores": os.cpu_count()}
                 print(f"round N={n} slow job={'yes' if job else 'no'}: {rounds[-1]['succeeded']}/{n} succeeded, "
                       f"{rounds[-1]['wall_s']} s", flush=True)
         vmhwm_kb = _status_kb(proc.pid, "VmHWM")
