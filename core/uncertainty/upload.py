@@ -24,7 +24,6 @@ labels, epsilon).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
