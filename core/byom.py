@@ -34,7 +34,7 @@ from core.data_upload import (LoadedData, load_image_zip, load_pasted_text, load
 from core.errors import InputShapeError
 from core.fingerprint import hash_json
 from core.model_upload import (Inspection, ModelRefusedError, ModelSpecification, dry_run, infer_outputs,
-                               inspect_model, load_model_file)
+                               inspect_model, load_model_file, output_width)
 from core.progress import ProgressCallback, report
 from core.scenarios import ModelSpec, ScenarioSpec, TrainedModel
 
@@ -109,6 +109,46 @@ class UploadedScenario:
                 "spec": self.model_spec.to_json(), "n_samples": self.n_samples, "labelled": self.labelled,
                 "accuracy": self.trained.metrics.get("test_accuracy"), "gradients_unavailable": info.gradients_unavailable,
                 "notes": list(self.notes)}
+
+    def methods(self) -> dict[str, str | None]:
+        """Every explanation method of this modality -> None when the pages offer it, else why not.
+
+        Images: the attribution registry; text: LIME, occlusion, gradient x embedding, SHAP;
+        tables: SHAP's algorithms (``shap/tree``, ``shap/exact``, ...), as the pages resolve them.
+        """
+        adapter = self.trained.adapter
+        if self.spec.kind == "image":
+            from core.attribution import supported_methods
+
+            return dict(supported_methods(adapter))
+        if self.spec.kind == "text":
+            from core.text_methods import supported_methods as text_methods
+
+            return {name: reason or None for name, reason in text_methods(adapter).items()}
+        from core.errors import ParameterError
+        from core.shap_tabular import ALGORITHMS, resolve_algorithm
+
+        out: dict[str, str | None] = {}
+        for algorithm in ALGORITHMS[1:]:  # "auto" resolves to one of the others
+            try:
+                resolve_algorithm(adapter, int(self.model_spec.n_features or 0), algorithm)
+                out[f"shap/{algorithm}"] = None
+            except ParameterError as exc:
+                out[f"shap/{algorithm}"] = exc.message
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """What the dry run found, for a person or a script: :meth:`summary` plus the class names and
+        the methods offered (``methods_offered``) and refused with their reasons (``methods_refused``)."""
+        methods = self.methods()
+        summary = self.summary()
+        if not self.labelled:
+            summary["accuracy"] = None  # NaN in the metrics; JSON has no NaN
+        return {**summary, "format_title": self.inspection.format_title,
+                "class_names": list(self.model_spec.class_names),
+                "methods_offered": [name for name, reason in methods.items() if reason is None],
+                "methods_refused": {name: reason for name, reason in methods.items() if reason is not None},
+                "refused": None}
 
 
 MAX_REGISTERED = 16  # uploads kept in memory; the oldest is dropped (its sessions fall back to the default)
@@ -233,7 +273,7 @@ def open_upload(
                                   "does not name them.", hint="give the class names (one per model output).")
         class_names = tuple(f"class {i}" for i in range(n_classes))
         notes.append(f"Class names were not given: the {n_classes} outputs are called 'class 0'...")
-    if loaded.labelled and not given_names and len(class_names) == 1:
+    if loaded.labelled and not given_names and not loaded.index_labels and len(class_names) == 1:
         raise InputShapeError(
             f"The data has one class only ({class_names[0]!r}), so it cannot name the model's classes"
             + (f" (the model has {n_classes} outputs)." if n_classes else "."),
@@ -252,6 +292,15 @@ def open_upload(
     report(progress, 0.4, "loading the model")
     adapter = load_model_file(model, model_filename, spec, allow_pickle=allow_pickle, confirm_pickle=confirm_pickle,
                               trusted_types=trusted_types, name=MODEL_NAME)
+    if loaded.index_labels and not given_names:
+        # Integer folders are output indices: the model's output width says how many classes there are.
+        report(progress, 0.45, "measuring the model's output width")
+        bundle, class_names, note = index_classes(bundle, output_width(adapter, bundle.x[:1], spec), source.filename)
+        notes.append(note)
+        if tuple(class_names) != spec.class_names:
+            spec = ModelSpecification(**{**spec.to_json(), "class_names": tuple(class_names)})
+            adapter = load_model_file(model, model_filename, spec, allow_pickle=allow_pickle,
+                                      confirm_pickle=confirm_pickle, trusted_types=trusted_types, name=MODEL_NAME)
     if "outputs" not in overrides and inspection.format not in ("skops", "pickle"):
         detected = _detect_outputs(adapter, bundle, spec)
         if detected != spec.outputs:
@@ -299,6 +348,48 @@ def open_upload(
         while len(_registry) > MAX_REGISTERED:
             _registry.popitem(last=False)
         return kept
+
+
+def index_classes(bundle: DataBundle, n_outputs: int, filename: str = "data") -> tuple[DataBundle, tuple[str, ...], str]:
+    """Class names for labels read from integer folders, given the model's output width.
+
+    Folders ``0``..``k-1`` are output indices, whichever occur: the class names are ``"0"`` ..
+    ``str(n_outputs - 1)``. When a folder number is ``n_outputs`` or more and there are exactly
+    ``n_outputs`` folders (e.g. ``1``..``10`` for 10 outputs), they are names, in numeric order.
+
+    Returns
+    -------
+    (bundle with its labels and class names set, class names, a note saying how they were read)
+
+    Raises
+    ------
+    InputShapeError
+        When the folders can be neither output indices nor the model's classes.
+    """
+    y = np.asarray(bundle.y, dtype=np.int64)
+    present = np.unique(y)
+    top = int(present[-1])
+    if top < n_outputs:
+        names = tuple(str(i) for i in range(n_outputs))
+        missing = sorted(set(range(n_outputs)) - set(present.tolist()))
+        note = (f"Integer folders are the model's output indices: class names '0'..'{n_outputs - 1}' from its "
+                f"{n_outputs} outputs" + (f"; no images of {', '.join(map(str, missing[:10]))}"
+                                          f"{'...' if len(missing) > 10 else ''}." if missing else "."))
+    elif len(present) == n_outputs:
+        names = tuple(str(int(v)) for v in present)
+        y = np.searchsorted(present, y).astype(np.int64)
+        note = (f"Folder {top} is not an output index of a model with {n_outputs} outputs, so the {n_outputs} folders "
+                f"are its classes in numeric order ({names[0]} -> output 0, ..., {names[-1]} -> output {n_outputs - 1}).")
+    else:
+        raise InputShapeError(
+            f"{filename!r}: the folder {str(top)!r} would be output index {top}, but the model returns {n_outputs} scores "
+            f"per sample (indices 0..{n_outputs - 1}); and its {len(present)} integer folders are not {n_outputs} "
+            "classes either.",
+            hint=f"name the folders 0..{n_outputs - 1} after the model's outputs, or give the class names in the model's "
+                 "output order (a text or JSON file, or the class-names field).")
+    out = DataBundle(kind=bundle.kind, x=bundle.x, y=y, class_names=names, feature_names=bundle.feature_names,
+                     name=bundle.name, display=bundle.display)
+    return out, names, note
 
 
 def _detect_outputs(adapter: Any, bundle: DataBundle, spec: ModelSpecification) -> str:
@@ -387,12 +478,34 @@ def _spec_overrides(text: str) -> dict[str, Any]:
     return document
 
 
-def open_preloaded(document: dict[str, Any], progress: ProgressCallback | None = None) -> UploadedScenario:
-    """Open the scenario named by a ``preload_document`` (pickle allowed: the launcher chose the file)."""
+def _source_and_spec(document: dict[str, Any]) -> tuple[DataSource, dict[str, Any]]:
+    """A ``preload_document``'s data source and spec overrides (the spec file's data keys go to the source)."""
     spec = dict(document.get("spec") or {})
     options = {k: spec.pop(k) for k in ("text_column", "label_column", "target") if k in spec}
     options.update(document.get("data_options") or {})
-    source = DataSource.from_path(document["data"], **options)
+    return DataSource.from_path(document["data"], **options), spec
+
+
+def open_files(model_path: str, data_path: str, spec_path: str | None = None, *, allow_pickle: bool = False,
+               trusted_types: tuple[str, ...] | list[str] = (), progress: ProgressCallback | None = None,
+               **data_options: Any) -> UploadedScenario:
+    """The upload page's dry run on files (``python -m core inspect-model MODEL --data DATA``).
+
+    The same :func:`open_upload` as the page's button, with the same refusals: a pickle-based file
+    only with ``allow_pickle`` (the server opt-in and the file's confirmation in one), skops types
+    outside the trusted set only when listed in ``trusted_types``. Unlike :func:`open_preloaded`
+    (``serve``), nothing is trusted implicitly.
+    """
+    document = preload_document(model_path, data_path, spec_path, **data_options)
+    source, spec = _source_and_spec(document)
+    model = Path(document["model"])
+    return open_upload(model.read_bytes(), model.name, source, spec, allow_pickle=allow_pickle,
+                       confirm_pickle=allow_pickle, trusted_types=trusted_types, progress=progress)
+
+
+def open_preloaded(document: dict[str, Any], progress: ProgressCallback | None = None) -> UploadedScenario:
+    """Open the scenario named by a ``preload_document`` (pickle allowed: the launcher chose the file)."""
+    source, spec = _source_and_spec(document)
     model_path = Path(document["model"])
     return open_upload(model_path.read_bytes(), model_path.name, source, spec, allow_pickle=True, confirm_pickle=True,
                        trusted_types=_all_untrusted(model_path), progress=progress)

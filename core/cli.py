@@ -536,7 +536,9 @@ def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: 
 
 
 def cmd_inspect_model(args: argparse.Namespace) -> int:
-    """Detected format, inferred spec and refusal reason of a model file (exit 1 when refused); runs nothing in it."""
+    """Detected format, inferred spec and refusal reason of a model file (exit 1 when refused); runs nothing in it.
+
+    With ``--data``: the upload page's whole dry run on that data (see :func:`_inspect_upload`)."""
     from pathlib import Path
 
     from core.model_upload import inspect_model
@@ -545,6 +547,13 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise TrustLensError(f"Model file {args.path!r} does not exist.", hint="give the path to a .pt, .pt2, .onnx or .skops file.")
     inspection = inspect_model(path.read_bytes(), path.name, allow_pickle=args.allow_pickle or None)
+    if args.trust_types and inspection.untrusted_types and not inspection.refused:  # as the page's "I trust these types"
+        inspection = inspect_model(path.read_bytes(), path.name, allow_pickle=args.allow_pickle or None,
+                                   trusted_types=inspection.untrusted_types)
+    if args.data is not None:
+        return _inspect_upload(args, path, inspection)
+    if args.spec is not None:
+        raise TrustLensError("--spec applies to the dry run on data.", hint="add --data PATH, or drop --spec.")
     if args.json:
         print(json.dumps(inspection.to_json(), indent=2, default=str))
     else:
@@ -556,6 +565,49 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
         if inspection.refused:
             print(f"refused: {inspection.refused}")
     return EXIT_ERROR if inspection.refused else EXIT_OK
+
+
+def _inspect_upload(args: argparse.Namespace, path: Any, inspection: Any) -> int:
+    """``inspect-model MODEL --data DATA``: the upload page's dry run (core.byom.open_files), headless."""
+    from core.byom import open_files
+
+    refused = inspection.refused
+    if not refused and inspection.needs_pickle_confirmation and not args.allow_pickle:
+        refused = (f"{path.name!r} is a {inspection.format_title}: loading it runs code from the file.\n"
+                   "Try: pass --allow-pickle if you made this file yourself.")
+    if not refused and inspection.untrusted_types and not args.trust_types:
+        refused = (f"{path.name!r} needs {len(inspection.untrusted_types)} type(s) outside skops' trusted set: "
+                   f"{', '.join(inspection.untrusted_types)}. They could run code when loaded.\n"
+                   "Try: pass --trust-types if you know where the file comes from.")
+    report: dict[str, Any] = {"model": path.name, "data": args.data, "format": inspection.format,
+                              "format_title": inspection.format_title, "refused": refused}
+    if not refused:
+        try:
+            uploaded = open_files(str(path), args.data, args.spec, allow_pickle=args.allow_pickle,
+                                  trusted_types=inspection.untrusted_types if args.trust_types else (),
+                                  progress=_stderr_progress(args.quiet))
+            report = {"model": path.name, "data": args.data, **uploaded.report()}
+        except TrustLensError as exc:
+            report["refused"] = str(exc)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    elif report["refused"]:
+        print(f"{path.name} + {args.data}: {report['format_title']}")
+        print(f"refused: {report['refused']}")
+    else:
+        accuracy = report["accuracy"]
+        print(f"{path.name} + {args.data}: {report['format_title']}, {report['n_samples']} samples "
+              + (f"(accuracy {accuracy:.1%} on the test split)" if report["labelled"] else "(no labels)"))
+        spec = report["spec"]
+        shape = f" {spec['channels']}x{spec['height']}x{spec['width']}" if spec["input_kind"] == "image" else ""
+        print(f"  input: {spec['input_kind']}{shape}, outputs: {spec['outputs']}")
+        print(f"  classes ({len(report['class_names'])}): {', '.join(report['class_names'])}")
+        print(f"  methods offered: {', '.join(report['methods_offered']) or 'none'}")
+        for name, reason in report["methods_refused"].items():
+            print(f"  not offered: {name}: {reason}")
+        for note in report["notes"]:
+            print(f"  note: {note}")
+    return EXIT_ERROR if report["refused"] else EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -689,10 +741,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the quality metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_embed)
-    p = sub.add_parser("inspect-model", help="detect a model file's format and spec without running it; exit 1 if refused")
+    p = sub.add_parser("inspect-model", help="detect a model file's format and spec without running it; "
+                       "with --data, the upload's whole dry run (class names, accuracy, methods); exit 1 if refused")
     p.add_argument("path", help="model file (.pt/.pth TorchScript, .pt2 torch.export, .onnx, .skops, or a pickle)")
     p.add_argument("--json", action="store_true", help="print format, inferred spec and refusal reason as JSON")
-    p.add_argument("--allow-pickle", action="store_true", help="report pickles as loadable (as with TRUSTLENS_ALLOW_PICKLE=1)")
+    p.add_argument("--allow-pickle", action="store_true", help="report pickles as loadable (as with TRUSTLENS_ALLOW_PICKLE=1); "
+                   "with --data, also load this pickle-based file (you made it)")
+    p.add_argument("--trust-types", action="store_true", help="accept the skops types outside skops' trusted set "
+                   "(the page's 'I trust these types')")
+    p.add_argument("--data", default=None, metavar="PATH", help="also run the upload page's dry run on this data (ZIP of "
+                   "class folders, an image, a CSV or Parquet table) and print format, class names, test accuracy and "
+                   "the methods offered or refused with their reasons; exit 1 if the upload is refused")
+    p.add_argument("--spec", default=None, metavar="FILE", help="with --data: JSON spec, as for 'serve'")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_inspect_model)
 
     p = sub.add_parser("serve", help="start the app with your model and data preloaded as a scenario")

@@ -1,7 +1,7 @@
 """Turn a user's data files into DataBundles, in memory and within limits.
 
 - images: one PNG / JPEG, or a ZIP with one folder per class (``cat/1.png``, ``dog/2.png``, or
-  the same under one top folder). Members whose path escapes the archive (``../``, absolute
+  the same under one top folder); integer folders (``0``, ``3``...) are output indices. Members whose path escapes the archive (``../``, absolute
   paths, drive letters), links, and archives whose extracted size or file count passes the
   limits (ZIP bombs) are refused; every image goes through :func:`core.image_upload.load_image`
   (size and decompression-bomb limits). Nothing is extracted to disk.
@@ -40,11 +40,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 @dataclass(frozen=True)
 class LoadedData:
-    """A bundle plus what the user should know about how it was read."""
+    """A bundle plus what the user should know about how it was read.
+
+    ``index_labels`` is True when the labels are the model's output indices read from integer
+    folder names (``0``, ``1``, ...), not positions in a list of names: the bundle's class names
+    are then ``"0".."max"``, and the model's output width says how many classes there really are
+    (folders for some classes may be missing; see :func:`core.byom.open_upload`).
+    """
 
     bundle: DataBundle
     labelled: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    index_labels: bool = False
 
 
 # -- class names ------------------------------------------------------------------------------------
@@ -124,7 +131,9 @@ def load_image_zip(data: bytes, shape: tuple[int, int, int] | None = None, filen
     shape : (channels, height, width), optional
         Model input size; default: the first image's size (grey -> 1 channel, else 3).
     class_names : sequence of str, optional
-        The model's classes; folder names must be among them (default: the sorted folder names).
+        The model's classes; folder names must be among them, or be indices into them (default:
+        the sorted folder names; when every folder is an integer, the folders are output indices,
+        the class names ``"0".."max"`` and ``index_labels`` is set).
     """
     from core.image_upload import load_image
 
@@ -185,12 +194,24 @@ def load_image_zip(data: bytes, shape: tuple[int, int, int] | None = None, filen
                               hint="put every image in a folder named after its class.")
     if len(depth) > 1:
         notes.append("Images sit at different folder depths; the class is each image's own folder.")
-    y, classes = _labels_for(labels, class_names, f"archive {filename!r}")
+    index_labels = not class_names and all(_is_index(label) for label in labels)
+    if index_labels:
+        # Folders 0, 1, ... are output indices, even with some missing: "0".."max" for now, and the
+        # model's output width completes the list (core.byom.open_upload).
+        y = np.asarray([int(label) for label in labels], dtype=np.int64)
+        classes = tuple(str(i) for i in range(int(y.max()) + 1))
+    else:
+        y, classes = _labels_for(labels, class_names, f"archive {filename!r}")
     if len(set(labels)) == 1:
         notes.append(f"Only one class in the data ({labels[0]!r}).")
     x = np.stack(images).astype(np.float32)
     bundle = DataBundle(kind="image", x=x, y=y, class_names=classes, name=filename)
-    return LoadedData(bundle, True, tuple(notes))
+    return LoadedData(bundle, True, tuple(notes), index_labels)
+
+
+def _is_index(name: str) -> bool:
+    """A folder name that is a class index: ASCII digits only (``"3"``, ``"07"``), at most 6 of them."""
+    return name.isascii() and name.isdigit() and len(name) <= 6
 
 
 def _first_shape(content: bytes, member: str) -> tuple[int, int, int]:

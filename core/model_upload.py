@@ -583,25 +583,7 @@ def dry_run(adapter: ModelAdapter, sample: Any, spec: ModelSpecification) -> np.
         When the model rejects the input (naming the shape sent and the shape the spec expects) or
         returns a number of scores other than the number of class names.
     """
-    expected_in = (f"(1, {spec.channels}, {spec.height}, {spec.width})" if spec.input_kind == "image"
-                   else f"(1, {spec.n_features or 'n_features'})" if spec.input_kind == "tabular" else "1 string")
-    sent = np.shape(sample) if spec.input_kind != "text" else "1 string"
-    raw = _raw_scores(adapter, sample, expected_in)
-    if raw is None:
-        try:
-            proba = adapter.predict_proba(sample, batch_size=1)
-        except TrustLensError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a model that raises in forward must become a message
-            raise InputShapeError(
-                f"The dry run failed: the model raised {type(exc).__name__} on one sample of shape {sent} "
-                f"(the spec says {expected_in}): {exception_text(exc)}",
-                hint="check the input kind, image size and channels in the spec against what the model was trained on.",
-            ) from None
-        n_out = proba.shape[1]
-    else:
-        n_out = raw
-        proba = None
+    n_out = output_width(adapter, sample, spec)
     if n_out != len(spec.class_names):
         raise InputShapeError(
             f"The model returns {n_out} scores per sample but {len(spec.class_names)} class names were given "
@@ -609,12 +591,40 @@ def dry_run(adapter: ModelAdapter, sample: Any, spec: ModelSpecification) -> np.
             f"(1, {len(spec.class_names)}), received (1, {n_out}).",
             hint=f"give exactly {n_out} class names (in the model's output order), or upload the matching model.",
         )
-    if proba is None:
-        proba = adapter.predict_proba(sample, batch_size=1)
+    proba = adapter.predict_proba(sample, batch_size=1)
     if not np.all(np.isfinite(proba)):
         raise InputShapeError("The dry run returned NaN or infinite scores.",
                               hint="check the normalisation mean / std and whether outputs are logits or probabilities.")
     return proba
+
+
+def output_width(adapter: ModelAdapter, sample: Any, spec: ModelSpecification) -> int:
+    """How many scores the model returns per sample, measured on ``sample`` (one or a few samples).
+
+    The raw output's width for torch and ONNX models (whatever class names the adapter was given),
+    else the width of ``predict_proba``.
+
+    Raises
+    ------
+    InputShapeError
+        When the model rejects the input, naming the shape sent and the shape the spec expects.
+    """
+    expected_in = (f"(1, {spec.channels}, {spec.height}, {spec.width})" if spec.input_kind == "image"
+                   else f"(1, {spec.n_features or 'n_features'})" if spec.input_kind == "tabular" else "1 string")
+    raw = _raw_scores(adapter, sample, expected_in)
+    if raw is not None:
+        return raw
+    sent = np.shape(sample) if spec.input_kind != "text" else "1 string"
+    try:
+        return int(adapter.predict_proba(sample, batch_size=1).shape[1])
+    except TrustLensError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model that raises in forward must become a message
+        raise InputShapeError(
+            f"The dry run failed: the model raised {type(exc).__name__} on one sample of shape {sent} "
+            f"(the spec says {expected_in}): {exception_text(exc)}",
+            hint="check the input kind, image size and channels in the spec against what the model was trained on.",
+        ) from None
 
 
 def _raw_scores(adapter: ModelAdapter, sample: Any, expected_in: str) -> int | None:
