@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from core.attribution.gradcam import INTERPOLATIONS, GradCamParams
+from core.attribution.gradcam import INTERPOLATIONS, GradCamParams, layer_label
 from core.attribution.expected_gradients import ExpectedGradientsParams
 from core.attribution.gradients import BASELINES, IG_RULES, GradientParams, IntegratedGradientsParams, NoParams, SmoothGradParams
 from core.attribution.lrp import RULES as LRP_RULES
@@ -22,8 +22,11 @@ FILL_NAMES = {"zero": "black (zero)", "mean": "dataset mean", "blur": "blurred i
 
 
 def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers: list[str], default_layer: str | None,
-                  container: Any) -> Any:
-    """Draw ``method``'s settings in ``container`` and return its Params."""
+                  container: Any, pre_activation: set[str] | frozenset[str] = frozenset()) -> Any:
+    """Draw ``method``'s settings in ``container`` and return its Params.
+
+    ``pre_activation``: spatial layers followed by an activation, labelled as such in Grad-CAM's layer picker.
+    """
     c = container
     _channels, height, width = image_shape
     if method == "occlusion":
@@ -75,7 +78,10 @@ def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers
         a, b = c.columns(2)
         index = spatial_layers.index(default_layer) if default_layer in spatial_layers else 0
         layer = a.selectbox("Layer", spatial_layers, index=index, key="cam_layer",
-                            help="a layer with a spatial feature map; the default is the last convolution")
+                            format_func=lambda name: layer_label(name, set(pre_activation)),
+                            help="a layer with a spatial feature map; the default is the output of the last "
+                                 "convolutional block, after its activation. Before the activation the weighted "
+                                 "channels are often negative everywhere and the map comes out blank.")
         interpolation = b.selectbox("Upsampling", INTERPOLATIONS, key="cam_interpolation")
         return GradCamParams(layer=layer, interpolation=interpolation)
     if method == "lrp":

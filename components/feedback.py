@@ -82,3 +82,22 @@ def transient_progress(label: str) -> Iterator[ProgressCallback]:
         yield callback
     finally:
         slot.empty()
+
+
+def degenerate_note(reason: str | None) -> None:
+    """A visible warning beside a blank / constant / non-finite explanation (nothing when ``reason`` is None)."""
+    if reason:
+        st.warning(reason, icon=":material/visibility_off:")
+
+
+def degenerate_summary(title: str, flags, reason: str | None, labels: list[str], noun: str = "map") -> None:
+    """One warning for a method whose explanations are degenerate for some inputs.
+
+    ``flags``: bool per input; ``reason``: the sentence for the first degenerate one; ``labels``: the inputs' names.
+    """
+    flags = list(flags)
+    if not any(flags):
+        return
+    which = ", ".join(label for label, flag in zip(labels, flags) if flag)
+    st.warning(f"**{title}**: {sum(flags)} of {len(flags)} {noun}s are blank or constant ({which}); they are left out "
+               f"of every verdict on this page. {reason or ''}", icon=":material/visibility_off:")

@@ -7,6 +7,9 @@ from dataclasses import replace
 import streamlit as st
 
 from components import present
+from components.feedback import degenerate_note
+from core.degenerate import degenerate_reason
+from core.text_methods import METHOD_TITLES
 
 from components.figures.text import highlight_html, top_words_figure
 
@@ -19,5 +22,7 @@ def show_explanation(explanation, key: str, bars: int, shade: int | None = None)
     """
     if shade is not None:
         explanation = replace(explanation, selected=explanation.selected[:shade])
+    degenerate_note(degenerate_reason(explanation.weights, METHOD_TITLES.get(explanation.method, explanation.method),
+                                      "word weights"))
     st.html(highlight_html(explanation))
     st.plotly_chart(present.figure(top_words_figure(explanation, bars)), key=f"{key}_bars")

@@ -11,11 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from components import present, state
-from components.feedback import guarded, transient_progress
+from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.sanity import agreement_figure, faithfulness_figure, similarity_figure
 from components.figures.text import stability_figure
 from components.samples import sample_label
 from components.widgets import scenario_test_split
+from core.degenerate import degenerate_reason, is_degenerate, judged_mean
 from core.lime_text import LimeParams
 from core.sanity_text import (
     COMPARISON_LIME,
@@ -62,6 +63,11 @@ def render(sel: state.Selection) -> None:
     labels = [sample_label(int(i), test.y, test_proba, names) for i in rows]
     with guarded(), transient_progress("Explaining the documents") as progress:
         explanations = text_explanations(adapter, texts, methods, targets, progress=progress)
+    for m in methods:  # all-zero word weights can neither pass nor fail: say which, before any verdict
+        blank = [is_degenerate(e.weights) for e in explanations[m]]
+        first = blank.index(True) if any(blank) else 0
+        degenerate_summary(METHOD_TITLES[m], blank, degenerate_reason(explanations[m][first].weights, METHOD_TITLES[m],
+                                                                       "word weights"), labels, noun="explanation")
 
     tab_random, tab_faithful, tab_agree, tab_stable = st.tabs(
         ["Randomisation", "Deletion / insertion", "Agreement", "Stability"])
@@ -94,7 +100,7 @@ def render(sel: state.Selection) -> None:
             which = st.radio("Measure", ["Spearman", "top-10 words overlap"], horizontal=True,
                              key="trust_text_agreement")
             matrix = rho if which == "Spearman" else top
-            st.plotly_chart(present.figure(agreement_figure(order, matrix.mean(axis=2), METHOD_TITLES, which, "|word weights|",
+            st.plotly_chart(present.figure(agreement_figure(order, judged_mean(matrix, axis=2), METHOD_TITLES, which, "|word weights|",
                                              "documents")), key="trust_text_agreement_matrix")
             shown = st.selectbox("Top words of one document", list(range(len(rows))), key="trust_text_agree_doc",
                                  format_func=lambda i: labels[i])

@@ -258,8 +258,34 @@ def cmd_lime(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _test_image(args: argparse.Namespace, what: str):
-    """(model name, splits, adapter, x (1, C, H, W), y (1,)) of the test image ``args.index``."""
+def parse_indices(spec: str, n: int, flag: str = "--index") -> list[int]:
+    """``"3"``, ``"0-49"`` (inclusive), ``"3,7,9"`` or a mix (``"0-4,9"``) -> indices in order, duplicates dropped.
+
+    Every index must lie in 0..n-1 (the test split's size).
+    """
+    from core.errors import ParameterError
+
+    out: list[int] = []
+    for part in str(spec).replace(" ", "").split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ParameterError(f"{flag} {spec!r}: {part!r} is not an index or a range.",
+                                 hint="write one index (3), a range (0-49, both ends included) or a list (3,7,9).")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ParameterError(f"{flag} {spec!r}: the range {part!r} runs backwards.", hint=f"write {last}-{first}.")
+        if last >= n:
+            raise ParameterError(f"{flag} {spec!r} is out of range: the test split has {n} samples, so valid indices "
+                                 f"are 0 to {n - 1}.")
+        out.extend(i for i in range(first, last + 1) if i not in out)
+    return out
+
+
+def _test_image(args: argparse.Namespace, what: str, many: bool = False):
+    """(model name, splits, adapter, x (k, C, H, W), y (k,), indices) of the test images ``args.index``.
+
+    ``many``: ``args.index`` is an index spec (:func:`parse_indices`), checked before the model loads.
+    """
     import numpy as np
 
     from core import scenarios
@@ -268,10 +294,14 @@ def _test_image(args: argparse.Namespace, what: str):
     model = spec.model(args.model or spec.default_model).name
     splits = scenarios.load_data(args.scenario, args.variant)
     test = splits["test"]
-    _check_index(args, len(test), "images")
+    if many:
+        indices = parse_indices(args.index, len(test))
+    else:
+        _check_index(args, len(test), "images")
+        indices = [args.index]
     loaded = scenarios.load_model(args.scenario, model, args.variant, progress=_stderr_progress(args.quiet))
-    x = np.asarray(test.x[args.index:args.index + 1], dtype=np.float32)
-    return model, splits, loaded.adapter, x, np.asarray(test.y[args.index:args.index + 1])
+    rows = np.asarray(indices, dtype=np.int64)
+    return model, splits, loaded.adapter, np.asarray(test.x[rows], dtype=np.float32), np.asarray(test.y[rows]), indices
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -289,44 +319,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ParameterError(f"--out must name a .npz file; got {args.out!r}.", hint="e.g. --out maps.npz")
     if not out.parent.is_dir():
         raise ParameterError(f"--out {args.out!r}: the folder {str(out.parent)!r} does not exist.")
-    model, splits, adapter, x, y = _test_image(args, "Image attributions")
+    model, splits, adapter, x, y, indices = _test_image(args, "Image attributions", many=True)
     target_arg: Any = args.target
     if target_arg not in ("predicted", "true") and target_arg.lstrip("-").isdigit():
         target_arg = int(target_arg)
-    target = resolve_targets(adapter, x, target_arg, y=y)
-    proba = adapter.predict_proba(x)[0]
+    target = resolve_targets(adapter, x, target_arg, y=y, batch_size=args.batch_size)
+    proba = adapter.predict_proba(x, args.batch_size)
     started = time.perf_counter()
     result = explain_images(adapter, x, target, args.method, batch_size=args.batch_size,
                             context=image_context(splits["train"]), progress=_stderr_progress(args.quiet))
     seconds = time.perf_counter() - started
-    predicted, explained, true = int(proba.argmax()), int(target[0]), int(y[0])
+    predicted = proba.argmax(axis=1)
     names = adapter.class_names
+    degenerate = result.degenerate
     np.savez_compressed(
-        out, **result.to_arrays(), image=x, probabilities=proba[None], predicted=np.array([predicted]),
-        true=np.array([true]), method=np.array(args.method), params=np.array(json.dumps(result.params)),
-        scenario=np.array(args.scenario), model=np.array(model), index=np.array([args.index]),
+        out, **result.to_arrays(), image=x, probabilities=proba, predicted=predicted.astype(np.int64),
+        true=np.asarray(y, dtype=np.int64), method=np.array(args.method), params=np.array(json.dumps(result.params)),
+        scenario=np.array(args.scenario), model=np.array(model), index=np.asarray(indices, dtype=np.int64),
         output=np.array(result.output), signed=np.array(result.signed),
     )
+    entries = []
+    for k, index in enumerate(indices):
+        p, t, true = int(predicted[k]), int(target[k]), int(y[k])
+        entries.append({
+            "index": index, "predicted": p, "predicted_name": names[p], "target": t, "target_name": names[t],
+            "true": true, "true_name": names[true], "probabilities": {c: float(v) for c, v in zip(names, proba[k])},
+            "degenerate": bool(degenerate[k]), "degenerate_reason": result.degenerate_reason(k, method.title),
+            "extras": {key: float(a[k]) for key, a in result.extras.items() if np.ndim(a) == 1},
+        })
     report = {
-        "scenario": args.scenario, "model": model, "index": args.index, "method": args.method,
-        "title": method.title, "predicted": predicted, "predicted_name": names[predicted],
-        "target": explained, "target_name": names[explained], "true": true, "true_name": names[true],
-        "probabilities": {c: float(p) for c, p in zip(names, proba)}, "output": result.output,
-        "signed": result.signed, "params": result.params, "shape": list(result.maps.shape[1:]),
-        "out": str(out), "seconds": round(seconds, 3),
-        "extras": {k: [float(v) for v in np.ravel(a)] for k, a in result.extras.items() if np.ndim(a) == 1},
+        "scenario": args.scenario, "model": model, "method": args.method, "title": method.title,
+        "indices": indices, "output": result.output, "signed": result.signed, "params": result.params,
+        "shape": list(result.maps.shape[1:]), "degenerate_count": int(degenerate.sum()), "out": str(out),
+        "seconds": round(seconds, 3), "entries": entries,
     }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        heat = result.heatmap()[0]
-        print(f"{args.scenario}/{model} test image {args.index} (true {names[true]}): predicted {names[predicted]} "
-              f"(P = {proba[predicted]:.3f}); {method.title} toward {names[explained]} ({result.output})")
-        print(f"map {result.maps.shape[1:]}, min {heat.min():+.4g}, max {heat.max():+.4g}; params {result.params}")
-        if "completeness_gap" in result.extras:
-            e = result.extras
-            print(f"completeness: sum of attributions {e['attribution_sum'][0]:+.4f} vs f(x) - f(baseline) "
-                  f"{e['output_delta'][0]:+.4f} (gap {e['completeness_gap'][0]:+.2e})")
+        heats = result.heatmap()
+        for k, entry in enumerate(entries):
+            print(f"{args.scenario}/{model} test image {entry['index']} (true {entry['true_name']}): predicted "
+                  f"{entry['predicted_name']} (P = {proba[k, entry['predicted']]:.3f}); {method.title} toward "
+                  f"{entry['target_name']} ({result.output})")
+            print(f"  map {result.maps.shape[1:]}, min {heats[k].min():+.4g}, max {heats[k].max():+.4g}"
+                  + (f"; BLANK: {entry['degenerate_reason']}" if entry["degenerate"] else ""))
+            if "completeness_gap" in result.extras:
+                e = result.extras
+                print(f"  completeness: sum of attributions {e['attribution_sum'][k]:+.4f} vs f(x) - f(baseline) "
+                      f"{e['output_delta'][k]:+.4f} (gap {e['completeness_gap'][k]:+.2e})")
+        print(f"params {result.params}")
+        print(f"{int(degenerate.sum())} of {len(indices)} maps are degenerate (blank, constant or non-finite)")
         print(f"wrote {out} in {seconds:.2f} s")
     return EXIT_OK
 
@@ -342,7 +384,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     _scenario_of_kind(args.scenario, "image", "Sanity checks")
     args.steps = 20 if args.steps is None else args.steps
     method = get_method(args.method)
-    model, splits, adapter, x, _y = _test_image(args, "Sanity checks")
+    model, splits, adapter, x, _y, _indices = _test_image(args, "Sanity checks")
     target = resolve_targets(adapter, x, "predicted")
     context = image_context(splits["train"])
     started = time.perf_counter()
@@ -357,7 +399,8 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         "randomization": [{"stage": stage, **{k: float(v[s, 0]) for k, v in randomization.similarity.items()}}
                           for s, stage in enumerate(randomization.stages)],
         "randomization_verdict": randomization.verdict(),
-        "faithfulness": {"steps": args.steps, "fill": args.fill, "areas": curves.areas()},
+        "degenerate": bool(curves.degenerate[0]),
+        "faithfulness": {"steps": args.steps, "fill": args.fill, "areas": _finite_or_none(curves.areas())},
         "faithfulness_verdict": curves.verdict(),
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -370,9 +413,14 @@ def cmd_sanity(args: argparse.Namespace) -> int:
             print(f"  {row['stage']:<18} {row['spearman']:+.3f}  {row['ssim']:+.3f}  {row['top_k']:.2f}")
         print(f"  -> {report['randomization_verdict']}")
         print(f"deletion / insertion ({args.steps} steps, {args.fill} fill): areas "
-              + ", ".join(f"{k} {v:.3f}" for k, v in report["faithfulness"]["areas"].items()))
+              + ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in report["faithfulness"]["areas"].items()))
         print(f"  -> {report['faithfulness_verdict']}")
     return EXIT_OK
+
+
+def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN (an area over degenerate maps only) as None, so --json prints valid JSON (null)."""
+    return {k: (None if v != v else v) for k, v in values.items()}
 
 
 def _sanity_text(args: argparse.Namespace) -> int:
@@ -414,7 +462,8 @@ def _sanity_text(args: argparse.Namespace) -> int:
         report["randomization_verdict"] = result.verdict()
     weights = text_explanations(adapter, text, [args.method], target)[args.method][0].weights
     curves = text_faithfulness_curves(adapter, text, target, [weights], method=args.method, steps=steps)
-    report["faithfulness"] = {"steps": steps, "areas": curves.areas()}
+    report["degenerate"] = bool(curves.degenerate[0])
+    report["faithfulness"] = {"steps": steps, "areas": _finite_or_none(curves.areas())}
     report["faithfulness_verdict"] = curves.verdict()
     report["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
@@ -527,11 +576,16 @@ def cmd_uncertainty(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: str, variant_help: str) -> None:
-    """The arguments every one-sample verb takes: SCENARIO, --index, --model, --variant."""
+def _add_sample_arguments(p: argparse.ArgumentParser, scenario_help: str, noun: str, variant_help: str,
+                          many: bool = False) -> None:
+    """The arguments every sample verb takes: SCENARIO, --index (one, or ``many``), --model, --variant."""
     p.add_argument("scenario", help=scenario_help)
     p.add_argument("--model", default=None, metavar="M", help="model name (default: the scenario's first)")
-    p.add_argument("--index", type=int, required=True, metavar="I", help=f"{noun} of the test split")
+    if many:
+        p.add_argument("--index", required=True, metavar="I",
+                       help=f"{noun}(s) of the test split: one (3), a range (0-49, both ends included) or a list (3,7,9)")
+    else:
+        p.add_argument("--index", type=int, required=True, metavar="I", help=f"{noun} of the test split")
     p.add_argument("--variant", default=None, help=variant_help)
 
 
@@ -690,8 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_lime)
 
-    p = sub.add_parser("explain", help="attribution map of one test image of an image scenario, written to .npz")
-    _add_sample_arguments(p, "an image scenario (digits, mnist)", "image to explain", "dataset variant")
+    p = sub.add_parser("explain", help="attribution maps of test images of an image scenario, written to .npz")
+    _add_sample_arguments(p, "an image scenario (digits, mnist)", "image to explain", "dataset variant", many=True)
     p.add_argument("--method", required=True, metavar="M",
                    help="occlusion, gradient, gradient_x_input, smoothgrad, guided_backprop, integrated_gradients, "
                         "expected_gradients, grad_cam, guided_grad_cam or lrp (default parameters)")
@@ -699,8 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class to explain: predicted (default), true, a class index or a class name")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write maps, heatmap, target, predicted...")
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="rows per forward/backward pass (default 256)")
-    p.add_argument("--json", action="store_true", help="print scenario, model, index, method, predicted, target, "
-                   "true, probabilities, params, extras, out as JSON")
+    p.add_argument("--json", action="store_true", help="print scenario, model, method, params, indices, "
+                   "degenerate_count and one entry per index (index, predicted, target, true, probabilities, "
+                   "degenerate, degenerate_reason, extras) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_explain)
 

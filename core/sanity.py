@@ -26,6 +26,7 @@ from core.attribution import ImageContext, explain_images, get_method
 from core.attribution.occlusion import fill_images, OcclusionParams
 from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
+from core.degenerate import cannot_judge, degenerate_rows, excluded_note
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
@@ -170,6 +171,9 @@ class RandomizationResult:
     heatmaps : ndarray of shape (n_stages, n, H, W)
     similarity : dict metric -> ndarray of shape (n_stages, n)
         Similarity of each stage's map to the original's (1 at the original stage).
+    degenerate : ndarray of shape (n_stages, n), bool
+        Maps that are blank, constant or non-finite (:mod:`core.degenerate`): they rank nothing,
+        so an input whose original or fully randomised map is degenerate is left out of the verdict.
     """
 
     method: str
@@ -178,19 +182,42 @@ class RandomizationResult:
     heatmaps: np.ndarray
     similarity: dict[str, np.ndarray] = field(default_factory=dict)
     noun: str = "maps"  # "word weights" for text
+    degenerate: np.ndarray | None = None
+
+    def judged(self) -> np.ndarray:
+        """Inputs the verdict reads, shape (n,): neither the original nor the final stage's map is degenerate."""
+        n = next(iter(self.similarity.values())).shape[1]
+        if self.degenerate is None:
+            return np.ones(n, dtype=bool)
+        return ~(self.degenerate[0] | self.degenerate[-1])
 
     def mean(self, metric: str = "spearman") -> np.ndarray:
-        """Mean similarity over images per stage, shape (n_stages,)."""
-        return self.similarity[metric].mean(axis=1)
+        """Mean similarity per stage over the inputs whose original map is not degenerate, shape (n_stages,).
+
+        NaN at every stage when every original map is degenerate.
+        """
+        values = self.similarity[metric]
+        usable = np.ones(values.shape[1], bool) if self.degenerate is None else ~self.degenerate[0]
+        if not usable.any():
+            return np.full(len(values), np.nan)
+        return values[:, usable].mean(axis=1)
 
     def verdict(self, threshold: float = 0.5) -> str:
-        """A one-line reading of the numbers (fully randomised stage, Spearman of |values|)."""
-        final = float(self.mean()[-1])
+        """A one-line reading of the numbers (fully randomised stage, Spearman of |values|).
+
+        Degenerate maps have no ranking: they never make a method pass (or fail); with none left,
+        the verdict is "cannot judge".
+        """
+        judged = self.judged()
+        if not judged.any():
+            return cannot_judge(self.noun)
+        final = float(self.similarity["spearman"][-1, judged].mean())
+        note = excluded_note(int((~judged).sum()), len(judged), self.noun)
         if final < threshold:
             return (f"passes: its {self.noun} change when the weights are randomised (rank correlation {final:.2f} "
-                    f"with every layer random)")
+                    f"with every layer random){note}")
         return (f"fails: its {self.noun} barely change with random weights (rank correlation {final:.2f} with every "
-                "layer random); it shows the input more than the model")
+                f"layer random); it shows the input more than the model{note}")
 
 
 def randomization_test(
@@ -232,8 +259,10 @@ def randomization_test(
     for method, maps in heat.items():
         stacked = np.stack(maps)
         sims = [map_similarity(stacked[0], stacked[s]) for s in range(len(stages))]
+        degenerate = degenerate_rows(stacked.reshape(len(stages) * len(x), -1)).reshape(len(stages), len(x))
         out[method] = RandomizationResult(method, mode, tuple(label for label, _ in stages), stacked,
-                                          {k: np.stack([sim[k] for sim in sims]) for k in sims[0]})
+                                          {k: np.stack([sim[k] for sim in sims]) for k in sims[0]},
+                                          degenerate=degenerate)
     return out
 
 
@@ -252,12 +281,21 @@ class FaithfulnessCurves:
         ``deletion`` (most relevant first), ``deletion_least`` (least relevant first),
         ``insertion`` (most relevant first), and ``deletion_random`` / ``insertion_random``
         (mean over random orders).
+    degenerate : ndarray of shape (n,), bool, optional
+        Inputs whose map is blank, constant or non-finite: its "order" is the raster order, so
+        their curves say nothing about the method and are left out of the areas and the verdict.
     """
 
     method: str
     fractions: np.ndarray
     curves: dict[str, np.ndarray]
     unit: str = "pixels"  # "words" for text
+    degenerate: np.ndarray | None = None
+
+    def judged(self) -> np.ndarray:
+        """Inputs the areas and verdict read, shape (n,)."""
+        n = len(next(iter(self.curves.values())))
+        return np.ones(n, dtype=bool) if self.degenerate is None else ~np.asarray(self.degenerate, dtype=bool)
 
     def area(self, name: str) -> np.ndarray:
         """Area under a curve per image (trapezoid over the fraction axis), shape (n,)."""
@@ -265,9 +303,18 @@ class FaithfulnessCurves:
         return ((c[:, 1:] + c[:, :-1]) / 2 * np.diff(self.fractions)).sum(axis=1)
 
     def areas(self) -> dict[str, float]:
-        return {name: float(self.area(name).mean()) for name in self.curves}
+        """Mean area per curve over the judged inputs (NaN when every map is degenerate)."""
+        judged = self.judged()
+        return {name: float(self.area(name)[judged].mean()) if judged.any() else float("nan") for name in self.curves}
 
     def verdict(self) -> str:
+        judged = self.judged()
+        noun = "maps" if self.unit == "pixels" else "word weights"
+        if not judged.any():
+            return cannot_judge(noun)
+        return self._verdict() + excluded_note(int((~judged).sum()), len(judged), noun)
+
+    def _verdict(self) -> str:
         a = self.areas()
         deletion_ok = a["deletion"] < a["deletion_random"]
         insertion_ok = a["insertion"] > a["insertion_random"]
@@ -360,7 +407,7 @@ def faithfulness_curves(
     if random_orders:
         curves["deletion_random"] = p[:, 2:, :, 0].mean(axis=1)
         curves["insertion_random"] = p[:, 2:, :, 1].mean(axis=1)
-    return FaithfulnessCurves(method, counts / d, curves)
+    return FaithfulnessCurves(method, counts / d, curves, degenerate=degenerate_rows(heat))
 
 
 # -- agreement and stability -----------------------------------------------------------------------
@@ -368,9 +415,14 @@ def faithfulness_curves(
 
 def agreement(heatmaps: dict[str, np.ndarray],
               fraction: float = TOP_K_FRACTION) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(names, Spearman (m, m, n), top-``fraction`` overlap (m, m, n)) between every pair of methods' |maps|."""
+    """(names, Spearman (m, m, n), top-``fraction`` overlap (m, m, n)) between every pair of methods' |maps|.
+
+    A pair involving a degenerate map (blank, constant, non-finite) is NaN: it cannot agree or
+    disagree. Average with ``np.nanmean``.
+    """
     names = list(heatmaps)
     flat = {k: np.abs(np.asarray(v, dtype=np.float64)).reshape(len(v), -1) for k, v in heatmaps.items()}
+    blank = {k: degenerate_rows(np.asarray(v, dtype=np.float64).reshape(len(v), -1)) for k, v in heatmaps.items()}
     n = len(next(iter(flat.values())))
     rho = np.ones((len(names), len(names), n))
     top = np.ones((len(names), len(names), n))
@@ -380,6 +432,10 @@ def agreement(heatmaps: dict[str, np.ndarray],
                 rho[i, j] = rho[j, i] = spearman(flat[a], flat[b])
                 top[i, j] = top_k_overlap(flat[a], flat[b], fraction)
                 top[j, i] = top_k_overlap(flat[b], flat[a], fraction)
+            if j >= i:
+                either = blank[a] | blank[b]
+                for matrix in (rho, top):
+                    matrix[i, j, either] = matrix[j, i, either] = np.nan
     return names, rho, top
 
 
@@ -397,7 +453,10 @@ def max_sensitivity(
     context: ImageContext | None = None,
     store: ArtifactStore | None = None,
 ) -> np.ndarray:
-    """max_j ||e(x + u_j) - e(x)|| / ||e(x)|| over ``samples`` uniform perturbations in [-radius, radius], shape (n,)."""
+    """max_j ||e(x + u_j) - e(x)|| / ||e(x)|| over ``samples`` uniform perturbations in [-radius, radius], shape (n,).
+
+    NaN for an image whose own map is degenerate (blank: the ratio has no meaning).
+    """
     samples = check_int("samples", samples, "max_sensitivity")
     x = np.asarray(x, dtype=np.float32)
     n = len(x)
@@ -409,7 +468,8 @@ def max_sensitivity(
     ref = base.heatmap().reshape(n, -1)
     diff = moved.heatmap().reshape(n, samples, -1) - ref[:, None]
     norm = np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
-    return (np.linalg.norm(diff, axis=2).max(axis=1) / norm).astype(np.float64)
+    out = (np.linalg.norm(diff, axis=2).max(axis=1) / norm).astype(np.float64)
+    return np.where(degenerate_rows(ref), np.nan, out)
 
 
 SEEDED = ("smoothgrad", "expected_gradients")  # methods whose maps depend on a random seed
@@ -418,7 +478,10 @@ SEEDED = ("smoothgrad", "expected_gradients")  # methods whose maps depend on a 
 def seed_stability(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, method: str, params: Any = None,
                    seeds: int = 5, *, batch_size: int = 256, context: ImageContext | None = None,
                    store: ArtifactStore | None = None) -> np.ndarray:
-    """Mean pairwise Spearman of |maps| over ``seeds`` seeds of a sampling method, shape (n,)."""
+    """Mean pairwise Spearman of |maps| over ``seeds`` seeds of a sampling method, shape (n,).
+
+    NaN for an image where any seed's map is degenerate.
+    """
     from dataclasses import replace
 
     spec = get_method(method)
@@ -428,7 +491,8 @@ def seed_stability(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, met
     heats = [explain_images(adapter, x, target, method, replace(params, seed=s), batch_size=batch_size,
                             context=context, store=store).heatmap().reshape(len(x), -1) for s in range(seeds)]
     pairs = [spearman(np.abs(heats[i]), np.abs(heats[j])) for i in range(seeds) for j in range(i + 1, seeds)]
-    return np.mean(pairs, axis=0)
+    blank = np.any([degenerate_rows(h) for h in heats], axis=0)
+    return np.where(blank, np.nan, np.mean(pairs, axis=0))
 
 
 # -- data randomisation ----------------------------------------------------------------------------
@@ -449,12 +513,21 @@ class DataRandomizationResult:
     shuffled: np.ndarray
     similarity: dict[str, np.ndarray]
 
+    def judged(self) -> np.ndarray:
+        """Images where neither map is degenerate, shape (n,)."""
+        n = len(self.real)
+        return ~(degenerate_rows(np.reshape(self.real, (n, -1))) | degenerate_rows(np.reshape(self.shuffled, (n, -1))))
+
     def verdict(self, threshold: float = 0.5) -> str:
-        rho = float(self.similarity["spearman"].mean())
+        judged = self.judged()
+        if not judged.any():
+            return cannot_judge("maps")
+        rho = float(self.similarity["spearman"][judged].mean())
+        note = excluded_note(int((~judged).sum()), len(judged), "maps")
         if rho < threshold:
             return (f"passes: its maps for the model trained on shuffled labels differ from the real model's "
-                    f"(rank correlation {rho:.2f})")
-        return (f"fails: a model that learned nothing gets much the same maps (rank correlation {rho:.2f})")
+                    f"(rank correlation {rho:.2f}){note}")
+        return f"fails: a model that learned nothing gets much the same maps (rank correlation {rho:.2f}){note}"
 
 
 def data_randomization_test(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.adapters.base import ModelAdapter
+from core.degenerate import is_degenerate
 from core.errors import InputShapeError, ParameterError, check_int
 from core.lime_text import LimeParams, TextExplanation
 from core.progress import ProgressCallback, report, subrange
@@ -126,12 +127,14 @@ def text_randomization_test(
         stacked = np.empty((len(stages), len(texts)), dtype=object)
         rho = np.ones((len(stages), len(texts)))
         top = np.ones((len(stages), len(texts)))
+        blank = np.zeros((len(stages), len(texts)), dtype=bool)
         for s in range(len(stages)):
             for i in range(len(texts)):
                 stacked[s, i] = weights[m][s][i]
                 rho[s, i], top[s, i] = _word_similarity(weights[m][0][i], weights[m][s][i])
+                blank[s, i] = is_degenerate(weights[m][s][i])
         out[m] = RandomizationResult(m, mode, tuple(label for label, _ in stages), stacked,
-                                     {"spearman": rho, "top_k": top}, noun="word weights")
+                                     {"spearman": rho, "top_k": top}, noun="word weights", degenerate=blank)
     return out
 
 
@@ -191,7 +194,8 @@ def text_faithfulness_curves(
             curves["deletion_random"].append(p[0, 2:].mean(axis=0))
             curves["insertion_random"].append(p[1, 2:].mean(axis=0))
         report(progress, (i + 1) / len(texts), f"deleting and inserting words: text {i + 1} of {len(texts)}")
-    return FaithfulnessCurves(method, fractions, {k: np.stack(v) for k, v in curves.items()}, unit="words")
+    return FaithfulnessCurves(method, fractions, {k: np.stack(v) for k, v in curves.items()}, unit="words",
+                              degenerate=np.array([is_degenerate(w) for w in weights], dtype=bool))
 
 
 def text_agreement(explanations: dict[str, list[TextExplanation]],
@@ -199,7 +203,8 @@ def text_agreement(explanations: dict[str, list[TextExplanation]],
     """(names, Spearman (m, m, n), top-k word overlap (m, m, n)) between every pair of methods.
 
     The same measures as :func:`core.sanity.agreement`, per document (word counts differ between
-    documents); top-k is ``k`` words (at most the document's word count).
+    documents); top-k is ``k`` words (at most the document's word count). Pairs involving
+    degenerate (all-zero or constant) word weights are NaN.
     """
     names = list(explanations)
     n = len(next(iter(explanations.values())))

@@ -10,7 +10,7 @@ import streamlit as st
 from components import cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.attribution_form import method_params
-from components.feedback import guarded, transient_progress
+from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.attributions import attribution_grid, occlusion_probability_figure
 from components.image_export import grid_png, maps_npz
 from components.samples import sample_label
@@ -112,15 +112,15 @@ with present.controls('Images, methods and settings'):
         st.info("Pick at least one method.", icon=":material/touch_app:")
         st.stop()
 
-    layers, default_layer = ([], None)
+    layers, default_layer, pre_activation = ([], None, set())
     if any(m in ("grad_cam", "guided_grad_cam") for m in chosen):
-        layers, default_layer = cached.spatial_layers(sel.scenario, sel.model, sel.variant, image_shape)
+        layers, default_layer, pre_activation = cached.spatial_layers(sel.scenario, sel.model, sel.variant, image_shape)
     with st.expander("Method settings", icon=":material/tune:"):
         params = {}
         for method in chosen:
             st.markdown(f"**{get_method(method).title}** · {get_method(method).description}")
             with guarded():
-                params[method] = method_params(method, image_shape, layers, default_layer, st)
+                params[method] = method_params(method, image_shape, layers, default_layer, st, pre_activation)
         batch_size = st.select_slider("Batch size (rows per forward/backward pass)", [16, 32, 64, 128, 256, 512, 1024],
                                       256, key="img_batch",
                                       help="images x samples / steps / patch positions per pass; halved automatically on "
@@ -138,6 +138,10 @@ with guarded(), transient_progress("Computing attributions") as progress:
     results = cached.image_attributions(sel.scenario, sel.model, sel.variant, images, tuple(int(t) for t in targets),
                                         methods_key, int(batch_size), _progress=progress)
 titles = {m: get_method(m).title for m in chosen}
+for m in chosen:  # a blank map is said, never shown as a silent flat tint
+    blank = results[m].degenerate
+    first = int(np.argmax(blank)) if blank.any() else 0
+    degenerate_summary(titles[m], blank, results[m].degenerate_reason(first, titles[m]), row_labels)
 
 st.plotly_chart(present.figure(attribution_grid(images, results, titles, row_labels, proba, class_names, opacity=opacity,
                                  percentile=percentile, overlay=overlay)), key="img_grid")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from components import cached, present, state, trust_text
 from core import byom
-from components.feedback import guarded, transient_progress
+from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.sanity import (
     agreement_figure,
     faithfulness_figure,
@@ -19,6 +19,7 @@ from components.figures.sanity import (
 from components.samples import sample_label
 from components.widgets import require_kind, scenario_test_split
 from core.attribution import explain_images, get_method, method_names, supported_methods
+from core.degenerate import degenerate_reason, degenerate_rows, judged_mean
 from core.sanity import (
     SEEDED,
     agreement,
@@ -69,6 +70,10 @@ labels = [sample_label(int(i), test.y, test_proba, names) for i in rows]
 
 with guarded(), transient_progress("Explaining") as progress:
     heatmaps = {m: explain_images(adapter, x, target, m, context=context, progress=progress).heatmap() for m in methods}
+for m in methods:  # a blank map can neither pass nor fail: say which, before any verdict
+    blank = degenerate_rows(heatmaps[m])
+    first = int(np.argmax(blank)) if blank.any() else 0
+    degenerate_summary(titles[m], blank, degenerate_reason(heatmaps[m][first], titles[m]), labels)
 
 tab_random, tab_faithful, tab_agree, tab_stable = st.tabs(
     ["Randomisation", "Deletion / insertion", "Agreement", "Stability"])
@@ -143,9 +148,11 @@ with tab_agree:
         order, rho, top = agreement(heatmaps)
         which = st.radio("Measure", ["Spearman", "top-10 % overlap"], horizontal=True, key="trust_agreement")
         matrix = rho if which == "Spearman" else top
-        st.plotly_chart(present.figure(agreement_figure(order, matrix.mean(axis=2), titles, which)), key="trust_agreement_matrix")
+        st.plotly_chart(present.figure(agreement_figure(order, judged_mean(matrix, axis=2), titles, which)),
+                        key="trust_agreement_matrix")
         st.caption("Each cell compares two methods' |maps| pixel by pixel (rank correlation, or the share of one "
-                   "method's top 10 % pixels that are also the other's), averaged over the chosen images.")
+                   "method's top 10 % pixels that are also the other's), averaged over the chosen images; a blank "
+                   "map is left out (an empty cell: no image left to compare).")
 
 # -- stability --------------------------------------------------------------------------------------
 with tab_stable:
@@ -158,13 +165,15 @@ with tab_stable:
         with guarded(), transient_progress("Explaining noisy copies") as progress:
             for method in methods:
                 row = {"method": titles[method],
-                       "max-sensitivity": float(max_sensitivity(adapter, x, target, method, radius=float(radius),
-                                                                context=context).mean())}
+                       "max-sensitivity": float(judged_mean(max_sensitivity(adapter, x, target, method,
+                                                                             radius=float(radius), context=context)))}
                 if method in SEEDED:
-                    row["agreement across 5 seeds"] = float(seed_stability(adapter, x, target, method,
-                                                                           context=context).mean())
+                    row["agreement across 5 seeds"] = float(judged_mean(seed_stability(adapter, x, target, method,
+                                                                                       context=context)))
                 out.append(row)
         st.dataframe(pd.DataFrame(out), hide_index=True, width="stretch")
+        if any(np.isnan(v) for row in out for v in row.values() if isinstance(v, float)):
+            st.caption("An empty cell: cannot judge, every chosen image's map is blank for that method.")
         st.caption("Max-sensitivity: the largest change of a map (relative to its size) over 8 copies of the image with "
                    "uniform noise of the chosen size; small is stable. Seeds: mean rank correlation of the maps "
                    "computed with 5 different random seeds.")

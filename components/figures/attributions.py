@@ -86,6 +86,10 @@ def attribution_grid(
             if overlay and opacity < 1.0:
                 _image_trace(fig, grey, r + 1, c, hover=None)
             low, high = display_range(heat, result.signed, percentile)
+            if result.degenerate[r]:  # say it on the cell itself: a flat tint reads as "nothing important"
+                fig.add_annotation(text="blank map", x=(heat.shape[1] - 1) / 2, y=(heat.shape[0] - 1) / 2,
+                                   showarrow=False, font={"size": 11, "color": "#b2182b"}, bgcolor="rgba(255,255,255,0.8)",
+                                   row=r + 1, col=c)
             fig.add_trace(go.Heatmap(
                 z=heat, zmin=low, zmax=high, colorscale=DIVERGING if result.signed else SEQUENTIAL,
                 opacity=opacity if overlay else 1.0, showscale=False,

@@ -80,6 +80,23 @@ class ImageAttribution:
         """
         return self.maps.sum(axis=1) if self.signed else np.abs(self.maps).sum(axis=1)
 
+    @property
+    def degenerate(self) -> np.ndarray:
+        """Boolean ndarray of shape (n,): True where a map is blank, constant or non-finite.
+
+        Such a map ranks no pixel: pages say so beside it and trust checks leave it out of their
+        verdicts (:mod:`core.degenerate`).
+        """
+        from core.degenerate import degenerate_rows
+
+        return degenerate_rows(self.heatmap())
+
+    def degenerate_reason(self, i: int, title: str | None = None) -> str | None:
+        """Why map ``i`` is degenerate, in a sentence for the page (None when it is usable)."""
+        from core.degenerate import degenerate_reason
+
+        return degenerate_reason(self.heatmap()[i], title or self.method, "map")
+
     def __getitem__(self, key: int | slice | list[int] | np.ndarray) -> "ImageAttribution":
         """Select images (positions in this object); always returns an ImageAttribution."""
         if isinstance(key, (int, np.integer)):
@@ -89,8 +106,8 @@ class ImageAttribution:
                        extras={k: v[idx] for k, v in self.extras.items()})
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for ``np.savez``: ``maps``, ``heatmap``, ``target`` and every extra."""
-        out = {"maps": self.maps, "heatmap": self.heatmap(), "target": self.target}
+        """Arrays for ``np.savez``: ``maps``, ``heatmap``, ``target``, ``degenerate`` and every extra."""
+        out = {"maps": self.maps, "heatmap": self.heatmap(), "target": self.target, "degenerate": self.degenerate}
         out.update({f"extra_{k}": np.asarray(v) for k, v in self.extras.items()})
         return out
 

@@ -218,9 +218,9 @@ def test_default_occlusion_window_and_gradcam_layer_are_resolved_into_the_result
     result = run(adapter, images(2), "occlusion", store=tmp_store)
     assert (result.params["window"], result.params["stride"]) == (2, 1)
     assert spatial_layers(adapter, (1, 8, 8))[:2] == ["normalize", "conv1"]
-    assert default_layer(adapter, (1, 8, 8)) == "conv2"
+    assert default_layer(adapter, (1, 8, 8)) == "relu2"  # the last conv block's output, after its ReLU
     cam = run(adapter, images(2), "grad_cam", store=tmp_store)
-    assert cam.params["layer"] == "conv2"
+    assert cam.params["layer"] == "relu2"
     assert cam.extras["cam"].shape == (2, 8, 8) and cam.maps.shape == (2, 1, 8, 8)
     assert not cam.signed and (cam.maps >= 0).all()
     with pytest.raises(UnknownNameError, match="fc1"):

@@ -127,6 +127,14 @@ def test_grad_cam_equals_captum_layer_grad_cam(setup, tmp_store):
     assert_close(result.maps, up.detach().numpy())
 
 
+def test_grad_cam_default_layer_equals_captum_at_the_conv_blocks_activation(setup, tmp_store):
+    module, xt, tt = tensors(setup)
+    theirs = captum_attr.LayerGradCam(module, module.relu2).attribute(xt, target=tt, relu_attributions=True)
+    result = ours(setup, "grad_cam", GradCamParams(interpolation="nearest"), tmp_store)
+    assert result.params["layer"] == "relu2"
+    assert_close(result.extras["cam"], theirs[:, 0].detach().numpy())
+
+
 def test_guided_grad_cam_equals_captum(setup, tmp_store):
     module, xt, tt = tensors(setup)
     theirs = captum_attr.GuidedGradCam(module, module.relu2).attribute(xt, target=tt, interpolate_mode="nearest")

@@ -23,11 +23,13 @@ def test_explain_writes_the_map_the_predicted_class_and_the_target(tmp_path, cap
     test = holdout("digits")
     adapter = load("digits", "cnn").adapter
     x = np.asarray(test.x[5:6], dtype=np.float32)
-    assert report["true"] == report["target"] == int(test.y[5])
-    assert report["predicted"] == int(adapter.predict(x)[0])
+    (entry,) = report["entries"]
+    assert report["indices"] == [5] and entry["index"] == 5 and entry["degenerate"] is False
+    assert entry["true"] == entry["target"] == int(test.y[5])
+    assert entry["predicted"] == int(adapter.predict(x)[0])
     saved = np.load(out)
     assert saved["maps"].shape == (1, 1, 8, 8) and saved["heatmap"].shape == (1, 8, 8)
-    assert int(saved["target"][0]) == report["target"] and int(saved["predicted"][0]) == report["predicted"]
+    assert int(saved["target"][0]) == entry["target"] and int(saved["predicted"][0]) == entry["predicted"]
     np.testing.assert_array_equal(saved["image"], x)
     # The map is the engine's, for the same image and target.
     from core.attribution import explain_images, image_context
@@ -37,8 +39,8 @@ def test_explain_writes_the_map_the_predicted_class_and_the_target(tmp_path, cap
     expected = explain_images(adapter, x, saved["target"], "integrated_gradients",
                               context=image_context(load_data("digits")["train"]))
     np.testing.assert_allclose(saved["maps"], expected.maps, rtol=1e-6)
-    gap = report["extras"]["completeness_gap"][0]
-    assert abs(gap) < 0.02 * abs(report["extras"]["output_delta"][0])
+    gap = entry["extras"]["completeness_gap"]
+    assert abs(gap) < 0.02 * abs(entry["extras"]["output_delta"])
 
 
 def test_explain_a_class_by_name_and_occlusion_on_a_scikit_learn_model(tmp_path, capsys):
@@ -55,6 +57,9 @@ def test_explain_a_class_by_name_and_occlusion_on_a_scikit_learn_model(tmp_path,
     (["explain", "breast-cancer", "--method", "gradient", "--index", "0"], "need a image scenario"),
     (["explain", "digits", "--method", "saliency", "--index", "0"], "Unknown attribution method 'saliency'"),
     (["explain", "digits", "--method", "gradient", "--index", "99999"], "out of range"),
+    (["explain", "digits", "--method", "gradient", "--index", "3-1"], "runs backwards"),
+    (["explain", "digits", "--method", "gradient", "--index", "0-450"], "valid indices are 0 to 449"),
+    (["explain", "digits", "--method", "gradient", "--index", "a,3"], "is not an index or a range"),
     (["explain", "digits", "--model", "logreg", "--method", "gradient", "--index", "0"], "cannot run on model 'logreg'"),
     (["explain", "digits", "--method", "gradient", "--index", "0", "--target", "12"], "0..9"),
 ])
@@ -62,6 +67,25 @@ def test_explain_errors_name_what_to_fix(args, message, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "x.npz"), "--quiet"]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_explain_several_indices_one_map_and_one_entry_each(tmp_path, capsys):
+    out = tmp_path / "cam.npz"
+    assert main(["explain", "digits", "--method", "grad_cam", "--index", "3,7,9,0-2,7", "--out", str(out), "--json",
+                 "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["indices"] == [3, 7, 9, 0, 1, 2] and [e["index"] for e in report["entries"]] == report["indices"]
+    saved = np.load(out)
+    assert saved["maps"].shape == (6, 1, 8, 8) and saved["index"].tolist() == report["indices"]
+    assert saved["degenerate"].tolist() == [e["degenerate"] for e in report["entries"]]
+    assert report["degenerate_count"] == int(saved["degenerate"].sum())
+    # Each map is the one the engine gives for that image alone.
+    from core.attribution import explain_images
+
+    test = holdout("digits")
+    adapter = load("digits", "cnn").adapter
+    alone = explain_images(adapter, np.asarray(test.x[9:10], dtype=np.float32), saved["target"][2:3], "grad_cam")
+    np.testing.assert_allclose(saved["maps"][2:3], alone.maps, rtol=1e-5, atol=1e-7)
 
 
 def test_explain_refuses_an_output_that_is_not_npz(tmp_path, capsys):

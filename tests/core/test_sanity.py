@@ -184,3 +184,43 @@ def test_data_randomization_against_the_digits_cnn_trained_on_shuffled_labels(tm
     assert results[edge_method].verdict().startswith("fails")
     assert results["gradient"].similarity["spearman"].mean() < results[edge_method].similarity["spearman"].mean()
     assert results["gradient"].real.shape == results["gradient"].shuffled.shape == (8, 8, 8)
+
+
+def test_verdicts_never_judge_degenerate_maps():
+    from core.sanity import DataRandomizationResult, FaithfulnessCurves, RandomizationResult, agreement
+
+    n_stages, n = 3, 4
+    spearman_values = np.full((n_stages, n), 0.1)
+    spearman_values[0] = 1.0
+    blank_original = np.zeros((n_stages, n), bool)
+    blank_original[0] = True
+    r = RandomizationResult("grad_cam", "cascading", ("original", "a", "b"), np.zeros((n_stages, n, 2, 2)),
+                            {"spearman": spearman_values}, degenerate=blank_original)
+    assert r.verdict().startswith("cannot judge") and np.isnan(r.mean()).all()
+    some = blank_original.copy()
+    some[0, 1:] = False
+    r = RandomizationResult("grad_cam", "cascading", ("original", "a", "b"), np.zeros((n_stages, n, 2, 2)),
+                            {"spearman": spearman_values}, degenerate=some)
+    assert r.verdict().startswith("passes") and "1 of 4 inputs left out" in r.verdict()
+    curves = {k: np.tile(np.linspace(1, 0, 5), (n, 1)) for k in
+              ("deletion", "deletion_least", "insertion", "deletion_random", "insertion_random")}
+    f = FaithfulnessCurves("grad_cam", np.linspace(0, 1, 5), curves, degenerate=np.ones(n, bool))
+    assert f.verdict().startswith("cannot judge") and np.isnan(f.areas()["deletion"])
+    flat = np.zeros((n, 3, 3))
+    d = DataRandomizationResult("grad_cam", flat, np.random.default_rng(0).random((n, 3, 3)), {"spearman": np.zeros(n)})
+    assert d.verdict().startswith("cannot judge")
+    maps = np.random.default_rng(0).random((n, 3, 3))
+    names, rho, top = agreement({"a": maps, "b": np.where(np.arange(n)[:, None, None] == 0, 0.0, maps)})
+    assert np.isnan(rho[0, 1, 0]) and np.isnan(top[1, 0, 0]) and np.isnan(rho[1, 1, 0]) and rho[0, 1, 1] == 1.0
+
+
+def test_stability_of_a_blank_map_is_not_a_number(tmp_store):
+    from core.sanity import max_sensitivity
+    from tests.core.attribution_support import images, tiny_cnn
+
+    adapter = tiny_cnn()
+    x = images(2)
+    x[0] = 0.0  # a black image: gradient x input is zero everywhere
+    out = max_sensitivity(adapter, x, np.zeros(2, int), "gradient_x_input", samples=2, store=tmp_store)
+    # The noisy copies are no longer black, so only the base map decides: NaN for the blank one.
+    assert np.isnan(out[0]) and np.isfinite(out[1])

@@ -128,7 +128,30 @@ def test_another_class_settings_and_mistakes():
     spec = grid(at)
     red = [t["marker"]["color"] for t in spec["data"] if t["type"] == "bar"]
     assert all(colours[3] == "#b2182b" for colours in red)  # class 3 is the explained one in every row
-    assert at.selectbox(key="cam_layer").value == "conv2"
+    layer = at.selectbox(key="cam_layer")
+    assert layer.value == "relu2"  # the last conv block's output, after its ReLU
+    assert "conv2 (before its activation)" in layer.options and "relu2" in layer.options
+
+
+def test_default_grad_cam_maps_are_not_blank_and_a_blank_one_is_said():
+    at = open_page(img_methods=["grad_cam"])
+    assert not [w.value for w in at.warning if "blank" in w.value]
+    assert "blank map" not in [a.get("text") for a in grid(at)["layout"]["annotations"]]
+    # Wave 1's default layer (conv2, before its ReLU) gave blank maps: picked by hand, the page says so.
+    from core.attribution.gradcam import GradCamParams
+
+    at = open_page(img_methods=["grad_cam"], img_picks=[0, 1, 2, 3], cam_layer="conv2")
+    from core import scenarios
+    from core.attribution import explain_images
+
+    adapter = scenarios.load_model("digits", "cnn").adapter
+    x = np.asarray(scenarios.load_data("digits")["test"].x[:4], dtype=np.float32)
+    blank = explain_images(adapter, x, adapter.predict(x), "grad_cam", GradCamParams(layer="conv2")).degenerate
+    assert blank.any()
+    warnings = [w.value for w in at.warning if "Grad-CAM" in w.value]
+    assert warnings and f"{int(blank.sum())} of 4 maps are blank" in warnings[0] and "Try:" in warnings[0]
+    marked = [a for a in grid(at)["layout"]["annotations"] if a.get("text") == "blank map"]
+    assert len(marked) == int(blank.sum())
 
 
 def test_a_rerun_with_the_same_inputs_reuses_the_maps_without_errors():

@@ -119,3 +119,29 @@ def test_data_randomisation_shows_the_shuffled_label_model():
     verdicts = [m.value for m in at.markdown if m.value.startswith("- **") and "shuffled labels" in m.value
                 or "learned nothing" in m.value]
     assert len(verdicts) == 2, verdicts
+
+
+def test_a_blank_original_map_never_passes(monkeypatch):
+    """Wave 1's Grad-CAM at conv2 (before its ReLU) gave blank digits maps and a 'passes' verdict beside them."""
+    from core import scenarios
+    from core.attribution import explain_images
+    from core.attribution import gradcam
+    from core.attribution.gradcam import GradCamParams
+
+    adapter = scenarios.load_model("digits", "cnn").adapter
+    test = scenarios.load_data("digits")["test"]
+    x = np.asarray(test.x[:60], dtype=np.float32)
+    blank = explain_images(adapter, x, adapter.predict(x), "grad_cam", GradCamParams(layer="conv2")).degenerate
+    picks = [int(i) for i in np.flatnonzero(blank)[:4]]
+    assert len(picks) == 4
+    monkeypatch.setattr(gradcam, "default_layer", lambda _adapter, _shape: "conv2")  # the old default
+    at = open_page(trust_methods=["gradient", "grad_cam"], trust_picks=picks)
+    assert not at.error
+    warnings = [w.value for w in at.warning]
+    assert any("Grad-CAM" in w and "4 of 4 maps are blank" in w for w in warnings), warnings
+    verdicts = [m.value for m in at.markdown if m.value.startswith("- **")]
+    cam = [v for v in verdicts if v.startswith("- **Grad-CAM**")]
+    assert len(cam) == 2 and all("cannot judge" in v and "passes" not in v for v in cam), cam
+    assert any(v.startswith("- **Gradient** passes") for v in verdicts), verdicts
+    areas = at.dataframe[0].value.set_index("method")
+    assert np.isnan(areas.loc["Grad-CAM", "deletion"]) and not np.isnan(areas.loc["Gradient", "deletion"])
