@@ -31,7 +31,8 @@ counts the time per call. The table shows the medians (``--stat min``: the minim
   forward+backward down to the Grad-CAM layer only, ``f`` forward-only): gradient, gradient x
   input, Guided Backprop, LRP 1 fb (LRP's forward + backward counted as one pass); Grad-CAM 1 fbL;
   Guided Grad-CAM 1 fb + 1 fbL; SmoothGrad ``samples`` (50) fb; Integrated Gradients ``steps``
-  (50) fb + 2 f (the completeness check); occlusion ``positions + 1`` f.
+  (50) fb + 2 f (the completeness check); occlusion ``positions + 1`` f; LIME ``num_samples``
+  (1000) f (one forward pass per perturbed copy of the image; the surrogate's fit is not in it).
 - ``captum``: captum called with its defaults on the same settings (numpy -> tensors -> numpy
   included, like ours): Saliency, InputXGradient, GuidedBackprop, NoiseTunnel(Saliency)
   (nt_samples=50, stdevs=noise_level, default nt_samples_batch_size: all rows at once),
@@ -39,9 +40,15 @@ counts the time per call. The table shows the medians (``--stat min``: the minim
   Occlusion on softmax(module) with our window / stride (perturbations_per_eval=1),
   LayerGradCam(relu_attributions=True) + LayerAttribution.interpolate on our layer, GuidedGradCam
   on the same layer (both with our bilinear upsampling so the maps can be compared), LRP on a
-  deep copy with identity rules on the input normalisation and flatten.
+  deep copy with identity rules on the input normalisation and flatten, Lime on softmax(module)
+  with our square superpixels as ``feature_mask``, our fill as ``baselines``,
+  ``n_samples=num_samples``, ``perturbations_per_eval=--batch-size`` and lime_image's surrogate
+  (``SkLearnRidge(alpha=1.0)``, weighted by lime_image's kernel on the cosine distance: captum's
+  default Lasso(alpha=0.01) zeroes every weight of a probability surrogate here), in inference
+  mode like ours; captum explains one image at a time and draws a new mask per sample.
 - ``agree``: max |ours - captum| / max |captum| on the benchmark inputs, except SmoothGrad
-  (independent noise) where it is the correlation ``r=`` of the two maps. LRP is compared with
+  (independent noise) and LIME (independent random masks) where it is the correlation ``r=`` of
+  the two maps. LRP is compared with
   ours rerun (untimed) at captum's epsilon 1e-9 (ours defaults to 1e-6, which alone moves the
   maps by ~1e-3 of their scale).
 
@@ -288,6 +295,8 @@ def passes_per_image(method: str, params: Any, shape: tuple[int, ...], n_images:
     if method == "expected_gradients":
         # one forward+backward per sample, plus the forward passes for f(x) and the background's mean output
         return Passes(fb=params.samples, fwd=1 + -(-params.background_size // max(1, n_images)))
+    if method == "lime":
+        return Passes(fwd=params.num_samples)  # one forward pass per perturbed copy of each image
     if method == "grad_cam":
         return Passes(fb_layer=1)
     if method == "guided_grad_cam":
@@ -302,7 +311,8 @@ BACKGROUND: np.ndarray = np.zeros((1, 1, 1, 1), dtype=np.float32)  # set per mod
 
 
 def captum_runner(method: str, params: Any, module: nn.Module, adapter: TorchAdapter, shape: tuple[int, ...],
-                  device: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+                  device: str, batch_size: int = DEFAULT_BATCH_SIZE
+                  ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """``f(x, target) -> maps`` calling captum with its defaults (settings matched to ours)."""
     import captum.attr as ca
 
@@ -381,13 +391,42 @@ def captum_runner(method: str, params: Any, module: nn.Module, adapter: TorchAda
             return ca.LRP(model).attribute(x, target=t)
 
         return wrap(lrp)
+    if method == "lime":
+        from captum._utils.models.linear_model import SkLearnRidge
+
+        from core.attribution.lime_image import cosine_kernel, grid_segments
+        from core.attribution.occlusion import OcclusionParams, fill_images
+
+        height, width = shape[-2:]
+        segments = grid_segments(height, width, params.resolved_segment(height, width))
+        mask = torch.as_tensor(segments, dtype=torch.long).to(device)[None, None]  # one superpixel over every channel
+
+        def similarity(_inputs: Any, _perturbed: Any, on: torch.Tensor, **_kwargs: Any) -> float:
+            return float(cosine_kernel(on.detach().cpu().numpy().reshape(1, -1), params.kernel_width)[0])
+
+        lime = ca.Lime(lambda z: torch.softmax(module(z), dim=1), interpretable_model=SkLearnRidge(alpha=1.0),
+                       similarity_func=similarity)
+
+        def lime_run(x: np.ndarray, target: np.ndarray) -> np.ndarray:
+            xt = torch.as_tensor(x).to(device)
+            baselines: Any = 0.0 if params.fill == "zero" else torch.as_tensor(
+                fill_images(x, OcclusionParams(fill=params.fill), None)).to(device)
+            with torch.inference_mode():
+                maps = lime.attribute(xt, baselines=baselines, target=torch.as_tensor(target).to(device),
+                                      feature_mask=mask, n_samples=params.num_samples,
+                                      perturbations_per_eval=batch_size)
+            return maps[:, :1].detach().cpu().numpy()  # every channel of a superpixel has its weight
+
+        return lime_run
     return None
 
 
 def agreement(method: str, ours: np.ndarray, theirs: np.ndarray) -> str:
     if ours.shape != theirs.shape:
         return f"shape {ours.shape} vs {theirs.shape}"
-    if method == "smoothgrad":
+    if method in ("smoothgrad", "lime"):
+        if np.ptp(ours) == 0 or np.ptp(theirs) == 0:
+            return "constant"  # no correlation to give
         return f"r={np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]:.3f}"
     scale = float(np.abs(theirs).max())
     return f"{float(np.abs(ours - theirs).max()) / (scale or 1.0):.1e}"
@@ -446,7 +485,7 @@ def bench_model(label: str, adapter: TorchAdapter, images: np.ndarray, methods: 
             continue
         params = resolve_params(method, None, adapter, shape)
         layer = dict(module.named_modules())[params.layer] if getattr(params, "layer", None) else None
-        captum_fn = captum_runner(method, params, module, adapter, shape, device)
+        captum_fn = captum_runner(method, params, module, adapter, shape, device, args.batch_size)
         for n in batches:
             x = images[:n]
             target = adapter.predict(x, args.batch_size).astype(np.int64)
@@ -548,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
           f"both with a {round((MARGIN - 1) * 100)}% noise margin.")
     print("passes/img: the floor's rows per image, fb = forward+backward to the input, fbL = to the Grad-CAM "
           "layer, f = forward only.\nagree: max|ours-captum|/max|captum| (SmoothGrad: correlation; LRP: ours at "
-          "captum's epsilon 1e-9).", flush=True)
+          "captum's epsilon 1e-9; LIME: correlation, captum with lime_image's ridge and kernel).", flush=True)
 
     results: dict[str, list[Row]] = {}
     labels: dict[str, str] = {}
