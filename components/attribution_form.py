@@ -77,12 +77,13 @@ def method_params(method: str, image_shape: tuple[int, int, int], spatial_layers
     if method in ("grad_cam", "guided_grad_cam"):
         a, b = c.columns(2)
         index = spatial_layers.index(default_layer) if default_layer in spatial_layers else 0
-        layer = a.selectbox("Layer", spatial_layers, index=index, key="cam_layer",
+        prefix = "cam" if method == "grad_cam" else "gcam"  # both may be columns: one widget key each
+        layer = a.selectbox("Layer", spatial_layers, index=index, key=f"{prefix}_layer",
                             format_func=lambda name: layer_label(name, set(pre_activation)),
                             help="a layer with a spatial feature map; the default is the output of the last "
                                  "convolutional block, after its activation. Before the activation the weighted "
                                  "channels are often negative everywhere and the map comes out blank.")
-        interpolation = b.selectbox("Upsampling", INTERPOLATIONS, key="cam_interpolation")
+        interpolation = b.selectbox("Upsampling", INTERPOLATIONS, key=f"{prefix}_interpolation")
         return GradCamParams(layer=layer, interpolation=interpolation)
     if method == "lrp":
         a, b = c.columns(2)

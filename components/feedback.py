@@ -90,14 +90,17 @@ def degenerate_note(reason: str | None) -> None:
         st.warning(reason, icon=":material/visibility_off:")
 
 
-def degenerate_summary(title: str, flags, reason: str | None, labels: list[str], noun: str = "map") -> None:
+def degenerate_summary(title: str, flags, reason: str | None, labels: list[str], noun: str = "map",
+                       verdicts: bool = True) -> None:
     """One warning for a method whose explanations are degenerate for some inputs.
 
-    ``flags``: bool per input; ``reason``: the sentence for the first degenerate one; ``labels``: the inputs' names.
+    ``flags``: bool per input; ``reason``: the sentence for the first degenerate one; ``labels``: the inputs' names;
+    ``verdicts``: the page draws verdicts, which leave these inputs out (say so).
     """
     flags = list(flags)
     if not any(flags):
         return
     which = ", ".join(label for label, flag in zip(labels, flags) if flag)
-    st.warning(f"**{title}**: {sum(flags)} of {len(flags)} {noun}s are blank or constant ({which}); they are left out "
-               f"of every verdict on this page. {reason or ''}", icon=":material/visibility_off:")
+    left_out = " they are left out of every verdict on this page." if verdicts else ""
+    st.warning(f"**{title}**: {sum(flags)} of {len(flags)} {noun}s are blank or constant ({which});{left_out} "
+               f"{reason or ''}", icon=":material/visibility_off:")

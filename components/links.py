@@ -50,7 +50,8 @@ _METHOD_PARAMS = (
     _p("lime_segment", kind="int"), _p("lime_samples", kind="int"), _p("lime_fill"),
     _p("grad_abs", kind="bool"), _p("sg_samples", kind="int"), _p("sg_noise", kind="float"), _p("sg_abs", kind="bool"),
     _p("ig_steps", kind="int"), _p("ig_baseline"), _p("ig_rule"), _p("eg_samples", kind="int"),
-    _p("eg_background", kind="int"), _p("cam_layer"), _p("cam_interpolation"), _p("lrp_rule"),
+    _p("eg_background", kind="int"), _p("cam_layer"), _p("cam_interpolation"),
+    _p("gcam_layer"), _p("gcam_interpolation"), _p("lrp_rule"),
     _p("lrp_epsilon", kind="float"), _p("lrp_alpha", kind="float"),
 )
 

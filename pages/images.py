@@ -141,7 +141,7 @@ titles = {m: get_method(m).title for m in chosen}
 for m in chosen:  # a blank map is said, never shown as a silent flat tint
     blank = results[m].degenerate
     first = int(np.argmax(blank)) if blank.any() else 0
-    degenerate_summary(titles[m], blank, results[m].degenerate_reason(first, titles[m]), row_labels)
+    degenerate_summary(titles[m], blank, results[m].degenerate_reason(first, titles[m]), row_labels, verdicts=False)
 
 st.plotly_chart(present.figure(attribution_grid(images, results, titles, row_labels, proba, class_names, opacity=opacity,
                                  percentile=percentile, overlay=overlay)), key="img_grid")

@@ -128,6 +128,9 @@ def test_another_class_settings_and_mistakes():
     spec = grid(at)
     red = [t["marker"]["color"] for t in spec["data"] if t["type"] == "bar"]
     assert all(colours[3] == "#b2182b" for colours in red)  # class 3 is the explained one in every row
+    at = open_page(img_methods=["grad_cam", "guided_grad_cam"], gcam_layer="conv1")  # both at once, own settings
+    assert not at.exception and at.selectbox(key="gcam_layer").value == "conv1"
+    assert at.selectbox(key="cam_layer").value == "relu2"
     layer = at.selectbox(key="cam_layer")
     assert layer.value == "relu2"  # the last conv block's output, after its ReLU
     assert "conv2 (before its activation)" in layer.options and "relu2" in layer.options
