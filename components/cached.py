@@ -39,9 +39,18 @@ def trained_model(scenario: str, model: str, variant: str | None) -> TrainedMode
         return byom.get(scenario).trained
     scenario_data(scenario, variant)
     if not scenarios.is_trained(scenario, model, variant):
-        with progress_status(f"Training {scenario}/{model} (first use, cached afterwards)") as progress:
+        estimate = training_estimate(scenario, model, variant)  # said before the training starts
+        with progress_status(f"Training {scenario}/{model} (first use, cached afterwards): {estimate.about} on this "
+                             "machine") as progress:
+            progress(0.0, f"{estimate.about}: {estimate.basis}")
             scenarios.load_model(scenario, model, variant, progress=progress)
     return _load_model(scenario, model, variant)
+
+
+@st.cache_data(show_spinner="Timing a few training steps to say how long the first use will take…", max_entries=32)
+def training_estimate(scenario: str, model: str, variant: str | None) -> scenarios.TimeEstimate:
+    """How long the first use of a built-in model trains here (a few steps timed, once per process)."""
+    return scenarios.estimate_training(scenario, model, variant)
 
 
 @st.cache_data(show_spinner="Predicting…", max_entries=64)
@@ -196,14 +205,35 @@ def umap_warmup():
 
 
 def uncertainty_source(scenario: str, model: str, variant: str | None, kind: str, n: int):
-    """An uncertainty source (ensemble members, MC dropout, Bayes by backprop), trained first with a progress bar."""
-    from core.uncertainty.sources import is_ready, load_source
+    """An uncertainty source (ensemble members, MC dropout, Bayes by backprop), trained first with a progress bar
+    whose label says how long the training will take (the page asks before it gets here)."""
+    from core.uncertainty.sources import SOURCES, is_ready, load_source
 
     if not is_ready(scenario, model, variant, kind, n):
-        with progress_status(f"Training the {kind.replace('_', ' ')} source of {scenario}/{model} "
-                             "(first use, cached afterwards)") as progress:
+        estimate = uncertainty_estimate(scenario, model, variant, kind, n)
+        about = f": {estimate.about} on this machine" if estimate is not None else ""
+        with progress_status(f"Training the {SOURCES[kind]} of {scenario}/{model}{about} (first use, cached "
+                             "afterwards)") as progress:
+            if estimate is not None:
+                progress(0.0, f"{estimate.about}: {estimate.basis}")
             load_source(scenario, model, variant, kind, n, progress=progress)
     return _uncertainty_source(scenario, model, variant, kind, n)
+
+
+@st.cache_data(show_spinner="Timing a few training steps to say how long it will take…", max_entries=32)
+def uncertainty_estimate(scenario: str, model: str, variant: str | None, kind: str, n: int):
+    """How long an uncertainty source still has to train here (None: ready); measured once per process."""
+    from core.uncertainty.sources import estimate_source
+
+    return estimate_source(scenario, model, variant, kind, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def autoencoder_estimate(scenario: str, variant: str | None):
+    """How long the uncertainty page's autoencoder trains here (None: on disk); measured once per process."""
+    from core.uncertainty.sources import autoencoder_estimate as compute
+
+    return compute(scenario, variant)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

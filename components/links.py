@@ -24,6 +24,7 @@ import streamlit as st
 from components import state
 
 RESTORED_KEY = "tl_link_restored"  # scopes ("shared", "page:<path>") whose URL values this session has read
+LINKED_KEY = "tl_link_applied"  # page keys the link that opened the page set, until the page asks (from_link)
 PRESENT_KEY = "tl_present"
 VIEW, HOME_VIEW = "view", "home"  # the page a written link belongs to
 
@@ -215,7 +216,19 @@ def restore_page(url_path: str) -> None:
     if view is not None and view != (url_path or HOME_VIEW):
         st.session_state.setdefault(RESTORED_KEY, set()).add(f"page:{url_path}")
         return
-    _restore(PAGE_PARAMS.get(url_path, ()), f"page:{url_path}")
+    applied = _restore(PAGE_PARAMS.get(url_path, ()), f"page:{url_path}")
+    if applied:
+        st.session_state[LINKED_KEY] = set(applied)
+
+
+def from_link(key: str) -> bool:
+    """True, once, when the link that opened this page set ``key``: the page may treat the value as the
+    user's explicit choice (the uncertainty page then trains a linked ensemble without asking first)."""
+    applied = st.session_state.get(LINKED_KEY)
+    if applied and key in applied:
+        applied.discard(key)
+        return True
+    return False
 
 
 def current_params(url_path: str) -> dict[str, str]:

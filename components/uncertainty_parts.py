@@ -14,6 +14,33 @@ from components.uncertainty_view import auroc_table, most_disputed, numbers, poi
 from core.uncertainty.report import SCORE_TITLES, SetResult, UncertaintyReport
 
 PICK_KEY = "unc_pick"
+TRAIN_KEY = "unc_train_request"  # the source a training button asked for, read (once) by the next run
+
+
+def request_training(kind: str) -> None:
+    """A training button's callback: select ``kind`` and let the next run train it (callbacks run before the
+    widgets are drawn, so the source control may still be set here)."""
+    st.session_state["unc_source"] = kind
+    st.session_state[TRAIN_KEY] = kind
+
+
+def training_requested(kind: str) -> bool:
+    """True when the user asked this run to train ``kind``: a training button, or a link that named the source
+    (the link is then the user's explicit choice). Read once: a later run asks again."""
+    from components import links
+
+    linked = links.from_link("unc_source")
+    return st.session_state.pop(TRAIN_KEY, None) == kind or linked
+
+
+def ask_to_train(kind: str, offer: str, label: str, note: str) -> None:
+    """Say what training ``kind`` costs (``offer``), with the button that starts it, and stop the page until
+    it is pressed."""
+    st.info(offer, icon=":material/model_training:")
+    st.button(label, key="unc_train", type="primary", on_click=request_training, args=(kind,),
+              help="trains with a progress bar, then shows this source")
+    st.caption(note)
+    st.stop()
 
 
 def keep_valid(key: str, options: list) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.scenarios import TimeEstimate
 from core.uncertainty.report import SCORE_TITLES, UncertaintyReport
+from core.uncertainty.sources import SOURCES
 
 
 def scatter_points(report: UncertaintyReport, set_names: Sequence[str], max_per_set: int = 1500,
@@ -135,3 +137,22 @@ def published_scores(report: UncertaintyReport) -> dict[str, Any]:
     clean = report.get("clean")
     return {"scenario": report.scenario, "model": report.model, "variant": report.variant, "source": report.source,
             "scores": {SCORE_TITLES[name]: np.asarray(values) for name, values in clean.scores.items()}}
+
+
+def training_offer(kind: str, n: int, estimate: TimeEstimate | None) -> str:
+    """What training ``kind`` with ``n`` members / samples costs, said before it starts (Markdown)."""
+    what = {"deep": f"trains {n} copies of the scenario's model with different seeds",
+            "bootstrap": f"trains {n} copies of the scenario's model on resamples of its training data",
+            "bayes": "trains a Bayes-by-backprop CNN on the training data",
+            "mc_dropout": "needs the scenario's model, which is not trained yet"}[kind]
+    when = "" if estimate is None else f": **{estimate.about} on this machine** ({estimate.basis})"
+    return f"The {SOURCES[kind]} {what}{when}. It is trained once and cached for every session."
+
+
+SHORT_NAMES = {"deep": "deep ensemble", "bootstrap": "bootstrap ensemble", "bayes": "Bayes network",
+               "mc_dropout": "model"}
+
+
+def train_label(kind: str, estimate: TimeEstimate | None) -> str:
+    """The training button's label: short enough for a narrow column, with the estimate."""
+    return f"Train the {SHORT_NAMES[kind]}" + (f" ({estimate.about})" if estimate is not None else "")

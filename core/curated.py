@@ -15,7 +15,7 @@ What each page gets (``index`` is a row of the scenario's TEST split):
 - ``shapley``: tabular: the most confident mistake, the row closest to the decision boundary and a
   typical row of each class; image and text scenarios: as on their explanation pages.
 - ``uncertainty`` (image scenarios): the most disputed test inputs of the page's default source
-  (highest mutual information between members), then the ensemble's confident mistakes.
+  (MC dropout: highest mutual information between the passes), then its confident mistakes.
 - ``embeddings``: mistakes whose activations lie among another class's points (most of their
   nearest neighbours in activation space belong to the class the model predicted), else confident
   mistakes.
@@ -40,7 +40,7 @@ from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
 
 PAGES = ("home", "calibration", "images", "text", "trust", "shapley", "uncertainty", "embeddings")
-CURATED_VERSION = 3  # bump when a selection rule changes: the cached lists are keyed by it
+CURATED_VERSION = 4  # bump when a selection rule changes: the cached lists are keyed by it
 
 # Widgets that offer only the first rows of the test split (a pick outside them cannot be shown).
 PICKER_ROWS = {"trust": 500, "shapley-image": 500, "shapley-tabular": 150}
@@ -343,17 +343,20 @@ def _tabular(ctx: _Context, limit: int) -> list[dict[str, Any]]:
 
 
 def default_uncertainty_source(scenario: str, model: str) -> tuple[str, int]:
-    """(kind, n) the uncertainty page opens with: its first available source, 5 members or 30 samples."""
+    """(kind, n) the uncertainty page opens with: 30 MC dropout passes of the scenario's own model (nothing to
+    train) where the model has dropout, else its first available source (5 members; the page trains them only
+    when asked, with an estimate of the time)."""
     from core.uncertainty.members import ENSEMBLE_KINDS, supported_sources
 
-    kind = next(k for k, reason in supported_sources(scenario, model).items() if reason is None)
+    support = supported_sources(scenario, model)
+    kind = "mc_dropout" if support.get("mc_dropout") is None else next(k for k, r in support.items() if r is None)
     return kind, 5 if kind in ENSEMBLE_KINDS else 30
 
 
 def _uncertainty(ctx: _Context, limit: int) -> list[dict[str, Any]]:
     """The most disputed test inputs of the page's default source, then the ensemble's confident mistakes."""
     from core.uncertainty.metrics import uncertainty_scores
-    from core.uncertainty.sources import load_source
+    from core.uncertainty.sources import SOURCES, load_source
 
     spec, y = ctx.spec, np.asarray(ctx.test.y)
     kind, n = default_uncertainty_source(spec.name, ctx.model)
@@ -365,13 +368,15 @@ def _uncertainty(ctx: _Context, limit: int) -> list[dict[str, Any]]:
     mi = scores["mutual_information"]
     votes = proba.argmax(axis=2)
     pred = mean.argmax(axis=1)
+    members = "members" if source.is_ensemble else "passes"
+    who = f"{source.n_members} {members} of the {SOURCES[source.kind]}"
     out = []
     n_disputed = max(1, (limit + 1) // 2)
     for i in most_disputed(mi, n_disputed):
         counts = np.bincount(votes[:, i], minlength=len(spec.class_names))
         voted = ", ".join(f"{spec.class_names[c]}:{v}" for c, v in enumerate(counts) if v)
         out.append(_row(i, f"Most disputed: {_a(spec.class_names[y[i]])}, votes {voted} (mutual information {mi[i]:.3f})",
-                        f"The {source.title} disagree most about it: epistemic uncertainty at its highest."))
+                        f"The {who} disagree most about it: epistemic uncertainty at its highest."))
     taken = {int(r["index"]) for r in out}
     for i in confident_mistakes(y, mean):
         if len(out) >= limit:
@@ -380,7 +385,7 @@ def _uncertainty(ctx: _Context, limit: int) -> list[dict[str, Any]]:
             continue
         out.append(_row(i, f"Confident mistake: {_read(spec, y[i], pred[i])} ({_pct(mean[i, pred[i]])}, "
                            f"mutual information {mi[i]:.3f})",
-                        "Wrong although the members agree: uncertainty does not flag every error."))
+                        f"Wrong although the {members} agree: uncertainty does not flag every error."))
     return out
 
 

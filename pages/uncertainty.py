@@ -7,15 +7,17 @@ from components import cached, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
-from components.uncertainty_parts import (auroc_section, gallery_controls, image_gallery, inspect_button, keep_valid,
-                                          picked_input, set_controls)
+from components.uncertainty_parts import (ask_to_train, auroc_section, gallery_controls, image_gallery, inspect_button,
+                                          keep_valid, picked_input, request_training, set_controls, training_requested)
 from components.uncertainty_upload import render as render_upload
-from components.uncertainty_view import accuracy_table, numbers, published_scores, scatter_points
+from components.uncertainty_view import (accuracy_table, numbers, published_scores, scatter_points, train_label,
+                                         training_offer)
 from components.widgets import require_kind
 from core import byom
-from core.uncertainty.members import supported_sources
+from core.curated import default_uncertainty_source
+from core.uncertainty.members import ENSEMBLE_KINDS, supported_sources
 from core.uncertainty.report import SCORE_TITLES
-from core.uncertainty.sources import SOURCES
+from core.uncertainty.sources import SOURCES, autoencoder_ready, is_ready
 
 EPSILONS = [0.02, 0.05, 0.1, 0.2, 0.3]
 
@@ -34,14 +36,15 @@ present.example_bar("uncertainty", sel)
 
 with guarded():
     support = supported_sources(sel.scenario, sel.model)
+default_kind, _ = default_uncertainty_source(sel.scenario, sel.model)  # MC dropout where it applies: nothing to train
 with present.controls('Source, members and attack'):
     available = [k for k, reason in support.items() if reason is None]
     keep_valid("unc_source", available)
-    kind = st.segmented_control("Source", available, default=available[0], key="unc_source",
+    kind = st.segmented_control("Source", available, default=default_kind, key="unc_source",
                                 format_func=lambda k: SOURCES[k], help="; ".join(
-                                    f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or available[0]
+                                    f"{SOURCES[k]}: {r}" for k, r in support.items() if r) or None) or default_kind
     c2, c3, c4 = st.columns([1.2, 1.6, 1.2])
-    ensemble = kind in ("deep", "bootstrap")
+    ensemble = kind in ENSEMBLE_KINDS
     if ensemble:
         n = c2.select_slider("Members K", [2, 3, 4, 5, 6, 8, 10], 5, key="unc_members",
                              help="members trained once (together) and cached; more members train only the new ones")
@@ -51,10 +54,36 @@ with present.controls('Source, members and attack'):
     epsilon = c3.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
                                help="largest change of any pixel (pixels in [0, 1]); the attack targets one model: "
                                     "member 1, or the deterministic model the stochastic source perturbs")
-    use_autoencoder = c4.toggle("Autoencoder score", True, key="unc_autoencoder",
-                                help="reconstruction error of an autoencoder trained on the training images: "
-                                     "low = familiar data")
+    autoencoder_help = ("reconstruction error of an autoencoder trained on the training images: low = familiar data")
+    if not autoencoder_ready(sel.scenario, sel.variant):
+        estimate = cached.autoencoder_estimate(sel.scenario, sel.variant)
+        if estimate is not None:
+            autoencoder_help += (f". Not trained yet: switching it on trains it first, {estimate.about} on this machine "
+                                 f"({estimate.basis}), then it is cached")
+    use_autoencoder = c4.toggle("Autoencoder score", False, key="unc_autoencoder", help=autoencoder_help)
+    ready = is_ready(sel.scenario, sel.model, sel.variant, kind, int(n))
+    asked = training_requested(kind)
+    heavy = next((k for k in ENSEMBLE_KINDS if support.get(k) is None), None)
+    members = int(st.session_state.get("unc_members", 5))
+    if ready and not ensemble and heavy and not is_ready(sel.scenario, sel.model, sel.variant, heavy, members):
+        # the heavy source, one click away: what it trains and for how long, said before it starts
+        estimate = cached.uncertainty_estimate(sel.scenario, sel.model, sel.variant, heavy, members)
+        o1, o2 = st.columns([3, 1.2], vertical_alignment="center")
+        o1.caption(f"Compare with an ensemble. {training_offer(heavy, members, estimate)}")
+        o2.button(train_label(heavy, estimate), key="unc_train_ensemble", on_click=request_training, args=(heavy,),
+                  width="stretch")
 
+if not ready and not asked:
+    with guarded():
+        estimate = cached.uncertainty_estimate(sel.scenario, sel.model, sel.variant, kind, int(n))
+    others = [SOURCES[k] for k in available if k != kind and is_ready(sel.scenario, sel.model, sel.variant, k,
+                                                                       members if k in ENSEMBLE_KINDS else 30)]
+    ask_to_train(kind, training_offer(kind, int(n), estimate),
+                 train_label(kind, estimate),
+                 "Nothing is trained until you press the button. " + (
+                     f"Ready now, without training: {', '.join(others)} (the Source control above)." if others else
+                     "Every source this model offers needs training (not offered: "
+                     + "; ".join(f"{SOURCES[k]}, {r}" for k, r in support.items() if r) + ")."))
 with guarded():
     source = cached.uncertainty_source(sel.scenario, sel.model, sel.variant, kind, int(n))
 with guarded(), transient_progress("Scoring the stress sets") as progress:
@@ -66,6 +95,10 @@ set_names = [r.name for r in report.sets]
 set_titles = {r.name: r.set.title for r in report.sets}
 clean, labels = report.get("clean"), [f"member {i + 1}" for i in range(report.n_members)] if ensemble else \
     [f"sample {i + 1}" for i in range(report.n_members)]
+if not ensemble and not np.any(clean.scores["mutual_information"] > 0):
+    st.warning(f"The {report.n_members} passes of the {SOURCES[kind]} give the same prediction for every clean test "
+               "input, so every disagreement score is 0: the source says nothing here. Try another source.",
+               icon=":material/visibility_off:")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Clean accuracy (mean ensemble)", f"{clean.accuracy('mean'):.1%}",
           help=f"{source.title}; single members: " + ", ".join(f"{a:.1%}" for a in source.member_accuracy))

@@ -178,6 +178,48 @@ def ensemble_members(
     return out
 
 
+def estimate_training(scenario: str, model: str | None, variant: str | None, kind: str, k: int,
+                      overrides: dict[str, Any] | None = None,
+                      store: ArtifactStore | None = None) -> scenarios.TimeEstimate | None:
+    """How long :func:`ensemble_members` will train on this machine (None: every member is on disk).
+
+    Members trained together (small torch networks): a few steps of the stacked model are timed and
+    scaled to the recipe's epochs x steps. Members trained one after the other: the time the
+    scenario's own model took to train (recorded when it was trained), once per missing member,
+    or a timed probe of the recipe (:func:`core.scenarios.estimate_training`) when that model is
+    not trained yet. Trains and stores nothing.
+    """
+    _check_kind(kind)
+    k = check_int("k", k, "estimate_training")
+    spec = scenarios.get_spec(scenario)
+    variant = spec.variant(variant)
+    mspec = spec.model(model or spec.default_model)
+    store = store or default_store()
+    missing = [i for i in range(k) if not store.contains(member_key(spec.name, mspec.name, variant, kind, i, overrides))]
+    if not missing:
+        return None
+    train = scenarios.load_data(spec.name, variant)["train"]
+    many = f"{len(missing)} member{'s' if len(missing) > 1 else ''}"
+    if trains_jointly(spec, mspec, train):
+        one_epoch = dataclasses.replace(mspec, params={**mspec.params, **(overrides or {}), "epochs": 1})
+        specs = [_member_spec(one_epoch, i, None) for i in missing]
+        member = _member_spec(mspec, missing[0], overrides)
+        return scenarios.time_steps(
+            lambda rows: _fit_torch_together(spec, specs, train[rows], [np.arange(len(rows))] * len(specs), None),
+            len(train), member.params["batch_size"], member.params["epochs"], f"{many} trained together: ")
+    if scenarios.is_trained(spec.name, mspec.name, variant, store=store):
+        loaded = scenarios.load_model(spec.name, mspec.name, variant, store=store)
+        recorded = float(loaded.metrics["train_seconds"])
+        ratio = 1.0
+        if overrides and "epochs" in overrides and "epochs" in mspec.params:
+            ratio = overrides["epochs"] / mspec.params["epochs"]
+        return scenarios.TimeEstimate(recorded * ratio * len(missing),
+                                      f"{many} one after the other, each as long as the {recorded:.0f} s the "
+                                      f"scenario's {mspec.name} took to train here")
+    one = scenarios.estimate_training(spec.name, mspec.name, variant)
+    return scenarios.TimeEstimate(one.seconds * len(missing), f"{many} one after the other, each {one.about}: {one.basis}")
+
+
 def _train_members(spec: scenarios.ScenarioSpec, mspec: scenarios.ModelSpec, kind: str, indices: list[int],
                    overrides: dict[str, Any] | None, splits: dict[str, DataBundle],
                    progress: ProgressCallback | None) -> list[dict[str, Any]]:
@@ -352,6 +394,33 @@ def mc_dropout_module(module: Any, rate: float | None = None, *,
     return sampling_copy(module, rate)
 
 
+def deterministic_prefix(module: Any) -> tuple[Any, Any]:
+    """(layers before the first random draw, the rest) of an ``nn.Sequential``; (None, module) otherwise.
+
+    The prefix is computed once per batch and only the rest T times: for the image CNN the
+    convolutions (most of the cost) sit before its first dropout, so T passes cost little more than
+    one. Only for keyed modules (:func:`core.uncertainty.keyed.is_keyed`): their masks depend on the
+    sample index, pass and layer, never on how often the prefix ran, so the numbers are the same.
+    """
+    import torch
+
+    from core.uncertainty.keyed import KeyedDropout
+
+    if not isinstance(module, torch.nn.Sequential) or isinstance(module, torch.jit.ScriptModule) or \
+            type(module).forward is not torch.nn.Sequential.forward:
+        return None, module
+
+    def draws(child: Any) -> bool:
+        return any(isinstance(m, KeyedDropout) or getattr(m, "draws_keyed", False)
+                   or (layer_type(m) in DROPOUT_TYPES and m.training) for m in child.modules())
+
+    children = list(module.children())
+    first = next((i for i, child in enumerate(children) if draws(child)), len(children))
+    if first == 0 or first == len(children):
+        return None, module
+    return torch.nn.Sequential(*children[:first]), torch.nn.Sequential(*children[first:])
+
+
 def stochastic_passes(
     module: Any,
     to_tensor: Callable[[Any], Any],
@@ -382,16 +451,19 @@ def stochastic_passes(
     out: np.ndarray | None = None
     keyed = is_keyed(module)
     draw = None
+    prefix, rest = deterministic_prefix(module) if keyed else (None, module)
 
     def step(start: int, stop: int) -> None:
         nonlocal out
         inputs = to_tensor(x[start:stop])
         chunk = []
         with torch.inference_mode():
+            if prefix is not None:  # the layers before the first draw give the same output in every pass
+                inputs = prefix(inputs)
             for t in range(passes):
                 if draw is not None:
                     draw.pass_index, draw.offset = t, start
-                z = module(inputs).float()
+                z = rest(inputs).float()
                 chunk.append(torch.softmax(z, dim=1) if outputs == "logits" else z)
         block = torch.stack(chunk).cpu().numpy()
         if out is None:

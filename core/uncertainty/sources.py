@@ -144,6 +144,70 @@ def is_ready(scenario: str, model: str | None, variant: str | None, kind: str, n
     raise unknown_name("uncertainty source", kind, list(SOURCES))
 
 
+def estimate_source(scenario: str, model: str | None, variant: str | None, kind: str, n: int,
+                    store: ArtifactStore | None = None) -> scenarios.TimeEstimate | None:
+    """How long :func:`load_source` will train on this machine; None when nothing needs training.
+
+    Measured, never a constant: ensembles see :func:`core.uncertainty.members.estimate_training`;
+    MC dropout trains only the scenario's model (:func:`core.scenarios.estimate_training`); Bayes by
+    backprop times a few steps of its own training loop. Trains and stores nothing.
+    """
+    store = store or default_store()
+    spec = scenarios.get_spec(scenario)
+    variant = spec.variant(variant)
+    model = model or spec.default_model
+    if kind in member_lib.ENSEMBLE_KINDS:
+        return member_lib.estimate_training(scenario, model, variant, kind, n, store=store)
+    if is_ready(scenario, model, variant, kind, n, store=store):
+        return None
+    if kind == "mc_dropout":
+        return scenarios.estimate_training(scenario, model, variant)
+    if kind == "bayes":
+        from core.device import resolve_device
+        from core.rng import exclusive_global_rng
+        from core.uncertainty import bayes
+
+        train = scenarios.load_data(scenario, variant)["train"]
+        params = bayes_params(train.x.shape[2])
+        arch = _bayes_arch(spec, train, params)
+
+        def fit(rows: np.ndarray) -> None:
+            with exclusive_global_rng():  # train_bayes seeds torch's global generator
+                bayes.train_bayes(bayes.bayes_cnn(**arch), train.x[rows], train.y[rows], epochs=1,
+                                  batch_size=params["batch_size"], lr=params["lr"], seed=params["seed"],
+                                  prior_sigma=params["prior_sigma"], kl_weight=params["kl_weight"],
+                                  device=resolve_device())
+
+        return scenarios.time_steps(fit, len(train), params["batch_size"], params["epochs"], "Bayes by backprop: ")
+    raise unknown_name("uncertainty source", kind, list(SOURCES))
+
+
+def autoencoder_ready(scenario: str, variant: str | None = None, store: ArtifactStore | None = None) -> bool:
+    """True when :func:`autoencoder_scores` will not train (the scenario's autoencoder is on disk)."""
+    return store_or_default(store).contains(_autoencoder_key(scenario, variant)[0])
+
+
+def autoencoder_estimate(scenario: str, variant: str | None = None,
+                         store: ArtifactStore | None = None) -> scenarios.TimeEstimate | None:
+    """How long the autoencoder of :func:`autoencoder_scores` will train here; None when it is on disk."""
+    from core.device import resolve_device
+    from core.rng import exclusive_global_rng
+    from core.uncertainty import autoencoder as ae
+
+    if autoencoder_ready(scenario, variant, store):
+        return None
+    _, train, params = _autoencoder_key(scenario, variant)
+    n_inputs = int(np.prod(train.x.shape[1:]))
+
+    def fit(rows: np.ndarray) -> None:
+        with exclusive_global_rng():  # train_autoencoder seeds torch's global generator
+            ae.train_autoencoder(ae.autoencoder(n_inputs, params["hidden"], params["code"]), train.x[rows], epochs=1,
+                                 batch_size=params["batch_size"], lr=params["lr"], seed=params["seed"],
+                                 device=resolve_device())
+
+    return scenarios.time_steps(fit, len(train), params["batch_size"], params["epochs"], "autoencoder: ")
+
+
 def load_source(
     scenario: str,
     model: str | None = None,
@@ -222,6 +286,12 @@ def _bayes_key(scenario: str, variant: str | None, overrides: dict[str, Any] | N
                      libraries=scenarios.TRAIN_LIBRARIES)
 
 
+def _bayes_arch(spec: scenarios.ScenarioSpec, train: DataBundle, params: dict[str, Any]) -> dict[str, Any]:
+    _, c, h, w = train.x.shape
+    return {"height": h, "width": w, "channels": c, "n_classes": len(spec.class_names), "mean": float(train.x.mean()),
+            "std": float(train.x.std()), "widths": tuple(params["widths"]), "hidden": params["hidden"]}
+
+
 def bayes_model(scenario: str, variant: str | None = None, *, overrides: dict[str, Any] | None = None,
                 progress: ProgressCallback | None = None,
                 store: ArtifactStore | None = None) -> tuple[ModelAdapter, dict[str, float], bool]:
@@ -239,9 +309,7 @@ def bayes_model(scenario: str, variant: str | None = None, *, overrides: dict[st
     splits = scenarios.load_data(scenario, variant)
     train = splits["train"]
     params = {**bayes_params(train.x.shape[2]), **(overrides or {})}
-    _, c, h, w = train.x.shape
-    arch = {"height": h, "width": w, "channels": c, "n_classes": len(spec.class_names), "mean": float(train.x.mean()),
-            "std": float(train.x.std()), "widths": tuple(params["widths"]), "hidden": params["hidden"]}
+    arch = _bayes_arch(spec, train, params)
     trained_now = False
 
     @holds_global_rng  # the network is initialised from torch's seeded global generator
@@ -275,6 +343,19 @@ def store_or_default(store: ArtifactStore | None) -> ArtifactStore:
     return store or default_store()
 
 
+def _autoencoder_key(scenario: str, variant: str | None,
+                     overrides: dict[str, Any] | None = None) -> tuple[str, DataBundle, dict[str, Any]]:
+    """(store key of the scenario's autoencoder, its training split, its parameters)."""
+    spec = scenarios.get_spec(scenario)
+    variant = spec.variant(variant)
+    train = scenarios.load_data(scenario, variant)["train"]
+    params = {**autoencoder_params(train.x.shape[2]), **(overrides or {})}
+    key = cache_key(op="uncertainty_autoencoder", data_fingerprint=train.fingerprint,
+                    params={"scenario": spec.name, "variant": variant, "version": AUTOENCODER_VERSION, **params},
+                    libraries=scenarios.TRAIN_LIBRARIES)
+    return key, train, params
+
+
 def autoencoder_scores(scenario: str, variant: str | None, bundles: dict[str, DataBundle], *,
                        overrides: dict[str, Any] | None = None, batch_size: int = 256,
                        progress: ProgressCallback | None = None,
@@ -285,10 +366,7 @@ def autoencoder_scores(scenario: str, variant: str | None, bundles: dict[str, Da
     from core.device import resolve_device
     from core.uncertainty import autoencoder as ae
 
-    spec = scenarios.get_spec(scenario)
-    variant = spec.variant(variant)
-    train = scenarios.load_data(scenario, variant)["train"]
-    params = {**autoencoder_params(train.x.shape[2]), **(overrides or {})}
+    key, train, params = _autoencoder_key(scenario, variant, overrides)
     n_inputs = int(np.prod(train.x.shape[1:]))
     store = store_or_default(store)
     device = resolve_device()
@@ -301,9 +379,6 @@ def autoencoder_scores(scenario: str, variant: str | None, bundles: dict[str, Da
         return {"weights": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
                 "train_seconds": round(time.perf_counter() - started, 2)}
 
-    key = cache_key(op="uncertainty_autoencoder", data_fingerprint=train.fingerprint,
-                    params={"scenario": spec.name, "variant": variant, "version": AUTOENCODER_VERSION, **params},
-                    libraries=scenarios.TRAIN_LIBRARIES)
     artifact = store.get_or_compute(key, compute, description={"op": "uncertainty_autoencoder", "scenario": scenario})
     module = ae.autoencoder(n_inputs, params["hidden"], params["code"])
     module.load_state_dict(artifact["weights"])

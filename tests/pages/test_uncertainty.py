@@ -1,17 +1,23 @@
 """AppTest of pages/uncertainty.py: tables against the engine, published scores, click -> sample, sources.
 
 Small settings keep it fast (K=2 members, T=5 passes); the members use the scenario's full recipe.
+The default source needs no training (MC dropout on the scenario's CNN); an ensemble trains only
+after its button (or a link that names it), with the time estimated first.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from components.uncertainty_view import as_number
+from core import scenarios
+from core.store import default_store
 from core.uncertainty import load_source
 from core.uncertainty.report import uncertainty_report
 from tests.conftest import ROOT
@@ -21,7 +27,9 @@ PAGE = "pages/uncertainty.py"
 
 
 def open_page(scenario: str = "digits", model: str | None = None, uploads: list[str] | None = None,
-              **widgets) -> AppTest:
+              train: bool = False, query: dict[str, str] | None = None, **widgets) -> AppTest:
+    """The page with ``widgets`` set; ``train`` presses the training button when the source asks for one;
+    ``query``: the page opened by a link with that query string."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if uploads:
         at.session_state["tl_uploads"] = uploads
@@ -31,11 +39,41 @@ def open_page(scenario: str = "digits", model: str | None = None, uploads: list[
     at.run()
     for key, value in widgets.items():
         at.session_state[key] = value
+    if query:
+        at.query_params.clear()
+        at.query_params.update(query)
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Uncertainty"
+    if train and any(b.key == "unc_train" for b in at.button):
+        at.button(key="unc_train").click().run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
     return at
+
+
+@pytest.fixture
+def fresh_store(monkeypatch, tmp_path):
+    """An empty store holding only the digits models (trained once in the session's store), nothing in memory."""
+    source = default_store()
+    keys = [scenarios.load_model("digits", m).key for m in scenarios.get_spec("digits").model_names]
+    for key in keys:
+        target = tmp_path / "cache" / key[:2] / f"{key}.pkl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source.path_for(key), target)
+    monkeypatch.setenv("TRUSTLENS_CACHE_DIR", str(tmp_path / "cache"))
+    scenarios.forget_loaded_models()
+    from core.uncertainty.members import forget_members
+
+    forget_members()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield default_store()
+    scenarios.forget_loaded_models()
+    forget_members()
+    st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -46,8 +84,26 @@ def chart_titles(at: AppTest) -> list[str]:
     return [c["layout"]["title"]["text"] for c in charts(at)]
 
 
+def open_deep_ensemble(**widgets) -> AppTest:
+    """The default view, then its one-click deep ensemble button (K=2), or the source control when the members
+    are already trained (by an earlier test)."""
+    at = open_page(unc_members=2, unc_autoencoder=False, **widgets)
+    assert at.session_state["unc_source"] == "mc_dropout"
+    offers = [b for b in at.button if b.key == "unc_train_ensemble"]
+    if offers:
+        assert offers[0].label.startswith("Train the deep ensemble (about ")
+        offers[0].click().run()
+    else:
+        at.session_state["unc_source"] = "deep"
+        at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["unc_source"] == "deep"
+    return at
+
+
 def test_digits_deep_ensemble_tables_match_the_engine():
-    at = open_page(unc_members=2, unc_autoencoder=False)
+    at = open_deep_ensemble()
     expected = uncertainty_report(load_source("digits", "cnn", None, "deep", 2), epsilon=0.1, autoencoder=False)
     accuracy = at.dataframe[0].value
     assert list(accuracy["set"]) == [r.set.title for r in expected.sets]
@@ -82,7 +138,7 @@ def test_digits_deep_ensemble_tables_match_the_engine():
 
 
 def test_clicking_a_point_selects_that_input_and_the_shift_table_lists_shifted_sets():
-    at = open_page(unc_members=2, unc_autoencoder=False, unc_sets=["noise"])
+    at = open_deep_ensemble(unc_sets=["noise"])
     at.session_state["unc_scatter"] = {"selection": {"points": [{"customdata": [7]}], "point_indices": [7],
                                                      "box": [], "lasso": []}}
     at.session_state["unc_auroc_of"] = "shift"
@@ -95,19 +151,55 @@ def test_clicking_a_point_selects_that_input_and_the_shift_table_lists_shifted_s
     assert heatmap["data"][0]["y"] == ["member 1", "member 2", "mean"]
 
 
-def test_mc_dropout_source_runs_and_says_why_there_are_no_member_maps():
-    at = open_page(unc_source="mc_dropout", unc_samples=5, unc_autoencoder=False)
+def test_default_is_mc_dropout_on_the_scenario_model_and_its_passes_disagree(fresh_store):
+    at = open_page(unc_samples=5)
+    assert at.session_state["unc_source"] == "mc_dropout" and at.session_state["unc_autoencoder"] is False
     assert any("stochastic passes have no fixed members" in c.value for c in at.caption)
     assert not any(t.startswith("Saliency") for t in chart_titles(at))
-    assert at.session_state["uncertainty_scores"]["source"] == "mc_dropout"
+    published = at.session_state["uncertainty_scores"]
+    assert published["source"] == "mc_dropout"
+    mi = published["scores"]["mutual information (epistemic)"]
+    assert np.mean(mi > 0) > 0.9 and mi.max() > 0.05  # dropout really samples: not a degenerate, all-zero score
+    assert not at.warning
+    # nothing but the scenario's models was trained for the default view
+    from core.uncertainty.members import members_trained
+    from core.uncertainty.sources import autoencoder_ready
+
+    assert not members_trained("digits", "cnn", None, "deep", 1, store=fresh_store)
+    assert not autoencoder_ready("digits", None, store=fresh_store)
+    # the deep ensemble: one click away, with what it trains and for how long, before it starts
+    button = at.button(key="unc_train_ensemble")
+    assert button.label.startswith("Train the deep ensemble (about ")
+    offer = next(c.value for c in at.caption if c.value.startswith("Compare with an ensemble"))
+    assert "trains 5 copies" in offer and "on this machine" in offer and "steps at" in offer
+    # the autoencoder, off by default, says what switching it on trains
+    assert "Not trained yet" in at.toggle(key="unc_autoencoder").help
 
 
-def test_sklearn_model_offers_bagging_only():
+def test_sklearn_model_offers_bagging_behind_a_button_with_its_time(fresh_store):
     at = open_page(model="logreg", unc_members=2, unc_autoencoder=False)
     assert at.session_state["unc_source"] == "bootstrap"
+    assert not at.dataframe  # nothing trained, nothing shown until the button
+    offer = at.info[0].value
+    assert "trains 2 copies" in offer and "on this machine" in offer and "took to train here" in offer, offer
+    assert "Every source this model offers needs training" in " ".join(c.value for c in at.caption)
+    assert at.button(key="unc_train").label.startswith("Train the bootstrap ensemble (about ")
+    at.button(key="unc_train").click().run()
+    assert not at.exception and not at.error
     assert any("scikit-learn models" in c.value for c in at.caption)
     assert "FGSM ε=0.1" not in list(at.dataframe[0].value["set"])  # no gradients, no attack
     assert "uniform noise" in list(at.dataframe[0].value["set"])
+
+
+def test_a_link_that_names_an_ensemble_trains_it_without_asking(fresh_store):
+    at = open_page(model="logreg", query={"source": "bootstrap", "members": "2", "autoencoder": "0"})
+    assert not any(b.key == "unc_train" for b in at.button)
+    assert at.session_state["unc_source"] == "bootstrap"
+    assert list(at.dataframe[0].value.columns)[:2] == ["set", "inputs"]
+    # the next visit of the same session asks again before training more members
+    at.session_state["unc_members"] = 3
+    at.run()
+    assert any(b.key == "unc_train" for b in at.button)
 
 
 def test_text_scenario_points_to_the_image_scenarios():
