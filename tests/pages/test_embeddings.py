@@ -209,9 +209,9 @@ def test_uploaded_images_are_placed_into_the_map_with_escaped_names(digits):
 
     from PIL import Image
 
-    bundle, split_of, _ = digits
+    bundle, split_of, position = digits  # position: each row's index within its split (the map's row id)
     at = open_page("digits", "cnn", emb_split="test")
-    # a test digit as a PNG: it should land among the points of its own class
+    # a test digit as a PNG: it should land where that same digit lies on the map
     row = int(np.flatnonzero(split_of == "test")[0])
     png = io.BytesIO()
     Image.fromarray((bundle.x[row, 0] * 255).astype(np.uint8)).save(png, format="PNG")
@@ -222,11 +222,17 @@ def test_uploaded_images_are_placed_into_the_map_with_escaped_names(digits):
     assert len(arr(placed["x"])) == 1 and placed["customdata"][0][1].startswith("&lt;b&gt;seven&lt;/b&gt;.png")
     assert "<b>seven</b>.png: predicted" in at.text[0].value
     xy = np.array([arr(placed["x"])[0], arr(placed["y"])[0]])
-    labels, coords = [], []
+    rows, coords = [], []
     for t in spec["data"]:
         if t["type"] == "scattergl" and t["name"] in {str(c) for c in range(10)}:
             coords.append(np.column_stack([arr(t["x"]), arr(t["y"])]))
-            labels += [int(t["name"])] * len(coords[-1])
-    coords, labels = np.concatenate(coords), np.asarray(labels)
-    nearest_labels = labels[np.argsort(np.linalg.norm(coords - xy, axis=1))[:5]]
-    assert np.bincount(nearest_labels).argmax() == bundle.y[row]
+            rows += [int(c[0]) for c in t["customdata"]]
+    coords, rows = np.concatenate(coords), np.asarray(rows)
+    # The PNG differs from the test digit only by 8-bit rounding, so it lands on that digit's own point
+    # (a majority vote of its neighbours' classes depended on how the CNN's training rounded on this
+    # machine: digits of class 0 lie next to this 1 on the 2-D map when torch trains on two threads).
+    distance = np.linalg.norm(coords - xy, axis=1)
+    extent = np.linalg.norm(coords.max(axis=0) - coords.min(axis=0))
+    own = int(position[row])
+    assert own in rows[np.argsort(distance)[:3]]
+    assert distance[rows == own][0] < 0.01 * extent
