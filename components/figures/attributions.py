@@ -77,6 +77,7 @@ def attribution_grid(
                         horizontal_spacing=0.012, vertical_spacing=0.02 if n > 1 else 0.0,
                         column_widths=[1.0] * (n_cols - 1) + [1.4])
     width = images.shape[3]
+    blank = {m: results[m].degenerate for m in methods}  # once per method, not once per row
     for r in range(n):
         grey = greyscale(images[r])
         _image_trace(fig, grey, r + 1, 1, hover="pixel %{z:.2f}<extra>original</extra>")
@@ -86,7 +87,7 @@ def attribution_grid(
             if overlay and opacity < 1.0:
                 _image_trace(fig, grey, r + 1, c, hover=None)
             low, high = display_range(heat, result.signed, percentile)
-            if result.degenerate[r]:  # say it on the cell itself: a flat tint reads as "nothing important"
+            if blank[method][r]:  # say it on the cell itself: a flat tint reads as "nothing important"
                 fig.add_annotation(text="blank map", x=(heat.shape[1] - 1) / 2, y=(heat.shape[0] - 1) / 2,
                                    showarrow=False, font={"size": 11, "color": "#b2182b"}, bgcolor="rgba(255,255,255,0.8)",
                                    row=r + 1, col=c)
