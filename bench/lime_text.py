@@ -9,7 +9,7 @@ explanation per model (document 0, every contender), per document:
 - ``lime_s``: ``lime.lime_text.LimeTextExplainer(class_names, random_state=seed)
   .explain_instance(text, pipeline.predict_proba, num_features=6, num_samples=N,
   labels=(target,))`` (target: the class ours explained), ``--lime-repeats`` runs (default 1).
-- ``ours_s``: ``core.lime_text._lime`` (the uncached computation behind ``explain_lime``:
+- ``ours_s``: ``core.text.lime_text._lime`` (the uncached computation behind ``explain_lime``:
   parsing the document, sampling, predicting with the sparse fast path in batches of
   ``LimeParams.batch_size``, the kernel, forward selection and the ridge surrogate), with
   ``LimeParams(num_samples=N, num_features=6, seed=seed)``; ``--repeats`` runs (default 3).
@@ -55,9 +55,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from core import scenarios  # noqa: E402
-from core.lime_text import LimeParams, _lime, kernel_weights, sample_masks  # noqa: E402
-from core.text_perturb import perturber  # noqa: E402
-from core.words import WordDocument  # noqa: E402
+from core.text.lime_text import LimeParams, _lime, kernel_weights, sample_masks  # noqa: E402
+from core.text.text_perturb import perturber  # noqa: E402
+from core.text.words import WordDocument  # noqa: E402
 
 SCENARIO, VARIANT = "newsgroups", "headers"
 NUM_FEATURES = 6

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core import scenarios
     from core.attribution import image_context
-    from core.sanity import faithfulness_curves, parameter_layers, randomization_test
+    from core.trust.sanity import faithfulness_curves, parameter_layers, randomization_test
     from core.store import ArtifactStore
 
     adapter = scenarios.load_model("mnist", "cnn").adapter

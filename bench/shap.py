@@ -5,7 +5,7 @@ For titanic and breast-cancer and each model (gboost -> tree, logreg / mlp -> ex
 ``min(--rows, len(test + val + train))`` rows (test first, then val, then train) against a
 background of ``--background-size`` rows sampled from train:
 
-- ``ours_s``: ``core.shap_tabular.explain_tabular`` into an empty ArtifactStore (includes the
+- ``ours_s``: ``core.tabular.shap_tabular.explain_tabular`` into an empty ArtifactStore (includes the
   predictions that pick each row's target, the batched forward passes and the cache write).
 - ``shap_s``: shap called directly with the same settings and background: predicted classes from
   the bare model, then ``shap.TreeExplainer(model, data=bg, model_output="probability",
@@ -18,7 +18,7 @@ background of ``--background-size`` rows sampled from train:
 - ``max_abs_diff``: largest |ours - shap| over the values (rounding for tree / exact; equal
   seeds make permutation agree too).
 
-Also ``core.shapley.shapley_values`` on a random 10-player game (target < 1 s).
+Also ``core.tabular.shapley.shapley_values`` on a random 10-player game (target < 1 s).
 
 Prints a table, then one JSON line. Run from anywhere: ``python bench/shap.py --rows 200``.
 """
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import scenarios  # noqa: E402
 from core.bundle import DataBundle  # noqa: E402
-from core.shap_tabular import ShapParams, background_data, explain_tabular, resolve_algorithm  # noqa: E402
+from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular, resolve_algorithm  # noqa: E402
 from core.store import ArtifactStore  # noqa: E402
 
 RATIO_TARGET = 1.1
@@ -99,7 +99,7 @@ def direct_shap(loaded, x: np.ndarray, bg: np.ndarray, algorithm: str, seed: int
 
 
 def bench_shapley(players: int = 10, repeats: int = 5) -> float:
-    from core import shapley
+    from core.tabular import shapley
 
     rng = np.random.default_rng(0)
     game = shapley.Game(tuple(f"p{i}" for i in range(players)), np.concatenate([[0.0], rng.normal(size=(1 << players) - 1)]))
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario:<14} {model:<7} {algorithm:<12} {n:>5} {ours_s:8.3f} {shap_s:8.3f} {row['ratio']:6.2f} "
                   f"{reopen_s:9.4f} {row['max_abs_diff']:10.2e} {row['max_additivity_error']:12.2e}", flush=True)
     shapley_s = bench_shapley()
-    print(f"core.shapley.shapley_values, 10 players: {shapley_s * 1000:.2f} ms (target < {SHAPLEY_TARGET_S:.0f} s)")
+    print(f"core.tabular.shapley.shapley_values, 10 players: {shapley_s * 1000:.2f} ms (target < {SHAPLEY_TARGET_S:.0f} s)")
     summary = {
         "bench": "shap", "rows": args.rows, "background_size": args.background_size,
         "batch_size": args.batch_size, "results": results,

@@ -66,7 +66,9 @@ def uploaded_mc(scenario: str, test, passes: int):
     import torch
     from PIL import Image
 
-    from core import byom, scenarios
+    from core import scenarios
+
+    from core.upload import byom
     from core.uncertainty.upload import upload_source
 
     module = scenarios.load_model(scenario, "cnn").adapter.torch_module().cpu().eval()

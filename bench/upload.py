@@ -48,12 +48,12 @@ def main() -> int:
 
     import torch
 
-    from core import byom
+    from core.upload import byom
     from core.adapters.torch_adapter import TorchAdapter
     from core.attribution import explain_images
-    from core.byom import DataSource
+    from core.upload.byom import DataSource
     from core.errors import TrustLensError
-    from core.model_upload import ModelSpecification, load_model_file
+    from core.upload.model_upload import ModelSpecification, load_model_file
     from core.store import ArtifactStore
     from tests.hostile import FILES, models
 
@@ -136,7 +136,7 @@ def main() -> int:
 
     for name, kind in (("zip_bomb.zip", "image_zip"), ("zip_bomb_many.zip", "image_zip"), ("image_bomb.png", "image")):
         rows.append((f"refuse {name}", timed(lambda n=name, k=kind: (byom.forget(), refuse(n, k)), args.repeats)))
-    from core.model_upload import inspect_model
+    from core.upload.model_upload import inspect_model
 
     rows.append(("refuse creates_file.pkl (inspect)",
                  timed(lambda: inspect_model((FILES / "creates_file.pkl").read_bytes(), "x.pkl"), args.repeats)))

@@ -19,7 +19,7 @@ from core.scenarios import TrainedModel
 @st.cache_resource(show_spinner="Loading data…", max_entries=8)
 def scenario_data(scenario: str, variant: str | None) -> dict[str, DataBundle]:
     """The scenario's splits (shared, read-only); an uploaded scenario's come from its registry entry."""
-    from core import byom
+    from core.upload import byom
 
     if byom.is_upload(scenario):
         return byom.get(scenario).splits
@@ -33,7 +33,7 @@ def _load_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
 
 def trained_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
     """Load a built-in model, training it first (with a progress bar) if it is not cached yet."""
-    from core import byom
+    from core.upload import byom
 
     if byom.is_upload(scenario):  # uploads are loaded (and validated) on the upload page, never trained
         return byom.get(scenario).trained
@@ -87,7 +87,7 @@ def calibration_report(scenario: str, model: str, variant: str | None, n_bins: i
 def shap_explanation(scenario: str, model: str, variant: str | None, n_rows: int, algorithm: str, background: str,
                      background_size: int, target: str | int):
     """SHAP values of the first ``n_rows`` test rows (background from the train split), disk-cached by core."""
-    from core.shap_tabular import ShapParams, background_data, explain_tabular
+    from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
     splits = scenario_data(scenario, variant)
     params = ShapParams(algorithm=algorithm, background=background, background_size=background_size)
@@ -99,7 +99,7 @@ def shap_explanation(scenario: str, model: str, variant: str | None, n_rows: int
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def shallow_tree(scenario: str, variant: str | None, max_depth: int):
-    from core.glassbox import shallow_tree as fit
+    from core.tabular.glassbox import shallow_tree as fit
 
     splits = scenario_data(scenario, variant)
     return fit(splits["train"], splits["test"], max_depth)
@@ -145,7 +145,7 @@ def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: 
                    max_entries=8)
 def random_label_model(scenario: str, model: str, variant: str | None) -> TrainedModel:
     """The data randomisation test's model: the recipe trained on permuted train labels."""
-    from core import byom
+    from core.upload import byom
 
     if byom.is_upload(scenario):
         from core.errors import TrustLensError
@@ -158,8 +158,8 @@ def random_label_model(scenario: str, model: str, variant: str | None) -> Traine
 
 @st.cache_resource(show_spinner="Opening the model given to `python -m core serve`…")
 def preloaded_scenario() -> str:
-    """Name of the scenario ``serve`` / ``core.byom.launch`` preloaded (opened once per process)."""
-    from core import byom
+    """Name of the scenario ``serve`` / ``core.upload.byom.launch`` preloaded (opened once per process)."""
+    from core.upload import byom
 
     return byom.preloaded_from_environment().name
 
@@ -168,7 +168,7 @@ def preloaded_scenario() -> str:
 def model_inspection(data: bytes, filename: str, allow_pickle: bool, trusted_types: tuple[str, ...] = ()):
     """Format, inferred spec and refusal reason of an uploaded model file (nothing in it is run;
     a skops file is opened once the user accepted its untrusted ``trusted_types``)."""
-    from core.model_upload import inspect_model
+    from core.upload.model_upload import inspect_model
 
     return inspect_model(data, filename, allow_pickle=allow_pickle, trusted_types=trusted_types)
 
@@ -279,7 +279,7 @@ def curated_examples(scenario: str, page: str, variant: str | None, model: str |
     """The curated examples presentation mode steps through (disk-cached by core; the list, read-only, in
     memory for every session). The first call on a cold cache may train what the list needs (the
     uncertainty page's ensemble): ``_progress`` shows it."""
-    from core.curated import examples
+    from core.lecture.curated import examples
 
     memo = _curated_memo(scenario, page, variant, model)
     if "examples" not in memo:
@@ -291,7 +291,7 @@ def curated_examples(scenario: str, page: str, variant: str | None, model: str |
 @st.cache_data(show_spinner="Checking which uncertainty sources your model supports…", max_entries=16)
 def upload_uncertainty_support(scenario: str) -> dict:
     """Upload source -> None or the reason it is not offered (MC dropout is measured with two passes)."""
-    from core import byom
+    from core.upload import byom
     from core.uncertainty.upload import upload_support
 
     return upload_support(byom.get(scenario))
@@ -305,7 +305,7 @@ def _upload_uncertainty_memo(scenario: str, kind: str, n: int, epsilon: float) -
 def upload_uncertainty_report(scenario: str, kind: str, n: int, epsilon: float, _progress=None):
     """An uploaded model's stress-set report; parts cached on disk by core (content hashes), the whole
     report in memory per (upload, source, T, epsilon), so a click on the page does not rebuild it."""
-    from core import byom
+    from core.upload import byom
     from core.uncertainty.upload import upload_report
 
     memo = _upload_uncertainty_memo(scenario, kind, int(n), float(epsilon))

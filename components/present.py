@@ -5,7 +5,7 @@ A sidebar toggle (also the URL parameter ``present=1``) that
 - enlarges text and figures (CSS for the page, :func:`figure` for plotly's own font sizes),
 - collapses the sidebar and the pages' control panels (:func:`controls`),
 - puts a "next example" bar at the top of each page (:func:`example_bar`) that steps through the
-  curated examples of :mod:`core.curated` (the most confident mistakes, the posts two models
+  curated examples of :mod:`core.lecture.curated` (the most confident mistakes, the posts two models
   explain differently...), setting the page's widgets to each one in turn.
 """
 
@@ -153,7 +153,7 @@ def example_bar(page: str, sel: state.Selection) -> None:
     """In presentation mode: "example k of n", its title and why, and previous / next buttons."""
     if not is_on() or page not in APPLY:
         return
-    from core import byom
+    from core.upload import byom
 
     if byom.is_upload(sel.scenario):
         return  # curated lists exist for the built-in scenarios only

@@ -14,7 +14,7 @@ UPLOADS_KEY, PENDING_KEY = "tl_uploads", "tl_pending_scenario"  # this session's
 
 def scenario_spec(name: str) -> scenarios.ScenarioSpec:
     """A built-in scenario's spec, or the spec of an upload registered in this process."""
-    from core import byom
+    from core.upload import byom
 
     if byom.is_upload(name):
         return byom.get(name).spec
@@ -23,7 +23,7 @@ def scenario_spec(name: str) -> scenarios.ScenarioSpec:
 
 def session_uploads() -> list[str]:
     """Names of the uploaded scenarios this session may see (its own uploads + the launcher's preload)."""
-    from core import byom
+    from core.upload import byom
 
     return [n for n in st.session_state.get(UPLOADS_KEY, []) if byom.registered(n)]
 

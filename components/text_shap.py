@@ -9,9 +9,9 @@ from components.feedback import guarded, transient_progress
 from components.text_view import show_explanation
 from components.samples import sample_label
 from components.state import Selection
-from core.lime_text import LimeParams
-from core.shap_text import TextShapParams, explain_text_shap, rank_agreement
-from core.text_methods import explain_text
+from core.text.lime_text import LimeParams
+from core.text.shap_text import TextShapParams, explain_text_shap, rank_agreement
+from core.text.text_methods import explain_text
 
 SHOWN_WORDS = 10
 

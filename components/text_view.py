@@ -8,8 +8,8 @@ import streamlit as st
 
 from components import present
 from components.feedback import degenerate_note
-from core.degenerate import degenerate_reason
-from core.text_methods import METHOD_TITLES
+from core.trust.degenerate import degenerate_reason
+from core.text.text_methods import METHOD_TITLES
 
 from components.figures.text import highlight_html, top_words_figure
 

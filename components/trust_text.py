@@ -1,7 +1,7 @@
 """The trust checks for text models: randomisation, deletion / insertion, agreement, LIME across seeds.
 
 The image page's checks (:mod:`pages.trust`) applied to word weights. Every number comes from
-:mod:`core.sanity_text` (explanations cached on disk by content); this module only draws.
+:mod:`core.trust.sanity_text` (explanations cached on disk by content); this module only draws.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from components.figures.sanity import agreement_figure, faithfulness_figure, sim
 from components.figures.text import stability_figure
 from components.samples import sample_label
 from components.widgets import scenario_test_split
-from core.degenerate import degenerate_reason, is_degenerate, judged_mean
-from core.lime_text import LimeParams
-from core.sanity_text import (
+from core.trust.degenerate import degenerate_reason, is_degenerate, judged_mean
+from core.text.lime_text import LimeParams
+from core.trust.sanity_text import (
     COMPARISON_LIME,
     available_methods,
     text_agreement,
@@ -26,8 +26,8 @@ from core.sanity_text import (
     text_faithfulness_curves,
     text_randomization_test,
 )
-from core.text_methods import METHOD_TITLES, lime_stability
-from core.words import WordDocument
+from core.text.text_methods import METHOD_TITLES, lime_stability
+from core.text.words import WordDocument
 
 DEFAULT_METHODS = ["lime", "occlusion", "gradient_x_embedding"]
 TOP_WORDS = 5

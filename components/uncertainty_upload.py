@@ -51,7 +51,7 @@ def _show_input(where, bundle, row: int, caption: str) -> None:
 
 def render(sel: state.Selection) -> None:
     """The whole page body for an uploaded scenario (the title and caption are drawn by the page)."""
-    from core import byom
+    from core.upload import byom
 
     with guarded():
         uploaded = byom.get(sel.scenario)

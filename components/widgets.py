@@ -52,10 +52,10 @@ def scenario_sidebar() -> state.Selection:
 
 
 def _preloaded_scenario() -> str | None:
-    """The scenario ``python -m core serve`` / ``core.byom.launch`` preloaded, or None; errors shown once in the sidebar."""
+    """The scenario ``python -m core serve`` / ``core.upload.byom.launch`` preloaded, or None; errors shown once in the sidebar."""
     import os
 
-    from core import byom
+    from core.upload import byom
 
     if not os.environ.get(byom.PRELOAD_ENV):
         return None

@@ -45,8 +45,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _warm_everything(args: argparse.Namespace) -> int:
-    """``warm --all``: every built-in scenario's default views (core/warmup.py), one line per step."""
-    from core.warmup import warm_all
+    """``warm --all``: every built-in scenario's default views (core/lecture/warmup.py), one line per step."""
+    from core.lecture.warmup import warm_all
 
     def line(item) -> None:
         if not args.json:
@@ -131,7 +131,7 @@ def cmd_calibration(args: argparse.Namespace) -> int:
 def cmd_shapley_game(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core import shapley
+    from core.tabular import shapley
     from core.errors import InputShapeError
 
     if args.values is None:
@@ -187,7 +187,7 @@ def _check_index(args: argparse.Namespace, n: int, noun: str) -> None:
 
 def cmd_shap(args: argparse.Namespace) -> int:
     from core import scenarios
-    from core.shap_tabular import ShapParams, background_data, explain_tabular
+    from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
     spec = _scenario_of_kind(args.scenario, "tabular", "SHAP tabular explanations")
     params = ShapParams(algorithm=args.algorithm, background_size=args.background_size)  # validate before loading
@@ -221,7 +221,7 @@ def cmd_shap(args: argparse.Namespace) -> int:
 def cmd_lime(args: argparse.Namespace) -> int:
     from core import scenarios
     from core.errors import ParameterError
-    from core.lime_text import LimeParams, explain_lime
+    from core.text.lime_text import LimeParams, explain_lime
 
     spec = _scenario_of_kind(args.scenario, "text", "LIME text explanations")
     params = LimeParams(num_samples=args.num_samples, num_features=args.num_features, seed=args.seed,
@@ -375,7 +375,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_sanity(args: argparse.Namespace) -> int:
     from core.attribution import explain_images, get_method, image_context, resolve_targets
-    from core.sanity import faithfulness_curves, randomization_test
+    from core.trust.sanity import faithfulness_curves, randomization_test
 
     from core import scenarios
 
@@ -427,8 +427,8 @@ def _sanity_text(args: argparse.Namespace) -> int:
     """``sanity`` on a text scenario: word weights instead of maps (no fill, no SSIM)."""
     from core import scenarios
     from core.errors import ParameterError
-    from core.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
-    from core.text_methods import METHOD_TITLES, supported_methods
+    from core.trust.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
+    from core.text.text_methods import METHOD_TITLES, supported_methods
 
     spec = scenarios.get_spec(args.scenario)
     if args.method not in METHOD_TITLES:
@@ -595,7 +595,7 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     With ``--data``: the upload page's whole dry run on that data (see :func:`_inspect_upload`)."""
     from pathlib import Path
 
-    from core.model_upload import inspect_model
+    from core.upload.model_upload import inspect_model
 
     path = Path(args.path)
     if not path.is_file():
@@ -622,8 +622,8 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
 
 
 def _inspect_upload(args: argparse.Namespace, path: Any, inspection: Any) -> int:
-    """``inspect-model MODEL --data DATA``: the upload page's dry run (core.byom.open_files), headless."""
-    from core.byom import open_files
+    """``inspect-model MODEL --data DATA``: the upload page's dry run (core.upload.byom.open_files), headless."""
+    from core.upload.byom import open_files
 
     refused = inspection.refused
     if not refused and inspection.needs_pickle_confirmation and not args.allow_pickle:
@@ -666,7 +666,7 @@ def _inspect_upload(args: argparse.Namespace, path: Any, inspection: Any) -> int
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the app with the model and data preloaded (pickle-based files allowed: the launcher chose them)."""
-    from core.byom import launch
+    from core.upload.byom import launch
 
     options = {k: v for k, v in (("text_column", args.text_column), ("label_column", args.label_column)) if v}
     if args.target is not None:

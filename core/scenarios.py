@@ -402,7 +402,7 @@ def _fit(spec: ScenarioSpec, mspec: ModelSpec, train: DataBundle, progress: Prog
                 "mean": train.x.mean(axis=0).tolist(), "std": train.x.std(axis=0).tolist(), "dropout": p["dropout"]}
         module = nets.tabular_mlp(**arch)
     elif mspec.recipe == "text_bag":
-        from core.text import Vocabulary
+        from core.text.vocab import Vocabulary
 
         vocab = Vocabulary.fit(train.x, max_size=p["vocab"], max_length=p["max_length"])
         arch = {"vocab_size": len(vocab), "n_classes": len(spec.class_names), "dim": p["dim"], "hidden": p["hidden"]}

@@ -169,7 +169,7 @@ with st.expander("Adversarial examples (FGSM) placed into this map", icon=":mate
         epsilon = a2.slider("epsilon (pixel step)", 0.0, 0.5, 0.1, 0.01, key="emb_eps")
         n_adv = a3.number_input("Attack the first N mapped points", 10, 2000, 200, step=10, key="emb_adv_n")
     if show_adv:
-        from core.adversarial import fgsm
+        from core.trust.adversarial import fgsm
 
         rows_adv = np.arange(min(int(n_adv), len(bundle)))
         with guarded(stop=False), transient_progress("FGSM and placement") as progress:
@@ -193,7 +193,7 @@ if spec.kind == "image":
                                  accept_multiple_files=True, key="emb_upload",
                                  help="resized to the model's input; dark-on-white digits are inverted automatically")
         if files:
-            from core.image_upload import load_image
+            from core.upload.image_upload import load_image
 
             with guarded(stop=False), transient_progress("Placing your images") as progress:
                 shape = tuple(int(v) for v in np.asarray(bundle.x).shape[1:])

@@ -7,7 +7,8 @@ from components import cached, present, state
 from components.feedback import guarded
 from components.figures.model_card import confidence_histogram, confusion_figure
 from components.samples import render_samples
-from core import browse, byom
+from core import browse
+from core.upload import byom
 
 sel = state.current()
 spec = sel.spec

@@ -16,7 +16,7 @@ from components.image_export import grid_png, maps_npz
 from components.samples import sample_label
 from core import browse
 from core.attribution import get_method, method_names, resolve_targets, supported_methods
-from core.image_upload import load_image
+from core.upload.image_upload import load_image
 
 MAX_IMAGES = 8
 LECTURE_DEFAULT = ["gradient", "smoothgrad", "guided_backprop", "integrated_gradients"]

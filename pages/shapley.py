@@ -15,11 +15,11 @@ from components.figures.shap import (
     mean_abs_bar_figure,
     waterfall_figure,
 )
-from core import shapley
-from core.shap_tabular import ShapParams, background_data, explain_tabular
-from core.table_upload import MAX_ROWS, load_table, template_csv
-from core.glassbox import logistic_coefficients
-from core.interactions import strongest_interaction
+from core.tabular import shapley
+from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
+from core.upload.table_upload import MAX_ROWS, load_table, template_csv
+from core.tabular.glassbox import logistic_coefficients
+from core.tabular.interactions import strongest_interaction
 
 sel = state.current()
 spec = sel.spec

@@ -11,8 +11,8 @@ from components.figures.text import deletion_figure, probabilities_figure, stabi
 from components.text_view import show_explanation
 from components.samples import sample_label
 from core import browse
-from core.lime_text import FEATURE_SELECTIONS, LimeParams
-from core.text_methods import (
+from core.text.lime_text import FEATURE_SELECTIONS, LimeParams
+from core.text.text_methods import (
     METHOD_TITLES,
     deletion_curves,
     explain_many,

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cached, present, state, trust_text
-from core import byom
+from core.upload import byom
 from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.sanity import (
     agreement_figure,
@@ -19,8 +19,8 @@ from components.figures.sanity import (
 from components.samples import sample_label
 from components.widgets import require_kind, scenario_test_split
 from core.attribution import explain_images, get_method, method_names, supported_methods
-from core.degenerate import degenerate_reason, degenerate_rows, judged_mean
-from core.sanity import (
+from core.trust.degenerate import degenerate_reason, degenerate_rows, judged_mean
+from core.trust.sanity import (
     SEEDED,
     agreement,
     data_randomization_test,

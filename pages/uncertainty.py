@@ -13,8 +13,8 @@ from components.uncertainty_upload import render as render_upload
 from components.uncertainty_view import (accuracy_table, numbers, published_scores, scatter_points, train_label,
                                          training_offer)
 from components.widgets import require_kind
-from core import byom
-from core.curated import default_uncertainty_source
+from core.upload import byom
+from core.lecture.curated import default_uncertainty_source
 from core.uncertainty.members import ENSEMBLE_KINDS, supported_sources
 from core.uncertainty.report import SCORE_TITLES
 from core.uncertainty.sources import SOURCES, autoencoder_ready, is_ready

@@ -5,8 +5,8 @@ import streamlit as st
 
 from components import cached, state
 from components.feedback import guarded, progress_status
-from core import byom
-from core.model_upload import FORMAT_TITLES, pickle_allowed_by_server
+from core.upload import byom
+from core.upload.model_upload import FORMAT_TITLES, pickle_allowed_by_server
 
 MODEL_TYPES = ["pt", "pth", "pt2", "onnx", "skops", "pkl", "pickle", "joblib"]
 DATA_CHOICES = {
@@ -132,7 +132,7 @@ if input_kind != "infer":
 if outputs != "detect":
     overrides["outputs"] = outputs
 if class_file is not None:
-    from core.data_upload import parse_class_names
+    from core.upload.data_upload import parse_class_names
 
     with guarded():
         overrides["class_names"] = list(parse_class_names(class_file.getvalue(), class_file.name))

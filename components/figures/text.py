@@ -1,7 +1,7 @@
 """Text explanations drawn: the document with each word shaded by its weight, bar charts of the
 top words, deletion curves and LIME's stability over seeds.
 
-Inputs are ``core.lime_text.TextExplanation`` and friends; nothing is recomputed here. Every
+Inputs are ``core.text.lime_text.TextExplanation`` and friends; nothing is recomputed here. Every
 piece of document text goes through ``html.escape`` before it is put into HTML.
 """
 

@@ -85,15 +85,15 @@ class ImageAttribution:
         """Boolean ndarray of shape (n,): True where a map is blank, constant or non-finite.
 
         Such a map ranks no pixel: pages say so beside it and trust checks leave it out of their
-        verdicts (:mod:`core.degenerate`).
+        verdicts (:mod:`core.trust.degenerate`).
         """
-        from core.degenerate import degenerate_rows
+        from core.trust.degenerate import degenerate_rows
 
         return degenerate_rows(self.heatmap())
 
     def degenerate_reason(self, i: int, title: str | None = None) -> str | None:
         """Why map ``i`` is degenerate, in a sentence for the page (None when it is usable)."""
-        from core.degenerate import degenerate_reason
+        from core.trust.degenerate import degenerate_reason
 
         return degenerate_reason(self.heatmap()[i], title or self.method, "map")
 

@@ -28,7 +28,7 @@ from core.attribution.occlusion import FILLS, OcclusionParams, fill_images
 from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
-from core.lime_text import fit_surrogate
+from core.text.lime_text import fit_surrogate
 from core.progress import ProgressCallback
 
 

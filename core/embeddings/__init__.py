@@ -1,7 +1,7 @@
 """Embeddings: 2-D maps of hidden activations (PCA, t-SNE, UMAP), their quality, and new points in them.
 
 ``embed`` is the one-call convenience (activations -> map, both cached on disk); the steps it is
-built from live in :mod:`.activations`, :mod:`.projection`, :mod:`.quality`; :mod:`core.adversarial` makes
+built from live in :mod:`.activations`, :mod:`.projection`, :mod:`.quality`; :mod:`core.trust.adversarial` makes
 adversarial inputs to place into a map, :mod:`.export` writes maps as CSV / Parquet, and
 :mod:`.warm` takes numba's compilation off the request path.
 """

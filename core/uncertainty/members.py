@@ -347,7 +347,7 @@ def _build_untrained(spec: scenarios.ScenarioSpec, mspec: scenarios.ModelSpec,
                 "mean": train.x.mean(axis=0).tolist(), "std": train.x.std(axis=0).tolist(), "dropout": p["dropout"]}
         return nets.tabular_mlp(**arch), arch, {}, None
     if mspec.recipe == "text_bag":
-        from core.text import Vocabulary
+        from core.text.vocab import Vocabulary
 
         vocab = Vocabulary.fit(train.x, max_size=p["vocab"], max_length=p["max_length"])
         arch = {"vocab_size": len(vocab), "n_classes": len(spec.class_names), "dim": p["dim"], "hidden": p["hidden"]}

@@ -100,7 +100,7 @@ def stress_sets(
         Images per out-of-distribution set (at most the test split's size; all 1,797 digits for
         ``digits_upscaled``).
     """
-    from core.adversarial import fgsm
+    from core.trust.adversarial import fgsm
 
     spec = scenarios.get_spec(scenario)
     if spec.kind != "image":

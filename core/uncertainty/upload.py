@@ -14,7 +14,7 @@ recipe; an upload has no recipe, so it gets what its file allows:
 
 Stress sets come from the upload's own test split (:func:`generic_stress_sets`): Gaussian noise
 and FGSM for images, feature noise and a feature shift for tables, word dropout for text.
-Unlabelled uploads (the predictions stand in for labels, see :mod:`core.byom`) get sets without
+Unlabelled uploads (the predictions stand in for labels, see :mod:`core.upload.byom`) get sets without
 labels, so no accuracy or error AUROC is reported for them.
 
 Everything is cached by content through the ArtifactStore: predictions by the model's and the
@@ -40,7 +40,7 @@ from core.uncertainty.report import SINGLE_MODEL_SCORES, UncertaintyReport, repo
 from core.uncertainty.stress import DEFAULT_EPSILON, StressSet
 
 if TYPE_CHECKING:
-    from core.byom import UploadedScenario
+    from core.upload.byom import UploadedScenario
 
 UPLOAD_SOURCES: dict[str, str] = {"single": "the model's own probabilities", "mc_dropout": "MC dropout"}
 IMAGE_SIGMAS = (0.1, 0.25, 0.5)  # pixels in [0, 1]
@@ -250,7 +250,7 @@ def generic_stress_sets(
     list of StressSet: ``clean``, then image ``fgsm`` and ``noise_<sigma>``; table ``noise_<sigma>``
     and ``shift``; text ``drop_<p>``.
     """
-    from core.adversarial import fgsm
+    from core.trust.adversarial import fgsm
 
     y = np.asarray(test.y) if labelled and test.y is not None else None
     n = len(test)

@@ -10,7 +10,7 @@ import pytest
 
 from core.cli import main
 from core.errors import InputShapeError
-from core.image_upload import load_image
+from core.upload.image_upload import load_image
 from tests.core.models_support import holdout, load
 
 

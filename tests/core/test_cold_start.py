@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import curated, nets, scenarios
+from core import nets, scenarios
+
+from core.lecture import curated
 from core.uncertainty import members as member_lib
 from core.uncertainty import sources
 from core.uncertainty.keyed import sampling_copy

@@ -1,11 +1,13 @@
-"""core.curated: curated example lists per page, checked against plain numpy and across every scenario x page."""
+"""core.lecture.curated: curated example lists per page, checked against plain numpy and across every scenario x page."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core import curated, scenarios
+from core import scenarios
+
+from core.lecture import curated
 from core.errors import ParameterError, UnknownNameError
 from core.inference import predict_proba_cached
 from tests.conftest import require_dataset

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from core.attribution.gradcam import default_layer, layer_label, pre_activation_layers, spatial_layers
-from core.degenerate import (
+from core.trust.degenerate import (
     CONSTANT,
     NON_FINITE,
     VANISHED,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.degenerate import degenerate_rows, is_degenerate
+from core.trust.degenerate import degenerate_rows, is_degenerate
 from tests.core.models_support import holdout, load
 
 MAX_SHARE = 0.02
@@ -45,8 +45,8 @@ def image_shares(scenario: str, model: str) -> dict[str, float]:
 
 def text_shares(scenario: str, model: str, methods: tuple[str, ...] = TEXT_DEFAULTS) -> dict[str, float]:
     """Method -> share of degenerate default word weights on the first ``N_DOCUMENTS`` test documents."""
-    from core.lime_text import LimeParams
-    from core.text_methods import explain_text, supported_methods
+    from core.text.lime_text import LimeParams
+    from core.text.text_methods import explain_text, supported_methods
 
     adapter = load(scenario, model).adapter
     texts = [str(t) for t in holdout(scenario).x[:N_DOCUMENTS]]

@@ -27,7 +27,7 @@ from core.embeddings import (
     trustworthiness,
 )
 from core.embeddings.export import map_table, to_bytes
-from core.adversarial import fgsm
+from core.trust.adversarial import fgsm
 from core.errors import InputShapeError, ParameterError, UnknownNameError
 from core.progress import Recorder
 

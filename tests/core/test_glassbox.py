@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import glassbox, scenarios
+from core import scenarios
+
+from core.tabular import glassbox
 from core.errors import InputShapeError, ParameterError
-from core.interactions import strongest_interaction
+from core.tabular.interactions import strongest_interaction
 from tests.conftest import require_dataset
 
 

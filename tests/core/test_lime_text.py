@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from core.errors import InputShapeError, ParameterError
-from core.lime_text import LimeParams, explain_lime, fit_surrogate, kernel_weights, sample_masks
-from core.text_perturb import perturber
-from core.words import WordDocument
+from core.text.lime_text import LimeParams, explain_lime, fit_surrogate, kernel_weights, sample_masks
+from core.text.text_perturb import perturber
+from core.text.words import WordDocument
 
 ATHEISM = ["there is no god and reason alone explains the universe", "atheism is the lack of belief in any god",
            "evolution and science answer what religion cannot", "I do not believe any deity exists, sorry",

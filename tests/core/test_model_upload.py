@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from core import byom
-from core.byom import DataSource
+from core.upload import byom
+from core.upload.byom import DataSource
 from core.errors import InputShapeError
-from core.model_upload import (ModelRefusedError, ModelSpecification, detect_format, inspect_model, load_model_file)
+from core.upload.model_upload import (ModelRefusedError, ModelSpecification, detect_format, inspect_model, load_model_file)
 from tests.conftest import ROOT
 from tests.hostile import FILES
 
@@ -122,7 +122,7 @@ def test_fingerprint_covers_the_file_not_only_the_weights():
 
 def test_gradients_of_an_uploaded_torchscript_model_match_the_original():
     from core.attribution import explain_images
-    from core.model_upload import normalised_module
+    from core.upload.model_upload import normalised_module
     from core.adapters.torch_adapter import TorchAdapter
 
     module = cnn()
@@ -199,7 +199,7 @@ def test_open_upload_makes_a_cached_scenario_with_labels_from_folders():
     assert [len(positions[s]) for s in ("train", "val", "test")] == [2, 2, 5]
     assert sorted(np.concatenate(list(positions.values())).tolist()) == list(range(9))  # a partition
     assert splits["test"].index.tolist() == list(range(5))  # a split of its own, like the built-in ones
-    from core.data_upload import load_image_zip
+    from core.upload.data_upload import load_image_zip
 
     full = load_image_zip(data).bundle
     for split in ("train", "val", "test"):

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import byom
-from core.byom import DataSource
-from core.data_upload import load_table, load_text_csv
+from core.upload import byom
+from core.upload.byom import DataSource
+from core.upload.data_upload import load_table, load_text_csv
 from core.errors import InputShapeError, TrustLensError
-from core.model_upload import ModelRefusedError, ModelSpecification, inspect_model, load_model_file
+from core.upload.model_upload import ModelRefusedError, ModelSpecification, inspect_model, load_model_file
 from tests.hostile import DATA_CASES, FILES, MODEL_CASES, PICKLE_MARKER
 
 IMAGE_SPEC = ModelSpecification(input_kind="image", channels=1, height=8, width=8, class_names=("a", "b", "c"))

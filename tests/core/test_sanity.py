@@ -13,7 +13,7 @@ from torch import nn
 from core.attribution import ImageContext
 from core.attribution.base import METHODS, Method, MethodResult
 from core.cli import main
-from core.sanity import (
+from core.trust.sanity import (
     agreement,
     faithfulness_curves,
     map_similarity,
@@ -170,7 +170,7 @@ def test_cli_prints_the_similarity_per_stage_and_the_areas(capsys):
 
 def test_data_randomization_against_the_digits_cnn_trained_on_shuffled_labels(tmp_store, edge_method):
     from core import scenarios
-    from core.sanity import data_randomization_test
+    from core.trust.sanity import data_randomization_test
 
     real = load("digits", "cnn").adapter
     shuffled = scenarios.load_random_label_model("digits", "cnn")
@@ -187,7 +187,7 @@ def test_data_randomization_against_the_digits_cnn_trained_on_shuffled_labels(tm
 
 
 def test_verdicts_never_judge_degenerate_maps():
-    from core.sanity import DataRandomizationResult, FaithfulnessCurves, RandomizationResult, agreement
+    from core.trust.sanity import DataRandomizationResult, FaithfulnessCurves, RandomizationResult, agreement
 
     n_stages, n = 3, 4
     spearman_values = np.full((n_stages, n), 0.1)
@@ -215,7 +215,7 @@ def test_verdicts_never_judge_degenerate_maps():
 
 
 def test_stability_of_a_blank_map_is_not_a_number(tmp_store):
-    from core.sanity import max_sensitivity
+    from core.trust.sanity import max_sensitivity
     from tests.core.attribution_support import images, tiny_cnn
 
     adapter = tiny_cnn()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import InputShapeError, ParameterError
-from core.sanity_text import (
+from core.trust.sanity_text import (
     available_methods,
     predicted_classes,
     text_agreement,
@@ -14,7 +14,7 @@ from core.sanity_text import (
     text_faithfulness_curves,
     text_randomization_test,
 )
-from core.words import WordDocument
+from core.text.words import WordDocument
 from tests.core.test_lime_text import ATHEISM, CHRISTIAN, DOC, _adapter, _pipeline
 
 TEXTS = [DOC, "we pray in church every Sunday and God is love, there is no reason to doubt the lord",
@@ -44,7 +44,7 @@ def trained_bag():
 
     from core import nets
     from core.adapters.torch_adapter import TorchAdapter
-    from core.text import Vocabulary
+    from core.text.vocab import Vocabulary
 
     torch.manual_seed(0)
     corpus = ATHEISM + CHRISTIAN

@@ -14,7 +14,7 @@ from core import scenarios
 from core.errors import InputShapeError, ParameterError
 from core.explanation import Explanation
 from core.progress import Recorder
-from core.shap_tabular import (
+from core.tabular.shap_tabular import (
     Background,
     ShapParams,
     background_data,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import shapley
+from core.tabular import shapley
 from core.errors import InputShapeError, ParameterError
 from tests.conftest import ROOT
 

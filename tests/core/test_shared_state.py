@@ -146,7 +146,7 @@ def test_gradient_x_embedding_ignores_other_sessions_passes_and_leaves_the_share
     """The text gradient hooks the shared module's embedding layer: another session's forward pass
     (in inference mode) must neither be recorded nor broken, and no parameter .grad is written."""
     from core.store import ArtifactStore
-    from core.text_methods import explain_gradient_embedding
+    from core.text.text_methods import explain_gradient_embedding
 
     adapter = _bag()
     texts = [f"god is love and reason number {i} says the church" for i in range(6)]
@@ -176,7 +176,7 @@ def test_gradient_x_embedding_ignores_other_sessions_passes_and_leaves_the_share
 def _bag():
     from core import nets
     from core.adapters.torch_adapter import TorchAdapter
-    from core.text import Vocabulary
+    from core.text.vocab import Vocabulary
     from tests.core.test_lime_text import ATHEISM, CHRISTIAN
 
     torch.manual_seed(0)

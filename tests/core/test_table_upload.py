@@ -7,8 +7,8 @@ import pytest
 
 from core.errors import InputShapeError
 from core.scenarios import load_data
-from core.shap_tabular import ShapParams, background_data, explain_tabular
-from core.table_upload import load_table, template_csv
+from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
+from core.upload.table_upload import load_table, template_csv
 from tests.core.models_support import load
 
 FEATURES = ("a", "b", "c")

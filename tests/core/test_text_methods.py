@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.errors import InputShapeError, ParameterError
-from core.lime_text import LimeParams, TextExplanation
-from core.text_methods import (
+from core.text.lime_text import LimeParams, TextExplanation
+from core.text.text_methods import (
     deletion_curves,
     explain_gradient_embedding,
     explain_occlusion,
@@ -17,7 +17,7 @@ from core.text_methods import (
     summarize,
     supported_methods,
 )
-from core.words import WordDocument
+from core.text.words import WordDocument
 from tests.core.test_lime_text import ATHEISM, CHRISTIAN, DOC, _adapter, _pipeline
 
 
@@ -34,7 +34,7 @@ def bag():
 
     from core import nets
     from core.adapters.torch_adapter import TorchAdapter
-    from core.text import Vocabulary
+    from core.text.vocab import Vocabulary
 
     torch.manual_seed(0)
     vocab = Vocabulary.fit(ATHEISM + CHRISTIAN, min_df=1, max_length=12)
@@ -66,7 +66,7 @@ def test_gradient_x_embedding_equals_captum(bag, tmp_store):
     attr = LayerGradientXActivation(lambda t: torch.softmax(module(t), dim=1), module.pool.embedding)
     per_token = attr.attribute(ids, target=1).sum(dim=-1)[0].detach().numpy()
     # Tokens are lower-cased and cut at max_length 12; each word gets the sum over its tokens.
-    from core.text import tokenize
+    from core.text.vocab import tokenize
 
     tokens = tokenize(text)[:12]
     doc = WordDocument.parse(text)
@@ -163,7 +163,7 @@ def test_summary_counts_header_words(toy, tmp_store):
 def test_text_shap_adds_up_and_matches_calling_shap_directly(toy, tmp_store):
     import shap
 
-    from core.shap_text import TextShapParams, explain_text_shap, rank_agreement
+    from core.text.shap_text import TextShapParams, explain_text_shap, rank_agreement
 
     e = explain_text_shap(toy, DOC, TextShapParams(max_evals=300), store=tmp_store)
     assert e.method == "shap_partition" and e.target == e.predicted

@@ -154,7 +154,7 @@ def test_fgsm_matches_the_analytic_gradient_sign_of_a_linear_model(tmp_store):
     import torch
 
     from core.adapters.torch_adapter import TorchAdapter
-    from core.adversarial import fgsm
+    from core.trust.adversarial import fgsm
 
     torch.manual_seed(0)
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
@@ -178,7 +178,7 @@ def test_fgsm_matches_the_analytic_gradient_sign_of_a_linear_model(tmp_store):
 
 @pytest.mark.parametrize("eps", [-0.1, float("nan"), "big"])
 def test_fgsm_rejects_bad_epsilon(eps, tmp_store):
-    from core.adversarial import fgsm
+    from core.trust.adversarial import fgsm
 
     with pytest.raises(ParameterError, match="epsilon"):
         fgsm(tiny_cnn_adapter(), np.zeros((2, 1, 8, 8), np.float32), [0, 1], eps, store=tmp_store)
@@ -186,7 +186,7 @@ def test_fgsm_rejects_bad_epsilon(eps, tmp_store):
 
 def test_fgsm_needs_a_torch_model(tmp_store):
     from core import scenarios
-    from core.adversarial import fgsm
+    from core.trust.adversarial import fgsm
 
     logreg = scenarios.load_model("digits", "logreg").adapter
     with pytest.raises(ParameterError, match="torch"):

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from core import byom
-from core.byom import DataSource
+from core.upload import byom
+from core.upload.byom import DataSource
 from core.errors import ParameterError, TrustLensError
 from core.uncertainty.report import MARGIN, SINGLE_MODEL_SCORES
 from core.uncertainty.members import dropout_layers

@@ -14,10 +14,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from core import byom
-from core.byom import DataSource
+from core.upload import byom
+from core.upload.byom import DataSource
 from core.cli import main
-from core.data_upload import load_image_zip
+from core.upload.data_upload import load_image_zip
 from core.errors import InputShapeError
 from tests.hostile import FILES
 

@@ -1,4 +1,4 @@
-"""core.warmup and ``python -m core warm --all``: steps, skips, failures, computed vs cached, the CLI."""
+"""core.lecture.warmup and ``python -m core warm --all``: steps, skips, failures, computed vs cached, the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import cli, datasets, warmup
+from core import cli, datasets
+
+from core.lecture import warmup
 from core.errors import DataUnavailableError
 
 

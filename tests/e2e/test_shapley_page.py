@@ -68,7 +68,7 @@ def test_tabular_shap_on_breast_cancer(page, app_url, screenshot_dir):
 
 def test_uploaded_rows_are_explained(page, app_url, screenshot_dir, tmp_path):
     from core.scenarios import load_data
-    from core.table_upload import template_csv
+    from core.upload.table_upload import template_csv
 
     csv = tmp_path / "my-passengers.csv"
     csv.write_bytes(template_csv(load_data("titanic")["test"], rows=7))

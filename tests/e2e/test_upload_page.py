@@ -175,7 +175,7 @@ def test_serve_starts_the_app_with_the_model_preloaded(browser, screenshot_dir, 
         command = [sys.executable, "-m", "core", "serve", "--model", str(files["digits_cnn.pt"]), "--data",
                    str(files["digits.zip"]), "--spec", str(spec), "--port", str(port)]
     else:  # what a notebook cell does: launch(...) returns the server process
-        code = (f"from core.byom import launch; p = launch({str(files['digits_cnn.pt'])!r}, {str(files['digits.zip'])!r}, "
+        code = (f"from core.upload.byom import launch; p = launch({str(files['digits_cnn.pt'])!r}, {str(files['digits.zip'])!r}, "
                 f"{str(spec)!r}, port={port}); import signal, sys; signal.signal(signal.SIGTERM, lambda *a: "
                 "(p.terminate(), p.wait(), sys.exit(0))); p.wait()")
         command = [sys.executable, "-c", code]

@@ -124,7 +124,7 @@ def test_mangled_page_values_leave_the_widgets_on_their_defaults():
 
 
 def test_another_sessions_upload_cannot_be_opened_by_name():
-    from core import byom
+    from core.upload import byom
 
     name = byom.PREFIX + "0123456789abcdef"
     at = open_link("", scenario=name)

@@ -14,7 +14,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import curated, scenarios, warmup
+from core import scenarios
+
+from core.lecture import curated
+
+from core.lecture import warmup
 from core.store import default_store
 from tests.conftest import ROOT
 

@@ -8,7 +8,8 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from components import present
-from core import curated, scenarios
+from core import scenarios
+from core.lecture import curated
 from tests.conftest import ROOT
 
 FILES = {"calibration": "pages/calibration.py", "images": "pages/images.py", "shapley": "pages/shapley.py",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import shapley
+from core.tabular import shapley
 from tests.conftest import ROOT
 
 
@@ -67,7 +67,7 @@ def test_bad_player_lists_show_an_error(text, message):
 
 
 def test_tabular_shap_section_matches_core_and_is_additive():
-    from core.shap_tabular import ShapParams, background_data, explain_tabular
+    from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
     from tests.conftest import require_dataset
 
     require_dataset("titanic")

@@ -35,7 +35,7 @@ def test_non_text_scenario_points_to_the_text_scenario():
 
 def test_forest_on_a_post_with_headers_shows_header_words_and_the_surrogate_fit():
     from core import scenarios
-    from core.lime_text import LimeParams, explain_lime
+    from core.text.lime_text import LimeParams, explain_lime
 
     at = newsgroups(tl_model="forest", text_doc=1)
     assert not at.error
@@ -118,7 +118,7 @@ def test_feature_selection_setting_reaches_the_explanation(selection):
     import re
 
     from core import scenarios
-    from core.words import WordDocument
+    from core.text.words import WordDocument
 
     at = newsgroups(tl_model="logreg", lime_selection=selection, lime_features=4, text_doc=2)
     assert not at.error

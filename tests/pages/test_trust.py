@@ -33,7 +33,7 @@ def test_digits_cnn_checks_and_their_numbers_are_the_engines():
     # The similarity curve shows the engine's numbers for the same images.
     from core import scenarios
     from core.attribution import image_context
-    from core.sanity import randomization_test
+    from core.trust.sanity import randomization_test
 
     adapter = scenarios.load_model("digits", "cnn").adapter
     splits = scenarios.load_data("digits")
@@ -82,7 +82,7 @@ def test_newsgroups_bag_model_gets_every_check_with_the_engines_numbers():
         assert any(v.startswith(f"- **{title}**: ") for v in verdicts), verdicts
     # The similarity curve and the deletion areas are the engine's for the same documents.
     from core import scenarios
-    from core.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
+    from core.trust.sanity_text import predicted_classes, text_explanations, text_faithfulness_curves, text_randomization_test
 
     adapter = scenarios.load_model("newsgroups", "bag", "headers").adapter
     texts = [str(t) for t in scenarios.load_data("newsgroups", "headers")["test"].x[[0, 1]]]

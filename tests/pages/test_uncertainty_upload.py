@@ -12,8 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components.uncertainty_view import as_number, literal, numbers
-from core import byom
-from core.byom import DataSource
+from core.upload import byom
+from core.upload.byom import DataSource
 from core.uncertainty.upload import upload_report
 from tests.pages.test_uncertainty import open_page as uncertainty_page
 from tests.hostile import models

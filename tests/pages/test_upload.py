@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import byom
+from core.upload import byom
 from tests.conftest import ROOT
 from tests.hostile import DATA_CASES, FILES, MODEL_CASES, PICKLE_MARKER
 from tests.hostile import models
@@ -199,7 +199,7 @@ def test_html_and_non_utf8_text_is_shown_escaped():
 @pytest.fixture(scope="module")
 def uploads(digits_files):
     """One registered upload per supported format / data kind, made once for the page sweep."""
-    from core.byom import DataSource
+    from core.upload.byom import DataSource
 
     cnn, images = digits_files
     cancer_model, cancer_csv = models.breast_cancer_skops()
@@ -232,7 +232,7 @@ def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
 
 
 def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
-    from core.byom import DataSource
+    from core.upload.byom import DataSource
 
     texts = ("text\n" + "\n".join(["good great fun", "bad awful plot", "dull poor film", "fine good story"] * 3)
              + "\n").encode()

@@ -5,7 +5,7 @@ against it):
 
 1. Sample ``num_samples`` masks over the document's distinct words: the first keeps every
    word; each other one removes ``s`` words chosen at random, with ``s`` uniform in 1..d.
-2. Predict the class probabilities of the masked documents (:mod:`core.text_perturb`: one
+2. Predict the class probabilities of the masked documents (:mod:`core.text.text_perturb`: one
    sparse matrix and one estimator call for scikit-learn text pipelines, batched strings
    otherwise).
 3. Weight each sample by an exponential kernel of its cosine distance to the document:
@@ -32,8 +32,8 @@ from core.adapters.base import ModelAdapter
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
-from core.text_perturb import perturber
-from core.words import WordDocument
+from core.text.text_perturb import perturber
+from core.text.words import WordDocument
 
 FEATURE_SELECTIONS = ("auto", "forward_selection", "highest_weights", "none")
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch")

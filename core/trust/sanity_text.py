@@ -1,4 +1,4 @@
-"""Can a text explanation be trusted? The image sanity checks of :mod:`core.sanity`, on words.
+"""Can a text explanation be trusted? The image sanity checks of :mod:`core.trust.sanity`, on words.
 
 - :func:`text_explanations`: word weights of several methods for several documents, each toward
   a fixed class (the original model's prediction), so randomised models explain the same class.
@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from core.adapters.base import ModelAdapter
-from core.degenerate import is_degenerate
+from core.trust.degenerate import is_degenerate
 from core.errors import InputShapeError, ParameterError, check_int
-from core.lime_text import LimeParams, TextExplanation
+from core.text.lime_text import LimeParams, TextExplanation
 from core.progress import ProgressCallback, report, subrange
-from core.sanity import (
+from core.trust.sanity import (
     FaithfulnessCurves,
     RandomizationResult,
     agreement,
@@ -33,9 +33,9 @@ from core.sanity import (
     top_k_overlap,
 )
 from core.store import ArtifactStore
-from core.text_methods import METHOD_TITLES, explain_text, supported_methods
-from core.text_perturb import perturber
-from core.words import WordDocument
+from core.text.text_methods import METHOD_TITLES, explain_text, supported_methods
+from core.text.text_perturb import perturber
+from core.text.words import WordDocument
 
 TOP_K_WORDS = 10
 # LIME for comparisons weighs every word (no feature selection) so rank correlations see them all.
@@ -101,7 +101,7 @@ def text_randomization_test(
 ) -> dict[str, RandomizationResult]:
     """Model parameter randomisation test of text methods on a torch text model.
 
-    Returns per method a :class:`core.sanity.RandomizationResult` whose ``heatmaps`` is an object
+    Returns per method a :class:`core.trust.sanity.RandomizationResult` whose ``heatmaps`` is an object
     array of shape (n_stages, n_texts) holding each stage's word weights, and whose similarity
     has ``spearman`` and ``top_k`` of shape (n_stages, n_texts).
     """
@@ -202,7 +202,7 @@ def text_agreement(explanations: dict[str, list[TextExplanation]],
                    k: int = TOP_K_WORDS) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(names, Spearman (m, m, n), top-k word overlap (m, m, n)) between every pair of methods.
 
-    The same measures as :func:`core.sanity.agreement`, per document (word counts differ between
+    The same measures as :func:`core.trust.sanity.agreement`, per document (word counts differ between
     documents); top-k is ``k`` words (at most the document's word count). Pairs involving
     degenerate (all-zero or constant) word weights are NaN.
     """

@@ -2,7 +2,7 @@
 
 For every built-in scenario whose data is available, :func:`warm_all` trains or loads the models,
 computes their predictions on every split, the calibration lists, the curated examples of every
-page (:mod:`core.curated`) and the heavy parts of each page's default view and of each curated
+page (:mod:`core.lecture.curated`) and the heavy parts of each page's default view and of each curated
 example: image attributions with the images page's default methods, LIME with the text page's
 defaults, SHAP values with the Shapley page's defaults, the embeddings page's activations and PCA
 map, the uncertainty page's default source (MC dropout) and stress-set report, and the deep ensemble
@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core import curated, datasets, scenarios
+from core import datasets, scenarios
+
+from core.lecture import curated
 from core.errors import TrustLensError
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
@@ -154,7 +156,7 @@ def _images(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: Progre
 def _trust(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: ProgressCallback | None) -> str:
     """The trust page (images): its methods' maps and the cascading randomisation test, default and curated picks."""
     from core.attribution import explain_images, image_context, supported_methods
-    from core.sanity import randomization_test
+    from core.trust.sanity import randomization_test
 
     adapter = _default_model(spec, store).adapter
     splits = scenarios.load_data(spec.name)
@@ -179,8 +181,8 @@ def _trust(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: Progres
 
 def _text_view(adapter: Any, other: Any, text: str, store: ArtifactStore, progress: ProgressCallback | None) -> None:
     """What pages/text.py computes for one document with its default settings."""
-    from core.lime_text import LimeParams
-    from core.text_methods import deletion_curves, explain_text, lime_stability, supported_methods
+    from core.text.lime_text import LimeParams
+    from core.text.text_methods import deletion_curves, explain_text, lime_stability, supported_methods
 
     params = LimeParams(**TEXT_LIME)
     main = explain_text(adapter, text, "lime", params, "predicted", subrange(progress, 0.0, 0.2), store=store)
@@ -219,7 +221,7 @@ def _shapley(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: Progr
     splits = scenarios.load_data(spec.name)
     test = splits["test"]
     if spec.kind == "tabular":
-        from core.shap_tabular import ShapParams, background_data, explain_tabular
+        from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
         params = ShapParams(algorithm=SHAP_TABULAR["algorithm"], background=SHAP_TABULAR["background"],
                             background_size=SHAP_TABULAR["background_size"])

@@ -110,7 +110,7 @@ class Background:
         data = np.asarray(background, dtype=np.float32)
         if data.ndim != 2 or len(data) == 0:
             raise InputShapeError(f"The background must have shape (m, n_features) with m >= 1; got {data.shape}.",
-                                  hint="build one with core.shap_tabular.background_data(train_bundle, params).")
+                                  hint="build one with core.tabular.shap_tabular.background_data(train_bundle, params).")
         return cls(data, np.full(len(data), 1.0 / len(data)), "given")
 
     def __len__(self) -> int:

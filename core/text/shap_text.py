@@ -4,7 +4,7 @@ shap splits the document into tokens (a word and the separator after it, ``\\W+`
 splitter, the same words as LIME's), masks hierarchical groups of neighbouring tokens with
 "..." and attributes P(target) to the tokens (Owen values over the token clustering). A word
 that occurs several times gets the sum of its occurrences' values, so the result is a
-:class:`~core.lime_text.TextExplanation` over the same distinct words as LIME and occlusion,
+:class:`~core.text.lime_text.TextExplanation` over the same distinct words as LIME and occlusion,
 drawn by the same word-highlighting component. The base value (P(target) with every token
 masked) plus the sum of the values equals the model's output (additivity, checked and stored).
 """
@@ -18,11 +18,11 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import ParameterError, check_int
-from core.lime_text import TextExplanation, resolve_target
+from core.text.lime_text import TextExplanation, resolve_target
 from core.progress import ProgressCallback, report
 from core.store import ArtifactStore, default_store
-from core.text_perturb import check_text_input
-from core.words import WordDocument
+from core.text.text_perturb import check_text_input
+from core.text.words import WordDocument
 
 LIBRARIES = ("numpy", "scikit-learn", "torch", "shap")
 _WORD = re.compile(r"\w+")

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from core.bundle import DataBundle
-from core.data_upload import (LoadedData, load_image_zip, load_pasted_text, load_single_image, load_table,
+from core.upload.data_upload import (LoadedData, load_image_zip, load_pasted_text, load_single_image, load_table,
                               load_text_csv)
 from core.errors import InputShapeError
 from core.fingerprint import hash_json
-from core.model_upload import (Inspection, ModelRefusedError, ModelSpecification, dry_run, infer_outputs,
+from core.upload.model_upload import (Inspection, ModelRefusedError, ModelSpecification, dry_run, infer_outputs,
                                inspect_model, load_model_file, output_width)
 from core.progress import ProgressCallback, report
 from core.scenarios import ModelSpec, ScenarioSpec, TrainedModel
@@ -122,11 +122,11 @@ class UploadedScenario:
 
             return dict(supported_methods(adapter))
         if self.spec.kind == "text":
-            from core.text_methods import supported_methods as text_methods
+            from core.text.text_methods import supported_methods as text_methods
 
             return {name: reason or None for name, reason in text_methods(adapter).items()}
         from core.errors import ParameterError
-        from core.shap_tabular import ALGORITHMS, resolve_algorithm
+        from core.tabular.shap_tabular import ALGORITHMS, resolve_algorithm
 
         out: dict[str, str | None] = {}
         for algorithm in ALGORITHMS[1:]:  # "auto" resolves to one of the others

@@ -8,7 +8,7 @@ probability of 1.0 whose change or gradient underflows in float32).
 
 :func:`degenerate_reason` says which, in words a page can print; :func:`degenerate_rows` is the
 vectorised test over many maps. Pages show the reason beside the map; the trust checks in
-:mod:`core.sanity` and :mod:`core.sanity_text` leave degenerate maps out of their verdicts and
+:mod:`core.trust.sanity` and :mod:`core.trust.sanity_text` leave degenerate maps out of their verdicts and
 say "cannot judge" when nothing is left.
 """
 

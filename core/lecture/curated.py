@@ -243,8 +243,8 @@ def text_comparison(model: str, variant: str | None, spec: scenarios.ScenarioSpe
 
 def _text(ctx: _Context, limit: int, max_index: int | None = None) -> list[dict[str, Any]]:
     """Documents where the page's two models disagree, or agree for different reasons, or read headers."""
-    from core.text_methods import explain_occlusion, summarize
-    from core.words import WordDocument
+    from core.text.text_methods import explain_occlusion, summarize
+    from core.text.words import WordDocument
 
     spec, y = ctx.spec, np.asarray(ctx.test.y)
     other_model, other_variant = text_comparison(ctx.model, ctx.variant, spec)

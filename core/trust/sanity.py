@@ -26,7 +26,7 @@ from core.attribution import ImageContext, explain_images, get_method
 from core.attribution.occlusion import fill_images, OcclusionParams
 from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
-from core.degenerate import cannot_judge, degenerate_rows, excluded_note
+from core.trust.degenerate import cannot_judge, degenerate_rows, excluded_note
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
@@ -172,7 +172,7 @@ class RandomizationResult:
     similarity : dict metric -> ndarray of shape (n_stages, n)
         Similarity of each stage's map to the original's (1 at the original stage).
     degenerate : ndarray of shape (n_stages, n), bool
-        Maps that are blank, constant or non-finite (:mod:`core.degenerate`): they rank nothing,
+        Maps that are blank, constant or non-finite (:mod:`core.trust.degenerate`): they rank nothing,
         so an input whose original or fully randomised map is degenerate is left out of the verdict.
     """
 

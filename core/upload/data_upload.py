@@ -3,7 +3,7 @@
 - images: one PNG / JPEG, or a ZIP with one folder per class (``cat/1.png``, ``dog/2.png``, or
   the same under one top folder); integer folders (``0``, ``3``...) are output indices. Members whose path escapes the archive (``../``, absolute
   paths, drive letters), links, and archives whose extracted size or file count passes the
-  limits (ZIP bombs) are refused; every image goes through :func:`core.image_upload.load_image`
+  limits (ZIP bombs) are refused; every image goes through :func:`core.upload.image_upload.load_image`
   (size and decompression-bomb limits). Nothing is extracted to disk.
 - text: a CSV with a text column and an optional label column, or pasted text (one document
   per paragraph). Non-UTF-8 bytes are decoded with replacement characters and reported.
@@ -45,7 +45,7 @@ class LoadedData:
     ``index_labels`` is True when the labels are the model's output indices read from integer
     folder names (``0``, ``1``, ...), not positions in a list of names: the bundle's class names
     are then ``"0".."max"``, and the model's output width says how many classes there really are
-    (folders for some classes may be missing; see :func:`core.byom.open_upload`).
+    (folders for some classes may be missing; see :func:`core.upload.byom.open_upload`).
     """
 
     bundle: DataBundle
@@ -135,7 +135,7 @@ def load_image_zip(data: bytes, shape: tuple[int, int, int] | None = None, filen
         the sorted folder names; when every folder is an integer, the folders are output indices,
         the class names ``"0".."max"`` and ``index_labels`` is set).
     """
-    from core.image_upload import load_image
+    from core.upload.image_upload import load_image
 
     if not data:
         raise InputShapeError(f"{filename!r} is empty (0 bytes).", hint="upload a ZIP with one folder of images per class.")
@@ -197,7 +197,7 @@ def load_image_zip(data: bytes, shape: tuple[int, int, int] | None = None, filen
     index_labels = not class_names and all(_is_index(label) for label in labels)
     if index_labels:
         # Folders 0, 1, ... are output indices, even with some missing: "0".."max" for now, and the
-        # model's output width completes the list (core.byom.open_upload).
+        # model's output width completes the list (core.upload.byom.open_upload).
         y = np.asarray([int(label) for label in labels], dtype=np.int64)
         classes = tuple(str(i) for i in range(int(y.max()) + 1))
     else:
@@ -217,7 +217,7 @@ def _is_index(name: str) -> bool:
 def _first_shape(content: bytes, member: str) -> tuple[int, int, int]:
     from PIL import Image
 
-    from core.image_upload import MAX_PIXELS
+    from core.upload.image_upload import MAX_PIXELS
 
     try:
         image = Image.open(io.BytesIO(content))
@@ -233,7 +233,7 @@ def _first_shape(content: bytes, member: str) -> tuple[int, int, int]:
 def load_single_image(data: bytes, shape: tuple[int, int, int] | None = None, filename: str = "image.png",
                       class_names: Sequence[str] | None = None) -> LoadedData:
     """One PNG / JPEG -> a bundle of one unlabelled image."""
-    from core.image_upload import load_image
+    from core.upload.image_upload import load_image
 
     if not data:
         raise InputShapeError(f"{filename!r} is empty (0 bytes).", hint="upload a PNG or JPEG image.")

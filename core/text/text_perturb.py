@@ -25,7 +25,7 @@ import numpy as np
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, check_int
 from core.progress import ProgressCallback, report
-from core.words import WordDocument
+from core.text.words import WordDocument
 
 
 @dataclass

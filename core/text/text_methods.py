@@ -3,8 +3,8 @@
 - :func:`explain_occlusion`: leave one word out (every occurrence) and measure the drop in the
   explained class's probability.
 - :func:`explain_gradient_embedding`: gradient x embedding for torch text models with an
-  ``nn.Embedding`` and a :class:`core.text.Vocabulary` encoder, summed over each word's tokens.
-- :func:`explain_text`: one entry point for the three methods (LIME in :mod:`core.lime_text`).
+  ``nn.Embedding`` and a :class:`core.text.vocab.Vocabulary` encoder, summed over each word's tokens.
+- :func:`explain_text`: one entry point for the three methods (LIME in :mod:`core.text.lime_text`).
 - :func:`deletion_curves`: delete words in order of importance and follow the probability;
   the mean drop over the first ``steps`` deletions is the faithfulness score.
 - :func:`lime_stability`: LIME's weights over several seeds.
@@ -21,11 +21,11 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, ParameterError, check_int
-from core.lime_text import LIBRARIES, LimeParams, TextExplanation, explain_lime, resolve_target
+from core.text.lime_text import LIBRARIES, LimeParams, TextExplanation, explain_lime, resolve_target
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
-from core.text_perturb import perturber
-from core.words import WordDocument
+from core.text.text_perturb import perturber
+from core.text.words import WordDocument
 
 METHODS = ("lime", "occlusion", "gradient_x_embedding", "shap_partition")
 METHOD_TITLES = {"lime": "LIME", "occlusion": "Leave one word out", "gradient_x_embedding": "Gradient x embedding",
@@ -78,7 +78,7 @@ def _embedding_layer(adapter: ModelAdapter) -> tuple[str, Any] | None:
 
 
 def _vocabulary(adapter: ModelAdapter) -> Any:
-    from core.text import Vocabulary
+    from core.text.vocab import Vocabulary
 
     owner = getattr(getattr(adapter, "encoder", None), "__self__", None)
     return owner if isinstance(owner, Vocabulary) else None
@@ -90,13 +90,13 @@ def _gradient_unsupported(adapter: ModelAdapter) -> str:
     if _embedding_layer(adapter) is None:
         return "the model has no nn.Embedding layer to take the gradient at."
     if _vocabulary(adapter) is None:
-        return "the model's encoder is not a core.text.Vocabulary, so tokens cannot be mapped back to words."
+        return "the model's encoder is not a core.text.vocab.Vocabulary, so tokens cannot be mapped back to words."
     return ""
 
 
 def token_words(doc: WordDocument, vocabulary: Any) -> np.ndarray:
     """For each token position the vocabulary encodes, the index of its word in ``doc.words``."""
-    from core.text import tokenize
+    from core.text.vocab import tokenize
 
     owners: list[int] = []
     for segment, j in zip(doc.segments, doc.word_index):
@@ -163,7 +163,7 @@ def explain_text(adapter: ModelAdapter, text: str, method: str = "lime", params:
     elif method == "gradient_x_embedding":
         result = explain_gradient_embedding(adapter, text, target, store)
     elif method == "shap_partition":
-        from core.shap_text import explain_text_shap
+        from core.text.shap_text import explain_text_shap
 
         result = explain_text_shap(adapter, text, target=target, progress=progress, store=store)
     else:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.bundle import DataBundle
-from core.data_upload import numeric_matrix
+from core.upload.data_upload import numeric_matrix
 from core.errors import InputShapeError
 
 MAX_BYTES = 5 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""The lecture: curated examples and the warm-up of every default view."""

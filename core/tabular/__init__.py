@@ -1,0 +1,1 @@
+"""Tables: Shapley values, interactions and glass-box models."""

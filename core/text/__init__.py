@@ -1,0 +1,1 @@
+"""Text: tokenisation, word documents, perturbation and the text explanation methods."""

@@ -1,0 +1,1 @@
+"""Can the explanation be trusted: sanity checks, degenerate outputs, adversarial inputs."""

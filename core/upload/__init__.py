@@ -1,0 +1,1 @@
+"""Bring your own model and data: formats, safe loading, dry runs."""
