@@ -14,7 +14,7 @@ background of ``--background-size`` rows sampled from train:
   scikit-learn estimator, or the torch module with a softmax on the whole array, unbatched),
   one call per predicted class. ``ratio = ours_s / shap_s`` (target <= 1.1).
 - ``reopen_s``: the same call again through a *new* ArtifactStore on the same folder (what a
-  restarted app pays: unpickling the Explanation).
+  restarted app pays: unpickling the FeatureAttribution).
 - ``max_abs_diff``: largest |ours - shap| over the values (rounding for tree / exact; equal
   seeds make permutation agree too).
 

@@ -13,6 +13,7 @@ from components.feedback import guarded, transient_progress
 from components.figures.attributions import attribution_grid
 from components.samples import sample_label
 from components.state import Selection
+from core.lecture import defaults
 from core.attribution import get_method
 from core.attribution.expected_gradients import ExpectedGradientsParams
 from core.attribution.gradients import IntegratedGradientsParams
@@ -38,9 +39,10 @@ def image_shap_section(sel: Selection) -> None:
     c1, c2, c3 = st.columns([3, 1, 1])
     picks = c1.multiselect("Test images", list(range(min(len(test), 500))), default=[0, 1, 2], max_selections=6,
                            key="shap_image_picks", format_func=lambda i: sample_label(i, test.y, proba, spec.class_names))
-    samples = c2.select_slider("Samples", [50, 100, 200, 500, 1000], 200, key="shap_image_samples",
+    samples = c2.select_slider("Samples", [50, 100, 200, 500, 1000], defaults.SHAP_IMAGE_SAMPLES, key="shap_image_samples",
                                help="(background image, path point) pairs per image")
-    background = c3.select_slider("Background images", [10, 50, 100, 250, 1000], 100, key="shap_image_background")
+    background = c3.select_slider("Background images", [10, 50, 100, 250, 1000], defaults.SHAP_IMAGE_BACKGROUND,
+                                  key="shap_image_background")
     if not picks:
         st.info("Pick at least one image.", icon=":material/touch_app:")
         return

@@ -45,16 +45,23 @@ def _p(name: str, key: str | None = None, kind: str = "str") -> Param:
 SHARED = (_p("scenario", state.SCENARIO_KEY), _p("model", state.MODEL_KEY), _p("variant", state.VARIANT_KEY),
           _p("present", PRESENT_KEY, "bool"))
 
-# Image attribution settings (components/attribution_form.py keys), shared by the pages that draw that form.
-_METHOD_PARAMS = (
-    _p("occ_window", kind="int"), _p("occ_stride", kind="int"), _p("occ_fill"),
-    _p("lime_segment", kind="int"), _p("lime_samples", kind="int"), _p("lime_fill"),
-    _p("grad_abs", kind="bool"), _p("sg_samples", kind="int"), _p("sg_noise", kind="float"), _p("sg_abs", kind="bool"),
-    _p("ig_steps", kind="int"), _p("ig_baseline"), _p("ig_rule"), _p("eg_samples", kind="int"),
-    _p("eg_background", kind="int"), _p("cam_layer"), _p("cam_interpolation"),
-    _p("gcam_layer"), _p("gcam_interpolation"), _p("lrp_rule"),
-    _p("lrp_epsilon", kind="float"), _p("lrp_alpha", kind="float"),
-)
+
+
+def _method_params() -> tuple[Param, ...]:
+    """Every image method's settings, named as its params dataclass declares them (core/params.py)."""
+    from core.attribution import get_method, method_names
+    from core.params import link_kinds
+
+    seen: dict[str, Param] = {}
+    for name in method_names():
+        method = get_method(name)
+        for key, kind in link_kinds(method.params_type, method.prefix):
+            seen.setdefault(key, Param(key, key, kind))
+    return tuple(seen.values())
+
+
+# Image attribution settings (the form's keys), shared by the pages that draw that form.
+_METHOD_PARAMS = _method_params()
 
 PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
     "": (  # home

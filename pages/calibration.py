@@ -9,6 +9,7 @@ from components.feedback import guarded
 from components.figures.calibration import reliability_figure, risk_coverage_figure
 from components.samples import render_samples
 from components.selection import clicked_index
+from core.lecture import defaults
 from core import calibration, scenarios
 
 sel = state.current()
@@ -30,7 +31,7 @@ with present.controls('Models and binning'):
         "Models to compare", spec.model_names, default=trained, key="cal_models",
         help="The first one is drawn with its bins and gaps; models not trained yet are trained on selection.",
     )
-    n_bins = c2.slider("Bins", 5, 30, 15, key="cal_bins")
+    n_bins = c2.slider("Bins", 5, 30, defaults.CALIBRATION_BINS, key="cal_bins")
     strategy = c3.radio("Binning", calibration.STRATEGIES, key="cal_strategy", horizontal=True,
                         format_func=lambda s: {"uniform": "equal width", "quantile": "equal mass"}[s])
     method = c4.segmented_control("Recalibration", ["none", *calibration.METHODS], default="none", key="cal_method",

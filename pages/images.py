@@ -14,12 +14,12 @@ from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.attributions import attribution_grid, occlusion_probability_figure
 from components.image_export import grid_png, maps_npz
 from components.samples import sample_label
+from core.lecture import defaults
 from core import browse
 from core.attribution import get_method, method_names, resolve_targets, supported_methods
 from core.upload.image_upload import load_image
 
 MAX_IMAGES = 8
-LECTURE_DEFAULT = ["gradient", "smoothgrad", "guided_backprop", "integrated_gradients"]
 
 sel = state.current()
 spec = sel.spec
@@ -54,8 +54,10 @@ with present.controls('Images, methods and settings'):
             st.stop()
         # Keep only picks that the current filters still offer (a widget must not hold values outside its options).
         if "img_picks" in st.session_state:
-            st.session_state["img_picks"] = [i for i in st.session_state["img_picks"] if i in shown][:MAX_IMAGES] or shown[:4]
-        picks = st.multiselect(f"Test images ({len(shown)} match; up to {MAX_IMAGES})", shown, default=shown[:4],
+            kept = [i for i in st.session_state["img_picks"] if i in shown][:MAX_IMAGES]
+            st.session_state["img_picks"] = kept or shown[:defaults.IMAGE_PICKS]
+        picks = st.multiselect(f"Test images ({len(shown)} match; up to {MAX_IMAGES})", shown,
+                               default=shown[:defaults.IMAGE_PICKS],
                                max_selections=MAX_IMAGES, key="img_picks",
                                format_func=lambda i: sample_label(i, test.y, test_proba, class_names))
         if not picks:
@@ -101,7 +103,7 @@ with present.controls('Images, methods and settings'):
 
     support = supported_methods(adapter)
     available = [m for m in method_names() if support[m] is None]
-    default = [m for m in LECTURE_DEFAULT if m in available] or available[:1]
+    default = [m for m in defaults.IMAGE_METHODS if m in available] or available[:1]
     chosen = st.multiselect("Methods (columns)", available, default=default, key="img_methods",
                             format_func=lambda m: get_method(m).title)
     unavailable = {m: reason for m, reason in support.items() if reason}
@@ -122,7 +124,7 @@ with present.controls('Images, methods and settings'):
             with guarded():
                 params[method] = method_params(method, image_shape, layers, default_layer, st, pre_activation)
         batch_size = st.select_slider("Batch size (rows per forward/backward pass)", [16, 32, 64, 128, 256, 512, 1024],
-                                      256, key="img_batch",
+                                      defaults.IMAGE_BATCH, key="img_batch",
                                       help="images x samples / steps / patch positions per pass; halved automatically on "
                                            "out-of-memory. Changes speed and memory, never the result.")
 

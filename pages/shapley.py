@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import cached, present, state
 from components.feedback import guarded, transient_progress
+from components.params_form import params_form
 from components.image_shap import image_shap_section
 from components.text_shap import text_shap_section
 from components.figures.shap import (
@@ -15,6 +16,7 @@ from components.figures.shap import (
     mean_abs_bar_figure,
     waterfall_figure,
 )
+from core.lecture import defaults as page_defaults
 from core.tabular import shapley
 from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 from core.upload.table_upload import MAX_ROWS, load_table, template_csv
@@ -93,23 +95,18 @@ with present.controls('Rows, algorithm and background'):
                       help="upload rows with the model's feature columns to explain them with this model")
     c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
     if source == "Test split":
-        n_rows = c1.slider("Test rows to explain", 10, len(test), min(150, len(test)), step=10, key="shap_rows")
+        n_rows = c1.slider("Test rows to explain", 10, len(test), min(page_defaults.SHAP_ROWS, len(test)), step=10, key="shap_rows")
     else:
         c1.caption(f"Every uploaded row is explained (up to {MAX_ROWS:,}).")
-    algorithm = c2.selectbox("Algorithm", ["auto", "tree", "exact", "permutation", "kernel"], key="shap_algorithm",
-                             help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
-    background = c3.radio("Background", ["sample", "kmeans"], key="shap_background", horizontal=True,
-                          help="The base value is the model's average output over the background rows. A random "
-                               "sample is unbiased; a k-means summary is smaller (faster) but weights cluster centres.")
-    background_size = c4.number_input("Background size", 10, 300, 100, step=10, key="shap_background_size")
+    params = params_form(ShapParams, "shap", {}, st, columns=[c2, c3, c4])
     target_options = ["predicted", *range(len(spec.class_names))]
     target = c5.selectbox("Explain the probability of", target_options, key="shap_target",
                           format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
 if source == "Test split":
     rows_bundle = test
     with guarded():
-        expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), algorithm, background,
-                                       int(background_size), target)
+        expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), params.algorithm,
+                                       params.background, params.background_size, target)
 else:
     u1, u2 = st.columns([3, 1])
     upload = u1.file_uploader(f"CSV with the {len(test.feature_names)} feature columns (and optionally 'label')",
@@ -122,7 +119,6 @@ else:
         st.stop()
     with guarded():
         rows_bundle = load_table(upload.getvalue(), test.feature_names, spec.class_names, name=upload.name)
-        params = ShapParams(algorithm=algorithm, background=background, background_size=int(background_size))
         with transient_progress("Computing SHAP values") as progress:
             expl = explain_tabular(loaded.adapter, rows_bundle, None, background_data(splits["train"], params), params,
                                    target, progress)

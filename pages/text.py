@@ -7,11 +7,13 @@ import streamlit as st
 from components import cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.feedback import guarded, transient_progress
+from components.params_form import params_form
 from components.figures.text import deletion_figure, probabilities_figure, stability_figure
 from components.text_view import show_explanation
 from components.samples import sample_label
+from core.lecture import defaults
 from core import browse
-from core.text.lime_text import FEATURE_SELECTIONS, LimeParams
+from core.text.lime_text import LimeParams
 from core.text.text_methods import (
     METHOD_TITLES,
     deletion_curves,
@@ -66,18 +68,11 @@ with present.controls('Document and LIME settings'):
             st.stop()
 
     with st.expander("LIME settings", icon=":material/tune:"):
-        s1, s2, s3, s4, s5 = st.columns(5)
-        num_samples = s1.select_slider("Samples", [500, 1000, 2000, 5000, 10000], 5000, key="lime_samples",
-                                       help="perturbed documents (lime's default 5000); more = less sampling noise")
-        num_features = s2.slider("Words in the explanation", 1, 20, 10, key="lime_features")
-        selection = s3.selectbox("Feature selection", FEATURE_SELECTIONS, key="lime_selection",
-                                 help="auto: forward selection up to 6 words, highest weights beyond (as in lime)")
-        seed = s4.number_input("Seed", 0, 10_000, 0, key="lime_seed")
+        *fields, s5 = st.columns(5)
+        params = params_form(LimeParams, "lime", {}, st, columns=fields)
         target_choice = s5.selectbox("Explain the probability of", ["predicted", *range(len(spec.class_names))],
                                      key="lime_target",
                                      format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
-    params = LimeParams(num_samples=int(num_samples), num_features=int(num_features), feature_selection=selection,
-                        seed=int(seed))
 
 
 def lime_for(model_adapter, label: str):
@@ -174,10 +169,10 @@ with t1:
     st.markdown("**Stability**: the same explanation with 5 seeds. Long error bars or a low overlap mean the "
                 "top words are partly sampling noise: raise the number of samples.")
     with guarded(), transient_progress("Stability (LIME with 5 seeds)") as progress:
-        stability = lime_stability(adapter, text, params, main.target, n_seeds=5, progress=progress)
+        stability = lime_stability(adapter, text, params, main.target, n_seeds=defaults.TEXT_STABILITY_SEEDS, progress=progress)
     st.plotly_chart(present.figure(stability_figure(stability)), key="lime_stability")
 with t2:
-    steps = st.slider("Words to delete", 2, 30, 10, key="deletion_steps")
+    steps = st.slider("Words to delete", 2, 30, defaults.TEXT_DELETION_STEPS, key="deletion_steps")
     st.markdown("**Faithfulness**: delete words in the order of importance of each method chosen above. A "
                 "faithful ranking makes the probability fall fast; the mean drop is the score (higher is better).")
     orders = {}

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cached, present, state, trust_text
+from core.lecture import defaults
 from core.upload import byom
 from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.sanity import (
@@ -30,7 +31,6 @@ from core.trust.sanity import (
     seed_stability,
 )
 
-DEFAULT_METHODS = ["gradient", "smoothgrad", "guided_backprop", "integrated_gradients", "grad_cam", "lrp"]
 
 sel = state.current()
 st.title("Trust checks")
@@ -52,12 +52,12 @@ offered += sorted({int(i) for i in st.session_state.get("trust_picks", []) if 50
 with present.controls("Images and methods"):
     c1, c2 = st.columns([3, 2])
     picks = c1.multiselect("Test images (the numbers are averaged over them)", offered,
-                           default=list(range(min(len(test), 4))), max_selections=8, key="trust_picks",
+                           default=list(range(min(len(test), defaults.IMAGE_PICKS))), max_selections=8, key="trust_picks",
                            format_func=lambda i: sample_label(i, test.y, test_proba, names))
     support = supported_methods(adapter)
     available = [m for m in method_names() if support[m] is None]
     methods = c2.multiselect("Methods", available,
-                             default=[m for m in DEFAULT_METHODS if m in available] or available[:2],
+                             default=[m for m in defaults.TRUST_METHODS if m in available] or available[:2],
                              key="trust_methods", format_func=lambda m: get_method(m).title)
 if not picks or not methods:
     st.info("Pick at least one image and one method.", icon=":material/touch_app:")

@@ -13,6 +13,7 @@ from components.uncertainty_upload import render as render_upload
 from components.uncertainty_view import (accuracy_table, numbers, published_scores, scatter_points, train_label,
                                          training_offer)
 from components.widgets import require_kind
+from core.lecture import defaults
 from core.upload import byom
 from core.lecture.curated import default_uncertainty_source
 from core.uncertainty.members import ENSEMBLE_KINDS, supported_sources
@@ -51,7 +52,7 @@ with present.controls('Source, members and attack'):
     else:
         n = c2.select_slider("Samples T", [5, 10, 20, 30, 50, 100], 30, key="unc_samples",
                              help="stochastic forward passes (dropout masks or weight samples)")
-    epsilon = c3.select_slider("FGSM epsilon", EPSILONS, 0.1, key="unc_epsilon",
+    epsilon = c3.select_slider("FGSM epsilon", EPSILONS, defaults.UNCERTAINTY_EPSILON, key="unc_epsilon",
                                help="largest change of any pixel (pixels in [0, 1]); the attack targets one model: "
                                     "member 1, or the deterministic model the stochastic source perturbs")
     autoencoder_help = ("reconstruction error of an autoencoder trained on the training images: low = familiar data")

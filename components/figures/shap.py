@@ -1,6 +1,6 @@
 """Plotly-native SHAP plots: waterfall (one row), beeswarm and mean-|SHAP| bar (dataset), dependence.
 
-Inputs are ``core.explanation.Explanation`` objects; nothing is recomputed here.
+Inputs are ``core.explanation.FeatureAttribution`` objects; nothing is recomputed here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Shared types of the image attribution methods: the result object, parameter checks, the registry.
 
-Every method lives in its own module and registers a :class:`Method` here by name. A method
+Every method lives in its own module and registers a :class:`~core.explanation.Method` (modality
+"image") in the one registry of :mod:`core.explanation` by name. A method
 declares which models it supports (``unsupported(adapter)`` returns the reason it cannot run, or
 None), its parameters as a frozen dataclass (whose fields drive the page's form), and one
 ``run(adapter, x, target, params, batch_size, progress, context)`` that returns raw maps.
@@ -13,18 +14,21 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from core.adapters.base import ModelAdapter
-from core.errors import InputShapeError, ParameterError, unknown_name
+from core.errors import InputShapeError, ParameterError
+from core.explanation import REGISTRY, Attribution, Method, register, register_loader
+from core.explanation import get_method as _get_method
+from core.explanation import method_names as _method_names
 from core.progress import ProgressCallback
 
 
 @dataclass(frozen=True, eq=False)
-class ImageAttribution:
-    """One method's attributions for ``n`` images, as parallel arrays.
+class ImageAttribution(Attribution):
+    """One method's attributions for ``n`` images, as parallel arrays (units: pixels).
 
     Attributes
     ----------
@@ -69,8 +73,18 @@ class ImageAttribution:
         object.__setattr__(self, "maps", maps)
         object.__setattr__(self, "target", target)
 
+    units: ClassVar[str] = "pixels"
+
     def __len__(self) -> int:
         return len(self.maps)
+
+    def unit_values(self) -> np.ndarray:
+        """One value per pixel, (n, height * width), row-major: the heatmap flattened."""
+        return self.heatmap().reshape(len(self.maps), -1)
+
+    def unit_names(self, i: int = 0) -> list[str]:
+        height, width = self.maps.shape[-2:]
+        return [f"({r}, {c})" for r in range(height) for c in range(width)]
 
     def heatmap(self) -> np.ndarray:
         """One value per pixel, ndarray of shape (n, height, width), float32.
@@ -122,76 +136,37 @@ class MethodResult:
 
 RunFn = Callable[..., MethodResult]
 
-
-@dataclass(frozen=True)
-class Method:
-    """A registered attribution method.
-
-    Attributes
-    ----------
-    name : str
-        Registry key (also the CLI's ``--method`` value).
-    title : str
-        Column header in the page's grid (the lecture's names).
-    params_type : type
-        Frozen dataclass of the method's parameters; ``params_type()`` gives the defaults.
-    run : callable
-        ``run(adapter, x, target, params, *, batch_size, progress, context) -> MethodResult``
-        with ``x`` float32 of shape (n, C, H, W) and ``target`` int64 of shape (n,).
-    unsupported : callable
-        ``unsupported(adapter) -> str | None``: why the method cannot run on this model.
-    signed : callable
-        ``signed(params) -> bool``.
-    output : {"logit", "probability"}
-    needs_gradients : bool
-    """
-
-    name: str
-    title: str
-    params_type: type
-    run: RunFn
-    unsupported: Callable[[ModelAdapter], str | None]
-    signed: Callable[[Any], bool]
-    output: str
-    needs_gradients: bool
-    description: str = ""
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+# The one registry (core/explanation.py); image methods are its "image" modality.
+METHODS: dict[str, Method] = REGISTRY["image"]
 
 
 def get_method(name: str) -> Method:
-    _load_all()
-    if name not in METHODS:
-        raise unknown_name("attribution method", name, list(METHODS))
-    return METHODS[name]
-
-
-# The lecture's table, left to right (Original | Gradient | SmoothGrad | Guided BackProp | IG ...).
-COLUMN_ORDER = ("occlusion", "lime", "gradient", "gradient_x_input", "smoothgrad", "guided_backprop", "integrated_gradients",
-                "expected_gradients", "grad_cam", "guided_grad_cam", "lrp")
+    return _get_method(name, "image")
 
 
 def method_names() -> list[str]:
-    """Registered method names in the lecture's column order (then any others, by name)."""
-    _load_all()
-    rank = {name: i for i, name in enumerate(COLUMN_ORDER)}
-    return sorted(METHODS, key=lambda name: (rank.get(name, len(rank)), name))
+    """Registered image method names in the lecture's column order (then any others, by name)."""
+    return _method_names("image")
 
 
 def _load_all() -> None:
-    # Importing the modules registers their methods.
-    import core.attribution.occlusion  # noqa: F401
-    import core.attribution.lime_image  # noqa: F401
-    import core.attribution.gradients  # noqa: F401
-    import core.attribution.expected_gradients  # noqa: F401
-    import core.attribution.gradcam  # noqa: F401
-    import core.attribution.lrp  # noqa: F401
+    """Import every method module of this package once (importing one registers its methods)."""
+    if _LOADED:
+        return
+    import importlib
+    import pkgutil
+
+    import core.attribution as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _NOT_METHODS:
+            importlib.import_module(f"core.attribution.{info.name}")
+    _LOADED.append(True)
+
+
+_NOT_METHODS = {"base", "run", "torch_ops"}
+_LOADED: list[bool] = []
+register_loader("image", _load_all)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from core.attribution.base import (
 )
 from core.attribution.torch_ops import batched_scores, input_gradients, to_device, torch_parts
 from core.errors import ParameterError, check_int
+from core.params import param
 from core.progress import ProgressCallback
 
 
@@ -46,8 +47,11 @@ class ExpectedGradientsParams:
         Seeds both the background subset and the draws.
     """
 
-    samples: int = 200
-    background_size: int = 100
+    samples: int = param(200, "Samples", "samples", low=20, high=1000, step=10,
+                         help="(background image, path point) pairs per image (shap's nsamples)")
+    background_size: int = param(100, "Background images", "background", options=(10, 25, 50, 100, 250, 500, 1000),
+                                 help="training images the baselines are drawn from; the base value is the model's "
+                                      "mean output over them, so a larger background gives a steadier base value")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -123,7 +127,7 @@ def _expected_gradients(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray
 
 
 register(Method(
-    name="expected_gradients", title="Expected Gradients (SHAP)", params_type=ExpectedGradientsParams,
+    name="expected_gradients", prefix="eg", order=7, title="Expected Gradients (SHAP)", params_type=ExpectedGradientsParams,
     run=_expected_gradients, unsupported=gradients_unsupported, signed=lambda p: True, output="logit",
     needs_gradients=True,
     description="SHAP values for images (shap's GradientExplainer): Integrated Gradients averaged over baselines "

@@ -9,6 +9,7 @@ Guided Grad-CAM multiplies it with Guided Backprop for a sharp "what, where" map
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from core.attribution.base import (
 from core.attribution.torch_ops import captured, target_scores, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import unknown_name
+from core.params import param
 from core.progress import ProgressCallback
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -42,8 +44,17 @@ class GradCamParams:
         How the layer-resolution map is enlarged to the image (captum's default is nearest).
     """
 
-    layer: str | None = None
-    interpolation: str = "bilinear"
+    layer: str | None = param(None, "Layer", "layer", choices="layers", names="layer_label",
+                              help="a layer with a spatial feature map; the default is the output of the last "
+                                   "convolutional block, after its activation. Before the activation the weighted "
+                                   "channels are often negative everywhere and the map comes out blank.")
+    interpolation: str = param("bilinear", "Upsampling", "interpolation", choices=INTERPOLATIONS)
+
+    @classmethod
+    def form_defaults(cls, context: dict[str, Any]) -> dict[str, Any]:
+        layers = list(context.get("layers") or [])
+        default = context.get("default_layer")
+        return {"layer": default if default in layers else (layers[0] if layers else None)}
 
     def __post_init__(self) -> None:
         check_choice("interpolation", self.interpolation, "GradCamParams", INTERPOLATIONS)
@@ -204,13 +215,13 @@ def _guided_gradcam(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, pa
 
 
 register(Method(
-    name="grad_cam", title="Grad-CAM", params_type=GradCamParams, run=_gradcam, unsupported=_gradcam_unsupported,
+    name="grad_cam", prefix="cam", order=8, title="Grad-CAM", params_type=GradCamParams, run=_gradcam, unsupported=_gradcam_unsupported,
     signed=lambda p: False, output="logit", needs_gradients=True,
     description="A convolutional layer's channels weighted by their mean gradient: a coarse map of where "
                 "the evidence for the class is.",
 ))
 register(Method(
-    name="guided_grad_cam", title="Guided Grad-CAM", params_type=GradCamParams, run=_guided_gradcam,
+    name="guided_grad_cam", prefix="gcam", order=9, title="Guided Grad-CAM", params_type=GradCamParams, run=_guided_gradcam,
     unsupported=_gradcam_unsupported, signed=lambda p: True, output="logit", needs_gradients=True,
     description="Guided Backprop masked by Grad-CAM: fine detail, restricted to where the class evidence is.",
 ))

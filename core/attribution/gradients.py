@@ -27,6 +27,7 @@ from core.attribution.base import (
 )
 from core.attribution.torch_ops import batched_scores, gaussian_blur, input_gradients, relu_modules, to_device, torch_parts
 from core.errors import check_int
+from core.params import param
 from core.progress import ProgressCallback
 
 # -- parameters --------------------------------------------------------------------------------
@@ -42,7 +43,7 @@ class GradientParams:
         Show |gradient| (the saliency map of the paper, and captum's ``Saliency`` default).
     """
 
-    absolute: bool = True
+    absolute: bool = param(True, "Absolute value", "abs", help="|gradient|, the saliency map of Simonyan et al.")
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ class SmoothGradParams:
     seed : int >= 0
     """
 
-    samples: int = 50
-    noise_level: float = 0.15
-    absolute: bool = True
+    samples: int = param(50, "Noisy samples", "samples", low=5, high=200)
+    noise_level: float = param(0.15, "Noise level", "noise", low=0.01, high=0.5, step=0.01,
+                               help="standard deviation as a fraction of the pixel range (the paper: 0.10-0.20)")
+    absolute: bool = param(True, "Average |gradient|", "abs")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,9 +100,10 @@ class IntegratedGradientsParams:
         Seeds the noise baseline.
     """
 
-    steps: int = 50
-    baseline: str = "black"
-    rule: str = "gausslegendre"
+    steps: int = param(50, "Steps", "steps", low=2, high=300, help="points on the path from the baseline to the image")
+    baseline: str = param("black", "Baseline", "baseline", choices=BASELINES,
+                          names={"black": "black image", "blurred": "blurred image", "noise": "uniform noise"})
+    rule: str = param("gausslegendre", "Quadrature", "rule", choices=IG_RULES)
     blur_sigma: float = 2.0
     seed: int = 0
 
@@ -271,29 +274,29 @@ def _guided_unsupported(adapter: ModelAdapter) -> str | None:
 
 
 register(Method(
-    name="gradient", title="Gradient", params_type=GradientParams, run=_gradient,
+    name="gradient", prefix="grad", order=2, title="Gradient", params_type=GradientParams, run=_gradient,
     unsupported=gradients_unsupported, signed=lambda p: not p.absolute, output="logit", needs_gradients=True,
     description="How much the class score changes per unit change of each pixel (|d score / d pixel|). "
                 "Fast, and noisy: the lecture's warning.",
 ))
 register(Method(
-    name="gradient_x_input", title="Gradient x input", params_type=NoParams, run=_gradient_x_input,
+    name="gradient_x_input", prefix="", order=3, title="Gradient x input", params_type=NoParams, run=_gradient_x_input,
     unsupported=gradients_unsupported, signed=lambda p: True, output="logit", needs_gradients=True,
     description="The gradient times the pixel value: a first-order estimate of each pixel's contribution.",
 ))
 register(Method(
-    name="smoothgrad", title="SmoothGrad", params_type=SmoothGradParams, run=_smoothgrad,
+    name="smoothgrad", prefix="sg", order=4, title="SmoothGrad", params_type=SmoothGradParams, run=_smoothgrad,
     unsupported=gradients_unsupported, signed=lambda p: not p.absolute, output="logit", needs_gradients=True,
     description="The gradient averaged over noisy copies of the image, which removes much of its noise.",
 ))
 register(Method(
-    name="guided_backprop", title="Guided BackProp", params_type=NoParams, run=_guided_backprop,
+    name="guided_backprop", prefix="", order=5, title="Guided BackProp", params_type=NoParams, run=_guided_backprop,
     unsupported=_guided_unsupported, signed=lambda p: True, output="logit", needs_gradients=True,
     description="The gradient with negative signals stopped at every ReLU: sharp edges, but largely "
                 "insensitive to the model's weights (see the sanity checks).",
 ))
 register(Method(
-    name="integrated_gradients", title="Integrated Gradients", params_type=IntegratedGradientsParams,
+    name="integrated_gradients", prefix="ig", order=6, title="Integrated Gradients", params_type=IntegratedGradientsParams,
     run=_integrated_gradients, unsupported=gradients_unsupported, signed=lambda p: True, output="logit",
     needs_gradients=True,
     description="Gradients averaged along the straight path from a baseline to the image, times the "

@@ -19,16 +19,18 @@ their device, many images x samples per forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.attribution.base import ImageContext, Method, MethodResult, check_choice, check_number, register
-from core.attribution.occlusion import FILLS, OcclusionParams, fill_images
+from core.attribution.occlusion import FILL_NAMES, FILLS, OcclusionParams, fill_images
 from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
 from core.text.lime_text import fit_surrogate
+from core.params import param
 from core.progress import ProgressCallback
 
 
@@ -51,9 +53,11 @@ class LimeImageParams:
         Seeds the sampling: the same seed gives the same explanation.
     """
 
-    segment: int | None = None
-    num_samples: int = 1000
-    fill: str = "zero"
+    segment: int | None = param(None, "Superpixel size (px)", "segment", low=1, high="image_side", widget="number",
+                                help="side of the squares LIME switches on and off")
+    num_samples: int = param(1000, "Samples", "samples", options=(100, 250, 500, 1000, 2000, 5000),
+                             help="perturbed images per explained image (lime_image's default 1000)")
+    fill: str = param("zero", "Switched-off squares show", "fill", choices=FILLS, names=FILL_NAMES)
     kernel_width: float = 0.25
     seed: int = 0
 
@@ -65,6 +69,10 @@ class LimeImageParams:
         check_int("seed", self.seed, owner, minimum=0)
         check_choice("fill", self.fill, owner, FILLS)
         check_number("kernel_width", self.kernel_width, owner, 0.0, 100.0, low_inclusive=False)
+
+    @classmethod
+    def form_defaults(cls, context: dict[str, Any]) -> dict[str, Any]:
+        return {"segment": cls().resolved_segment(*context["image_shape"][-2:])}
 
     def resolved_segment(self, height: int, width: int) -> int:
         segment = self.segment if self.segment is not None else max(2, round(min(height, width) / 7))
@@ -140,7 +148,7 @@ def _lime_image(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params
 
 
 register(Method(
-    name="lime", title="LIME", params_type=LimeImageParams, run=_lime_image,
+    name="lime", prefix="lime", order=1, title="LIME", params_type=LimeImageParams, run=_lime_image,
     unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,
     description="Switch random squares of the image off, predict, and fit a weighted linear model of the class "
                 "probability on which squares were on. Works on any model.",

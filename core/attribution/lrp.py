@@ -68,6 +68,7 @@ from core.attribution.base import (
 from core.attribution.torch_ops import to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, TrustLensError
+from core.params import param
 from core.progress import ProgressCallback
 
 RULES = ("epsilon", "alpha_beta")
@@ -104,10 +105,22 @@ class LRPParams:
         ``alpha - beta = 1`` (conservation). Ignored by the epsilon rule.
     """
 
-    rule: str = "epsilon"
-    epsilon: float = 1e-6
-    alpha: float = 1.0
+    rule: str = param("epsilon", "Rule", "rule", choices=RULES,
+                      names={"epsilon": "epsilon (LRP-ε)", "alpha_beta": "alpha-beta (LRP-αβ)"})
+    epsilon: float = param(1e-6, "ε", "epsilon", options=(1e-9, 1e-6, 1e-3, 1e-2, 0.1, 0.25, 1.0), when=("rule", "epsilon"),
+                           help="absorbs weak or contradictory relevance: larger = sparser, less noisy maps")
+    alpha: float = param(1.0, "α (β = α - 1)", "alpha", options=(1.0, 2.0, 3.0), when=("rule", "alpha_beta"),
+                         help="weight of positive contributions; β = α - 1 keeps relevance conserved")
     beta: float = 0.0
+
+    @classmethod
+    def from_form(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The form asks for alpha only: beta = alpha - 1 (conservation); the epsilon rule uses neither."""
+        if values.get("rule") == "alpha_beta":
+            values["beta"] = float(values["alpha"]) - 1.0
+        else:
+            values["alpha"], values["beta"] = 1.0, 0.0
+        return values
 
     def __post_init__(self) -> None:
         check_choice("rule", self.rule, "LRPParams", RULES)
@@ -444,7 +457,7 @@ def _lrp(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params: LRPPa
 
 
 register(Method(
-    name="lrp", title="LRP", params_type=LRPParams, run=_lrp, unsupported=lrp_unsupported,
+    name="lrp", prefix="lrp", order=10, title="LRP", params_type=LRPParams, run=_lrp, unsupported=lrp_unsupported,
     signed=lambda p: True, output="logit", needs_gradients=True,
     description="The class score handed back layer by layer to the pixels in proportion to their "
                 "contributions (layer-wise relevance propagation); the relevances add up to about the score.",

@@ -23,9 +23,11 @@ from core.attribution.base import ImageContext, Method, MethodResult, check_choi
 from core.attribution.torch_ops import gaussian_blur, target_probabilities, to_device, torch_parts
 from core.batching import for_each_range
 from core.errors import ParameterError, check_int
+from core.params import param
 from core.progress import ProgressCallback
 
 FILLS = ("zero", "mean", "blur")
+FILL_NAMES = {"zero": "black (zero)", "mean": "dataset mean", "blur": "blurred image"}
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,18 @@ class OcclusionParams:
     blur_sigma : float > 0
     """
 
-    window: int | None = None
-    stride: int | None = None
-    fill: str = "zero"
+    window: int | None = param(None, "Patch size (px)", "window", low=1, high="image_side", widget="number",
+                               help="side of the square slid over the image")
+    stride: int | None = param(None, "Stride (px)", "stride", low=1, high="@window", widget="number",
+                               help="step between patch positions (at most the patch size, so every pixel is covered)")
+    fill: str = param("zero", "Patch fill", "fill", choices=FILLS, names=FILL_NAMES,
+                      help="what replaces the pixels under the patch")
     blur_sigma: float = 2.0
+
+    @classmethod
+    def form_defaults(cls, context: dict[str, Any]) -> dict[str, Any]:
+        window, stride = cls().resolved(*context["image_shape"][-2:])
+        return {"window": window, "stride": stride}
 
     def __post_init__(self) -> None:
         if self.window is not None:
@@ -158,7 +168,7 @@ def _occlusion(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params:
 
 
 register(Method(
-    name="occlusion", title="Occlusion", params_type=OcclusionParams, run=_occlusion,
+    name="occlusion", prefix="occ", order=0, title="Occlusion", params_type=OcclusionParams, run=_occlusion,
     unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,
     description="Slide a patch over the image and measure how the class probability drops. Works on any "
                 "model; slow for large images (one forward pass per position).",

@@ -18,9 +18,10 @@ from core.attribution.base import (
     ImageContext,
     check_images,
     get_method,
-    method_names,
 )
 from core.errors import InputShapeError, ParameterError, TrustLensError, check_int
+from core.explanation import resolve_targets as resolve
+from core.explanation import supported_methods as supported
 from core.fingerprint import hash_array
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
@@ -50,8 +51,8 @@ def image_context(train: Any) -> ImageContext:
 
 
 def supported_methods(adapter: ModelAdapter) -> dict[str, str | None]:
-    """Every registered method -> None when it can run on ``adapter``, else the reason it cannot."""
-    return {name: get_method(name).unsupported(adapter) for name in method_names()}
+    """Every image method -> None when it can run on ``adapter``, else the reason it cannot."""
+    return supported(adapter, "image")
 
 
 def resolve_targets(adapter: ModelAdapter, x: np.ndarray, target: str | int | np.ndarray,
@@ -61,29 +62,7 @@ def resolve_targets(adapter: ModelAdapter, x: np.ndarray, target: str | int | np
     ``target`` is ``"predicted"``, ``"true"`` (needs ``y``), a class index or class name applied
     to every image, or an array with one class index per image.
     """
-    n, n_classes = len(x), len(adapter.class_names)
-    if isinstance(target, str) and target == "predicted":
-        return adapter.predict(x, batch_size).astype(np.int64)
-    if isinstance(target, str) and target == "true":
-        if y is None:
-            raise ParameterError("target='true' needs the true labels, and none were given (an uploaded image has none).",
-                                 hint="use target='predicted' or a class index.")
-        return np.asarray(y, dtype=np.int64).reshape(n)
-    if isinstance(target, str):
-        if target not in adapter.class_names:
-            raise ParameterError(
-                f"Unknown target {target!r}.",
-                hint=f"use 'predicted', 'true', a class index 0-{n_classes - 1} or a class name: {', '.join(adapter.class_names)}.",
-            )
-        return np.full(n, adapter.class_names.index(target), dtype=np.int64)
-    arr = np.asarray(target).reshape(-1)
-    if arr.size == 1:
-        arr = np.full(n, int(arr[0]))
-    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
-        raise InputShapeError(f"target must be one class index or one per image ({n}); got {np.asarray(target)!r}.")
-    if arr.min(initial=0) < 0 or arr.max(initial=0) >= n_classes:
-        raise ParameterError(f"target class indices must be in 0..{n_classes - 1}; got {sorted(set(arr.tolist()))}.")
-    return arr.astype(np.int64)
+    return resolve(target, tuple(adapter.class_names), len(x), predicted=lambda: adapter.predict(x, batch_size), y=y)
 
 
 def resolve_params(method: str, params: Any, adapter: ModelAdapter, image_shape: tuple[int, ...]) -> Any:

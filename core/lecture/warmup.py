@@ -10,8 +10,8 @@ its button trains. Everything goes through the same
 core functions and the same ArtifactStore keys the pages use, so a fresh server reads it from disk.
 
 Each step reports how long it took and whether it computed anything (store misses) or found
-everything cached. The page defaults repeated here (methods, LIME and SHAP parameters) are the
-pages' widget defaults; ``tests/pages/test_open_from_cache.py`` opens the pages after a warm-up
+everything cached. The page defaults come from :mod:`core.lecture.defaults` and the methods'
+params dataclasses, which the pages read too; ``tests/pages/test_open_from_cache.py`` opens the pages after a warm-up
 with computation disabled, which fails if the two drift apart.
 """
 
@@ -31,21 +31,22 @@ from core.errors import TrustLensError
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
 
-# The pages' defaults (pages/images.py LECTURE_DEFAULT, pages/text.py LIME settings, pages/shapley.py, ...).
-IMAGE_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients")
-TRUST_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients", "grad_cam", "lrp")
-IMAGE_PICKS = 4  # the images page shows the first 4 matching test images
-IMAGE_BATCH = 256
-SHAP_IMAGE_PICKS = (0, 1, 2)  # the Shapley page's image section
-SHAP_IMAGE_SAMPLES, SHAP_IMAGE_BACKGROUND = 200, 100
-TEXT_LIME = {"num_samples": 5000, "num_features": 10, "feature_selection": "auto", "seed": 0}
-TEXT_STABILITY_SEEDS = 5
-TEXT_DELETION_STEPS = 10
-SHAP_TABULAR = {"rows": 150, "algorithm": "auto", "background": "sample", "background_size": 100,
-                "target": "predicted"}
-EMBEDDING_SPLITS = ("all", "test")  # the page's default, and the split a curated example jumps to
-UNCERTAINTY_EPSILON = 0.1
-CALIBRATION_BINS = 15
+from core.lecture.defaults import (
+    CALIBRATION_BINS,
+    EMBEDDING_SPLITS,
+    IMAGE_BATCH,
+    IMAGE_METHODS,
+    IMAGE_PICKS,
+    SHAP_IMAGE_BACKGROUND,
+    SHAP_IMAGE_PICKS,
+    SHAP_IMAGE_SAMPLES,
+    SHAP_ROWS,
+    SHAP_TARGET,
+    TEXT_DELETION_STEPS,
+    TEXT_STABILITY_SEEDS,
+    TRUST_METHODS,
+    UNCERTAINTY_EPSILON,
+)
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _text_view(adapter: Any, other: Any, text: str, store: ArtifactStore, progre
     from core.text.lime_text import LimeParams
     from core.text.text_methods import deletion_curves, explain_text, lime_stability, supported_methods
 
-    params = LimeParams(**TEXT_LIME)
+    params = LimeParams()
     main = explain_text(adapter, text, "lime", params, "predicted", subrange(progress, 0.0, 0.2), store=store)
     explain_text(other, text, "lime", params, "predicted", subrange(progress, 0.2, 0.3), store=store)
     methods = [m for m, why in supported_methods(adapter).items() if not why and m not in ("lime", "shap_partition")]
@@ -223,11 +224,10 @@ def _shapley(spec: scenarios.ScenarioSpec, store: ArtifactStore, progress: Progr
     if spec.kind == "tabular":
         from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
-        params = ShapParams(algorithm=SHAP_TABULAR["algorithm"], background=SHAP_TABULAR["background"],
-                            background_size=SHAP_TABULAR["background_size"])
-        rows = np.arange(min(SHAP_TABULAR["rows"], len(test)))
+        params = ShapParams()
+        rows = np.arange(min(SHAP_ROWS, len(test)))
         explain_tabular(loaded.adapter, test, rows, background_data(splits["train"], params), params,
-                        SHAP_TABULAR["target"], progress, store=store)
+                        SHAP_TARGET, progress, store=store)
         return f"SHAP ({params.algorithm}) of the first {len(rows)} test rows (every curated row among them)"
     if spec.kind == "image":
         from core.attribution import explain_grid, get_method, image_context

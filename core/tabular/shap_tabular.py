@@ -3,7 +3,7 @@
 One call, :func:`explain_tabular`, built from composable steps: :func:`choose_algorithm` picks
 the estimator shap should use, :func:`background_data` summarises the training split into the
 reference rows that stand in for "a feature is absent", and the result is an
-:class:`~core.explanation.Explanation` of the *probability* of one class per row, cached in the
+:class:`~core.explanation.FeatureAttribution` of the *probability* of one class per row, cached in the
 :class:`~core.store.ArtifactStore`.
 
 Algorithms (all explain ``f(x) = P(class k | x)`` against the same background):
@@ -32,8 +32,9 @@ import numpy as np
 from core.adapters.base import ModelAdapter
 from core.bundle import DataBundle
 from core.errors import InputShapeError, ParameterError, check_int
-from core.explanation import Explanation
+from core.explanation import FeatureAttribution, Method, register, resolve_targets
 from core.fingerprint import hash_array
+from core.params import param
 from core.progress import ProgressCallback, report
 from core.rng import exclusive_global_rng
 from core.store import ArtifactStore, default_store
@@ -66,9 +67,12 @@ class ShapParams:
         than calling shap directly (bench/shap.py); at 65,536 they are within ~10 %.
     """
 
-    algorithm: str = "auto"
-    background: str = "sample"
-    background_size: int = 100
+    algorithm: str = param("auto", "Algorithm", "algorithm", choices=ALGORITHMS,
+                           help="auto: TreeExplainer for tree ensembles, exact up to 15 features, permutation beyond")
+    background: str = param("sample", "Background", "background", choices=BACKGROUNDS, widget="radio",
+                            help="The base value is the model's average output over the background rows. A random "
+                                 "sample is unbiased; a k-means summary is smaller (faster) but weights cluster centres.")
+    background_size: int = param(100, "Background size", "background_size", low=10, high=300, step=10, widget="number")
     seed: int = 0
     batch_size: int = 65536
 
@@ -185,16 +189,8 @@ def background_data(train_bundle: DataBundle, params: ShapParams = ShapParams())
 def _targets(adapter: ModelAdapter, x: np.ndarray, target: str | int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(target per row (n,), probabilities (n, n_classes))."""
     proba = adapter.predict_proba(x, batch_size)
-    k = proba.shape[1]
-    if isinstance(target, str):
-        if target != "predicted":
-            raise ParameterError(f"The 'target' parameter of explain_tabular must be 'predicted' or a class index "
-                                 f"in [0, {k - 1}]. Got {target!r} instead.")
-        return proba.argmax(axis=1), proba
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < k:
-        raise ParameterError(f"The 'target' parameter of explain_tabular must be 'predicted' or a class index "
-                             f"in [0, {k - 1}]. Got {target!r} instead.")
-    return np.full(len(x), int(target)), proba
+    targets = resolve_targets(target, tuple(adapter.class_names), len(x), predicted=lambda: proba.argmax(axis=1))
+    return targets, proba
 
 
 def class_function(adapter: ModelAdapter, k: int, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -274,7 +270,7 @@ def explain_tabular(
     target: str | int = "predicted",
     progress: ProgressCallback | None = None,
     store: ArtifactStore | None = None,
-) -> Explanation:
+) -> FeatureAttribution:
     """SHAP values of the probability of one class for some rows of a tabular bundle.
 
     Parameters
@@ -297,7 +293,7 @@ def explain_tabular(
 
     Returns
     -------
-    Explanation
+    FeatureAttribution
         ``values`` of shape (n, d), ``output`` the probability of ``target`` per row;
         ``additivity_error`` is ~1e-12 for tree and exact, and for permutation.
     """
@@ -321,7 +317,7 @@ def explain_tabular(
                   "background_method": bg.method}
     store = store or default_store()
 
-    def compute() -> Explanation:
+    def compute() -> FeatureAttribution:
         return _compute(adapter, sub, bg, params, algorithm, target, progress, key_params)
 
     result = store.cached(compute, op="shap_tabular", model_fingerprint=adapter.fingerprint,
@@ -333,7 +329,7 @@ def explain_tabular(
 
 
 def _compute(adapter: ModelAdapter, sub: DataBundle, bg: Background, params: ShapParams, algorithm: str,
-             target: str | int, progress: ProgressCallback | None, key_params: dict[str, Any]) -> Explanation:
+             target: str | int, progress: ProgressCallback | None, key_params: dict[str, Any]) -> FeatureAttribution:
     x = np.asarray(sub.x, dtype=np.float32)
     n, d = x.shape
     report(progress, 0.0, f"SHAP ({algorithm}): predicting {n} rows")
@@ -360,8 +356,22 @@ def _compute(adapter: ModelAdapter, sub: DataBundle, bg: Background, params: Sha
                 done += len(part)
                 report(progress, 0.05 + 0.9 * done / n, f"SHAP ({algorithm}): {done}/{n} rows")
     names = sub.feature_names or tuple(f"x{i}" for i in range(d))
-    return Explanation(
+    return FeatureAttribution(
         values=values, base_values=base, data=x, feature_names=tuple(names), target=targets,
         output=proba[np.arange(n), targets], rows=np.asarray(sub.index), method=f"shap/{algorithm}",
         params=key_params, signed=True,
     )
+
+
+def explain_rows(adapter: ModelAdapter, rows: DataBundle, target: str | int, params: ShapParams,
+                 progress: ProgressCallback | None = None, store: ArtifactStore | None = None, *,
+                 train: DataBundle) -> FeatureAttribution:
+    """SHAP values of every row of ``rows``, the background drawn from ``train`` as ``params`` say (the registry's run)."""
+    return explain_tabular(adapter, rows, None, background_data(train, params), params, target, progress, store=store)
+
+
+register(Method(
+    name="shap", title="SHAP", params_type=ShapParams, modality="table", prefix="shap", order=0, run=explain_rows,
+    unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,
+    description="Shapley values of the class probability: tree, exact, permutation or kernel estimators from shap.",
+))

@@ -24,12 +24,14 @@ stacked batch of tiny (k+1)x(k+1) systems. Sampling is vectorised.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import ParameterError, check_int
+from core.explanation import Attribution, resolve_targets
+from core.params import param
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
 from core.text.text_perturb import perturber
@@ -64,11 +66,13 @@ class LimeParams:
         Use the sparse feature-space path for scikit-learn text pipelines when it applies.
     """
 
-    num_samples: int = 5000
-    num_features: int = 10
-    feature_selection: str = "auto"
+    num_samples: int = param(5000, "Samples", "samples", options=(500, 1000, 2000, 5000, 10000),
+                             help="perturbed documents (lime's default 5000); more = less sampling noise")
+    num_features: int = param(10, "Words in the explanation", "features", low=1, high=20)
+    feature_selection: str = param("auto", "Feature selection", "selection", choices=FEATURE_SELECTIONS,
+                                   help="auto: forward selection up to 6 words, highest weights beyond (as in lime)")
     kernel_width: float = 25.0
-    seed: int = 0
+    seed: int = param(0, "Seed", "seed", low=0, high=10_000, widget="number")
     batch_size: int = 8192
     fast_path: bool = True
 
@@ -88,8 +92,8 @@ class LimeParams:
 
 
 @dataclass(frozen=True, eq=False)
-class TextExplanation:
-    """Word weights toward one class for one document (LIME, occlusion or gradient x embedding).
+class TextExplanation(Attribution):
+    """Word weights toward one class for one document (units: words; any text method).
 
     Attributes
     ----------
@@ -123,6 +127,18 @@ class TextExplanation:
     local_pred: float | None = None
     path: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+
+    units: ClassVar[str] = "words"
+
+    def unit_values(self) -> np.ndarray:
+        """The word weights as one explained input, shape (1, n_words)."""
+        return np.asarray(self.weights, dtype=np.float64)[None, :]
+
+    def unit_names(self, i: int = 0) -> list[str]:
+        return list(self.doc.words)
+
+    def __len__(self) -> int:
+        return 1
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -299,14 +315,11 @@ def fit_surrogate(data: np.ndarray, labels: np.ndarray, weights: np.ndarray, num
 
 
 # -- the explainer ------------------------------------------------------------------------
-def resolve_target(proba: np.ndarray, target: str | int, n_classes: int) -> int:
-    if isinstance(target, str):
-        if target != "predicted":
-            raise ParameterError(f"The target must be 'predicted' or a class index. Got {target!r} instead.")
-        return int(np.argmax(proba))
-    if not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_classes:
-        raise ParameterError(f"The target must be 'predicted' or a class index in 0..{n_classes - 1}. Got {target!r} instead.")
-    return int(target)
+def resolve_target(proba: np.ndarray, target: str | int, n_classes: int,
+                   class_names: tuple[str, ...] | None = None) -> int:
+    """The class a document's explanation is for (:func:`core.explanation.resolve_targets` for one input)."""
+    names = tuple(class_names) if class_names else tuple(str(k) for k in range(n_classes))
+    return int(resolve_targets(target, names, 1, predicted=np.array([np.argmax(proba)]))[0])
 
 
 def explain_lime(
@@ -343,7 +356,7 @@ def _lime(adapter: ModelAdapter, doc: WordDocument, params: LimeParams, target: 
     report(progress, 0.0, f"LIME: sampling {params.num_samples} perturbations of {doc.n_words} words")
     active = sample_masks(doc.n_words, params.num_samples, params.seed)
     proba = pert.predict(active, params.batch_size, progress=subrange(progress, 0.02, 0.9))
-    k = resolve_target(proba[0], target, proba.shape[1])
+    k = resolve_target(proba[0], target, proba.shape[1], tuple(adapter.class_names))
     report(progress, 0.92, "LIME: fitting the local surrogate")
     _, weights = kernel_weights(active, params.kernel_width)
     fit = fit_surrogate(active, proba[:, k], weights, params.num_features, params.feature_selection)

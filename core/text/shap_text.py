@@ -60,7 +60,7 @@ def explain_text_shap(adapter: ModelAdapter, text: str, params: TextShapParams =
 
         report(progress, 0.0, "SHAP (partition): predicting the document")
         proba = adapter.predict_proba(np.array([text], dtype=object))[0]
-        k = resolve_target(proba, target, len(proba))
+        k = resolve_target(proba, target, len(proba), tuple(adapter.class_names))
 
         def f(texts) -> np.ndarray:
             return adapter.predict_proba(np.array(list(texts), dtype=object))[:, k]

@@ -21,23 +21,41 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, ParameterError, check_int
+from core.explanation import Method, get_method, method_names, register
+from core.explanation import supported_methods as supported
 from core.text.lime_text import LIBRARIES, LimeParams, TextExplanation, explain_lime, resolve_target
 from core.progress import ProgressCallback, report, subrange
 from core.store import ArtifactStore, default_store
+from core.text.shap_text import TextShapParams
 from core.text.text_perturb import perturber
 from core.text.words import WordDocument
 
-METHODS = ("lime", "occlusion", "gradient_x_embedding", "shap_partition")
-METHOD_TITLES = {"lime": "LIME", "occlusion": "Leave one word out", "gradient_x_embedding": "Gradient x embedding",
-                 "shap_partition": "SHAP (partition)"}
 
 
-def supported_methods(adapter: ModelAdapter) -> dict[str, str]:
-    """Method -> "" when it supports ``adapter``, else the reason it does not."""
-    out = {"lime": "", "occlusion": ""}
-    out["gradient_x_embedding"] = _gradient_unsupported(adapter)
-    out["shap_partition"] = ""
-    return out
+@dataclass(frozen=True)
+class OcclusionTextParams:
+    """Leave-one-word-out parameters.
+
+    Attributes
+    ----------
+    batch_size : int >= 1
+        Documents (each missing one word) per classifier call. Does not change the result.
+    """
+
+    batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        check_int("batch_size", self.batch_size, "OcclusionTextParams", minimum=1)
+
+
+@dataclass(frozen=True)
+class NoTextParams:
+    """This method has no parameters."""
+
+
+def supported_methods(adapter: ModelAdapter) -> dict[str, str | None]:
+    """Every text method -> None when it can run on ``adapter``, else the reason it cannot."""
+    return supported(adapter, "text")
 
 
 # -- occlusion ----------------------------------------------------------------------------
@@ -54,7 +72,7 @@ def explain_occlusion(adapter: ModelAdapter, text: str, target: str | int = "pre
         active = np.ones((d + 1, d), dtype=bool)
         active[np.arange(1, d + 1), np.arange(d)] = False
         proba = pert.predict(active, batch_size)
-        k = resolve_target(proba[0], target, proba.shape[1])
+        k = resolve_target(proba[0], target, proba.shape[1], tuple(adapter.class_names))
         weights = proba[0, k] - proba[1:, k]
         return TextExplanation("occlusion", doc, weights, np.argsort(-np.abs(weights), kind="stable"), k,
                                tuple(adapter.class_names), proba[0], path=pert.path, params={"batch_size": batch_size})
@@ -137,7 +155,7 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
         with this_thread_hooks(module, {layer: lambda _m, _i, output: captured.append(output)}), torch.enable_grad():
             out = module(adapter.to_tensor([text]))
             proba = torch.softmax(out.float(), dim=1) if adapter.outputs == "logits" else out.float()
-            k = resolve_target(proba[0].detach().cpu().numpy(), target, proba.shape[1])
+            k = resolve_target(proba[0].detach().cpu().numpy(), target, proba.shape[1], tuple(adapter.class_names))
             emb = captured[0]
             (grad,) = torch.autograd.grad(proba[0, k], emb)
         scores = (emb * grad).sum(dim=-1)[0].detach().cpu().double().numpy()
@@ -152,24 +170,64 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
         params={"target": target if isinstance(target, str) else int(target)}, libraries=LIBRARIES)
 
 
-def explain_text(adapter: ModelAdapter, text: str, method: str = "lime", params: LimeParams = LimeParams(),
+def explain_text(adapter: ModelAdapter, text: str, method: str = "lime", params: Any = None,
                  target: str | int = "predicted", progress: ProgressCallback | None = None,
                  store: ArtifactStore | None = None) -> TextExplanation:
-    """Explain ``text`` with one of :data:`METHODS` (``params`` drive LIME; SHAP uses its defaults)."""
-    if method == "lime":
-        return explain_lime(adapter, text, params, target, progress, store)
-    if method == "occlusion":
-        result = explain_occlusion(adapter, text, target, params.batch_size, store)
-    elif method == "gradient_x_embedding":
-        result = explain_gradient_embedding(adapter, text, target, store)
-    elif method == "shap_partition":
-        from core.text.shap_text import explain_text_shap
+    """Explain ``text`` with a registered text method (:func:`core.explanation.method_names` ``("text")``).
 
-        result = explain_text_shap(adapter, text, target=target, progress=progress, store=store)
-    else:
-        raise ParameterError(f"Unknown text explanation method {method!r}; choose from {', '.join(METHODS)}.")
-    report(progress, 1.0, f"{METHOD_TITLES[method]} ready")
+    ``params``: the method's params dataclass, or None for its defaults. A ``LimeParams`` given to
+    another method is the page's LIME settings: that method then runs with its own defaults (and
+    leave-one-word-out with LIME's batch size).
+    """
+    spec = get_method(method, "text")
+    if params is None or not isinstance(params, spec.params_type):
+        batch = getattr(params, "batch_size", None)
+        params = (OcclusionTextParams(batch) if spec.params_type is OcclusionTextParams and batch
+                  else spec.params_type())
+    reason = spec.unsupported(adapter)
+    if reason:
+        raise InputShapeError(f"{spec.title} does not support {adapter.info.name!r}: {reason}",
+                              hint="use LIME or leave-one-word-out occlusion, which work for any text model.")
+    result = spec.run(adapter, text, target, params, progress, store)
+    report(progress, 1.0, f"{spec.title} ready")
     return result
+
+
+def _run_shap(adapter: ModelAdapter, text: str, target: str | int, params: Any, progress: ProgressCallback | None,
+              store: ArtifactStore | None) -> TextExplanation:
+    from core.text.shap_text import explain_text_shap
+
+    return explain_text_shap(adapter, text, params, target=target, progress=progress, store=store)
+
+
+register(Method(
+    name="lime", title="LIME", params_type=LimeParams, modality="text", prefix="lime", order=0,
+    run=lambda adapter, text, target, params, progress, store: explain_lime(adapter, text, params, target, progress, store),
+    unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,
+    description="A weighted linear model fitted to the classifier on copies of the text with words removed.",
+))
+register(Method(
+    name="occlusion", title="Leave one word out", params_type=OcclusionTextParams, modality="text", prefix="occ", order=1,
+    run=lambda adapter, text, target, params, progress, store: explain_occlusion(adapter, text, target,
+                                                                                 params.batch_size, store),
+    unsupported=lambda adapter: None, signed=lambda p: True, output="probability", needs_gradients=False,
+    description="The drop in the class probability when every occurrence of a word is removed.",
+))
+register(Method(
+    name="gradient_x_embedding", title="Gradient x embedding", params_type=NoTextParams, modality="text", order=2,
+    run=lambda adapter, text, target, params, progress, store: explain_gradient_embedding(adapter, text, target, store),
+    unsupported=lambda adapter: _gradient_unsupported(adapter) or None, signed=lambda p: True, output="probability",
+    needs_gradients=True,
+    description="The gradient of the class probability at the word embeddings, times the embeddings.",
+))
+register(Method(
+    name="shap_partition", title="SHAP (partition)", params_type=TextShapParams, modality="text", prefix="tshap",
+    order=3, run=_run_shap, unsupported=lambda adapter: None, signed=lambda p: True, output="probability",
+    needs_gradients=False,
+    description="Owen values over a hierarchy of the text's words (shap's Partition explainer).",
+))
+METHODS = tuple(method_names("text"))
+METHOD_TITLES = {name: get_method(name, "text").title for name in METHODS}
 
 
 # -- faithfulness: deletion curves --------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from core import scenarios
 from core.errors import InputShapeError, ParameterError
-from core.explanation import Explanation
+from core.explanation import FeatureAttribution
 from core.progress import Recorder
 from core.tabular.shap_tabular import (
     Background,
@@ -129,7 +129,7 @@ def test_explanation_slicing(titanic, tmp_store):
     e = explain_tabular(adapter, titanic["test"], [4, 7, 9], background_data(titanic["train"], SMALL), SMALL,
                         store=tmp_store)
     one = e[1]
-    assert isinstance(one, Explanation) and len(one) == 1 and one.rows.tolist() == [7]
+    assert isinstance(one, FeatureAttribution) and len(one) == 1 and one.rows.tolist() == [7]
     assert e[1:].rows.tolist() == [7, 9]
     assert e[np.array([True, False, True])].rows.tolist() == [4, 9]
     np.testing.assert_allclose(e[[2]].additivity_error, e.additivity_error[[2]])
@@ -224,7 +224,7 @@ def test_param_validation(kwargs, message):
 def test_bad_target_algorithm_and_input(cancer, tmp_store):
     adapter = scenarios.load_model("breast-cancer", "logreg").adapter
     bg = background_data(cancer["train"], SMALL)
-    with pytest.raises(ParameterError, match=r"class index in \[0, 1\]\. Got 5"):
+    with pytest.raises(ParameterError, match=r"must be in 0\.\.1; got \[5\]"):
         explain_tabular(adapter, cancer["test"], [0], bg, SMALL, target=5, store=tmp_store)
     with pytest.raises(ParameterError, match="'exact' algorithm evaluates 2\\*\\*d coalitions; got d=30"):
         explain_tabular(adapter, cancer["test"], [0], bg, ShapParams(algorithm="exact"), store=tmp_store)

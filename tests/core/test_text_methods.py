@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import InputShapeError, ParameterError
+from core.errors import InputShapeError, ParameterError, UnknownNameError
 from core.text.lime_text import LimeParams, TextExplanation
 from core.text.text_methods import (
     deletion_curves,
@@ -83,15 +83,15 @@ def test_gradient_x_embedding_equals_captum(bag, tmp_store):
 
 def test_gradient_methods_say_why_they_do_not_apply(toy, tmp_store):
     reasons = supported_methods(toy)
-    assert reasons["lime"] == reasons["occlusion"] == "" and "differentiable" in reasons["gradient_x_embedding"]
+    assert reasons["lime"] is None and reasons["occlusion"] is None and "differentiable" in reasons["gradient_x_embedding"]
     with pytest.raises(InputShapeError, match="LIME"):
         explain_gradient_embedding(toy, DOC, store=tmp_store)
-    with pytest.raises(ParameterError, match="method"):
+    with pytest.raises(UnknownNameError, match="text explanation method 'saliency'"):
         explain_text(toy, DOC, "saliency", store=tmp_store)
 
 
 def test_torch_model_generic_path_all_methods(bag, tmp_store):
-    assert supported_methods(bag) == {"lime": "", "occlusion": "", "gradient_x_embedding": "", "shap_partition": ""}
+    assert supported_methods(bag) == {"lime": None, "occlusion": None, "gradient_x_embedding": None, "shap_partition": None}
     lime = explain_text(bag, DOC, "lime", LimeParams(num_samples=200), store=tmp_store)
     assert lime.path == "strings"
     occ = explain_text(bag, DOC, "occlusion", store=tmp_store)

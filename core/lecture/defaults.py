@@ -1,0 +1,30 @@
+"""What every page opens on: the one place pages, deep links and ``warm --all`` read their defaults from.
+
+A method's own settings default to its params dataclass (``LimeParams()``, ``ShapParams()``, ...);
+what is here is the rest of a page's default view: which methods, how many samples, which split.
+``warm --all`` precomputes exactly these, and ``tests/pages/test_open_from_cache.py`` opens the pages
+after a warm-up with computation disabled, so a page that drifts from this file fails a test.
+"""
+
+from __future__ import annotations
+
+# Images page: the lecture's columns, on the first matching test images.
+IMAGE_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients")
+IMAGE_PICKS = 4
+IMAGE_BATCH = 256
+# Trust page (images): the methods whose sanity the lecture discusses.
+TRUST_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients", "grad_cam", "lrp")
+# Text page: LIME with LimeParams() defaults, its stability over seeds and the deletion curve.
+TEXT_STABILITY_SEEDS = 5
+TEXT_DELETION_STEPS = 10
+# Shapley page: tabular rows explained with ShapParams() defaults; the image section's expected gradients.
+SHAP_ROWS = 150
+SHAP_TARGET = "predicted"
+SHAP_IMAGE_PICKS = (0, 1, 2)
+SHAP_IMAGE_SAMPLES, SHAP_IMAGE_BACKGROUND = 200, 100
+# Embeddings page: which points the map opens on (and the split a curated example jumps to).
+EMBEDDING_SPLITS = ("all", "test")
+# Uncertainty page: the FGSM stress set's step.
+UNCERTAINTY_EPSILON = 0.1
+# Calibration page: reliability-diagram bins.
+CALIBRATION_BINS = 15
