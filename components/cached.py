@@ -184,7 +184,7 @@ def embedding_points(scenario: str, variant: str | None, split: str):
     from core.embeddings import combine_splits
 
     bundle, split_of, position = combine_splits(scenario_data(scenario, variant), split)
-    bundle.fingerprint  # computed once here, reused by every cache key
+    _ = bundle.fingerprint  # computed once here, reused by every cache key
     return bundle, split_of, position
 
 

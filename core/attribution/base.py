@@ -20,7 +20,7 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, ParameterError
-from core.explanation import REGISTRY, Attribution, Method, register, register_loader
+from core.explanation import REGISTRY, Attribution, Method, register, register_loader  # noqa: F401 (register: the methods import it from here)
 from core.explanation import get_method as _get_method
 from core.explanation import method_names as _method_names
 from core.progress import ProgressCallback

@@ -295,7 +295,7 @@ def _text(ctx: _Context, limit: int, max_index: int | None = None) -> list[dict[
         taken.add(i)
     # The model that reads headers: the selected one, or the compared one when only it sees them.
     header_side = [(name_a, 2, ctx.model, ctx.variant), (name_b, 3, other_model, other_variant)]
-    for label, slot, model, variant in header_side:
+    for label, slot, _model, variant in header_side:
         if variant == "no-headers":
             continue
         readers = sorted(((-len(f[slot]["from_header"]), f[0], f[slot]) for f in found

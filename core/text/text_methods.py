@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.adapters.base import ModelAdapter
-from core.errors import InputShapeError, ParameterError, check_int
+from core.errors import InputShapeError, check_int
 from core.explanation import Method, get_method, method_names, register
 from core.explanation import supported_methods as supported
 from core.text.lime_text import LIBRARIES, LimeParams, TextExplanation, explain_lime, resolve_target

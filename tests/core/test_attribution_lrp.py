@@ -48,7 +48,7 @@ def captum_lrp(module: nn.Module, x: np.ndarray, target: np.ndarray, rules: dict
 
     model = copy.deepcopy(module)
     named = dict(model.named_modules())
-    for name, sub in named.items():
+    for sub in named.values():
         if isinstance(sub, Standardize):
             sub.rule = IdentityRule()
         elif isinstance(sub, nn.Flatten):

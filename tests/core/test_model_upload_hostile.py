@@ -11,7 +11,7 @@ import pytest
 from core.upload import byom
 from core.upload.byom import DataSource
 from core.upload.data_upload import load_table, load_text_csv
-from core.errors import InputShapeError, TrustLensError
+from core.errors import InputShapeError
 from core.upload.model_upload import ModelRefusedError, ModelSpecification, inspect_model, load_model_file
 from tests.hostile import DATA_CASES, FILES, MODEL_CASES, PICKLE_MARKER
 

@@ -72,7 +72,7 @@ def test_gradient_x_embedding_equals_captum(bag, tmp_store):
     doc = WordDocument.parse(text)
     expected = np.zeros(doc.n_words)
     position = 0
-    for segment, j in zip(doc.segments, doc.word_index):
+    for j in doc.word_index:
         if j >= 0 and position < len(tokens):
             expected[j] += per_token[position]
             position += 1

@@ -18,7 +18,7 @@ from core.explanation import (
     supported_methods,
 )
 from core.tabular.shap_tabular import ShapParams, explain_rows
-from core.text.lime_text import LimeParams, TextExplanation, resolve_target
+from core.text.lime_text import TextExplanation, resolve_target
 from core.text.text_methods import explain_text
 
 NAMES = ("cat", "dog", "eel")

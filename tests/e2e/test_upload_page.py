@@ -5,6 +5,7 @@ the navigation with each kind of upload (TorchScript + ZIP, ONNX + ZIP, skops + 
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_a_pickle_is_refused_in_the_browser(page, app_url, screenshot_dir, files
     assert helpers.main(page).get_by_role("button", name=BUTTON).count() == 0
 
 
-def _start(command: list[str], url: str, env: dict) -> "subprocess.Popen":
+def _start(command: list[str], url: str, env: dict) -> subprocess.Popen:
     import subprocess
     import time
 

@@ -16,7 +16,6 @@ import pickle
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 

@@ -51,7 +51,6 @@ def digits_zip(per_class: int = 4) -> bytes:
 
 def breast_cancer_skops() -> tuple[bytes, bytes]:
     """(a skops StandardScaler + logistic regression pipeline, a CSV of test rows with a 'target' column)."""
-    import pandas as pd
     import skops.io as sio
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
