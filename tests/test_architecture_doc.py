@@ -18,10 +18,10 @@ MODULE_ROOTS = ("core", "components", "pages")
 README_MAX_BYTES = 12 * 1024
 
 # README command (1) and (2), byte for byte; .ci/run runs command (2) verbatim.
-COMMAND_APP = ("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt "
-               "&& streamlit run app.py")
-COMMAND_TESTS = ("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt "
-                 "&& python -m pytest")
+COMMAND_APP = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && streamlit run app.py"
+COMMAND_TESTS = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt && python -m pytest"
+)
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
