@@ -8,7 +8,6 @@ as two threads and check that neither changes the other's numbers.
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -32,7 +31,37 @@ def _run_in_thread(fn) -> tuple[threading.Thread, list[BaseException]]:
     return thread, errors
 
 
-def test_a_seeded_block_is_exclusive_and_puts_the_generators_back():
+class WatchedLock:
+    """core.rng's re-entrant lock, which also records the threads that had to wait for it and sets ``moved``."""
+
+    def __init__(self, moved: threading.Event) -> None:
+        self._lock = threading.RLock()
+        self.waited: set[int] = set()
+        self.moved = moved
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        self.waited.add(threading.get_ident())
+        self.moved.set()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def test_a_seeded_block_is_exclusive_and_puts_the_generators_back(monkeypatch):
+    import core.rng
+
+    other_moved = threading.Event()  # the other session waits for the lock, or (without one) is done
+    lock = WatchedLock(other_moved)
+    monkeypatch.setattr(core.rng, "_LOCK", lock)
     torch.manual_seed(42)
     np.random.seed(42)
     expected_torch_after = torch.rand(4)
@@ -44,21 +73,26 @@ def test_a_seeded_block_is_exclusive_and_puts_the_generators_back():
     seen: dict[str, object] = {}
 
     def other_session() -> None:
-        entered.wait(10)
+        seen["thread"] = threading.get_ident()
+        assert entered.wait(30)
         with exclusive_global_rng(999):  # must wait until the first session's block is over
             seen["other"] = torch.rand(3)
         other_done.set()
+        other_moved.set()
 
     thread, errors = _run_in_thread(other_session)
     with exclusive_global_rng(7):
         first = torch.rand(3)
         first_np = np.random.rand(2)
         entered.set()
-        time.sleep(0.3)  # the other session tries to seed now
+        # The other session now tries to enter its block: go on once it is blocked on the lock (no sleep;
+        # without the lock it never waits: it seeds and draws in the middle of this block, and finishes).
+        assert other_moved.wait(30), "the other session neither waited for the lock nor finished"
         assert not other_done.is_set(), "another thread entered the block while this one held it"
+        assert seen["thread"] in lock.waited
         second = torch.rand(3)
         second_np = np.random.rand(2)
-    thread.join(10)
+    thread.join(30)
     assert not errors and other_done.is_set()
 
     torch.manual_seed(7)
@@ -129,12 +163,20 @@ def test_mc_dropout_and_training_in_two_sessions_give_the_numbers_each_gives_alo
     to_tensor = lambda chunk: torch.as_tensor(np.asarray(chunk, dtype=np.float32))  # noqa: E731
     alone_passes = stochastic_passes(module, to_tensor, x, 20, batch_size=8, seed=5)
     initial = _tiny_cnn(0)
-    alone_weights = _train(initial)
+    # Both trainings run in a fresh thread: torch.set_num_threads (app.py's configure_server calls it when an
+    # AppTest ran earlier in this process) leaves the thread that called it alone and applies to new threads,
+    # so a training in the main thread and one in a new thread could run with different thread counts.
+    alone: dict[str, dict] = {}
+    thread, errors = _run_in_thread(lambda: alone.setdefault("weights", _train(initial)))
+    thread.join(600)
+    assert not thread.is_alive() and not errors, errors
+    alone_weights = alone["weights"]
 
     trained: dict[str, dict] = {}
     thread, errors = _run_in_thread(lambda: trained.setdefault("weights", _train(initial)))
     together = [stochastic_passes(module, to_tensor, x, 20, batch_size=8, seed=5) for _ in range(3)]
-    thread.join(120)
+    thread.join(600)  # the training may wait for the global generator's lock (another test's background thread)
+    assert not thread.is_alive(), "the other session's training did not finish"
     assert not errors, errors
     for passes in together:
         np.testing.assert_array_equal(passes, alone_passes)

@@ -223,17 +223,14 @@ def make_key(tag: str) -> str:
 
 
 class Counter:
-    def __init__(self, value="computed", delay=0.0):
+    def __init__(self, value="computed"):
         self.calls = 0
         self.value = value
-        self.delay = delay
         self._lock = threading.Lock()
 
     def __call__(self):
         with self._lock:
             self.calls += 1
-        if self.delay:
-            time.sleep(self.delay)
         return self.value
 
 
@@ -380,15 +377,30 @@ def test_compute_exception_propagates_and_leaves_nothing(tmp_store):
     assert tmp_store.get_or_compute(key, Counter("ok")) == "ok"
 
 
+def _callers_of(store, key) -> int:
+    """Threads holding or waiting for ``key``'s lock (the store's own count)."""
+    with store._locks_guard:
+        entry = store._locks.get(key)
+        return 0 if entry is None else entry[1]
+
+
 def test_concurrent_get_or_compute_computes_once(tmp_store):
     key = make_key("concurrent")
-    compute = Counter({"v": 7}, delay=0.3)
-    barrier = threading.Barrier(8)
+    release = threading.Event()
+    computing = threading.Event()
+
+    def compute():
+        with compute._lock:
+            compute.calls += 1
+        computing.set()
+        assert release.wait(30), "the test never released the computation"
+        return {"v": 7}
+
+    compute.calls, compute._lock = 0, threading.Lock()
     results, errors = [], []
 
     def worker():
         try:
-            barrier.wait()
             results.append(tmp_store.get_or_compute(key, compute))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -396,8 +408,17 @@ def test_concurrent_get_or_compute_computes_once(tmp_store):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
+    # The order is forced, not timed: one thread computes; the computation goes on only once the seven others
+    # are waiting on the key's lock. Without the lock they would all compute (calls == 8) and never wait.
+    assert computing.wait(30)
+    deadline = time.monotonic() + 30
+    while _callers_of(tmp_store, key) < 8 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    waiting = _callers_of(tmp_store, key)
+    release.set()
     for t in threads:
         t.join(30)
+    assert waiting == 8, f"{waiting} callers held or waited for the key's lock while it was computed"
     assert not errors
     assert compute.calls == 1
     assert results == [{"v": 7}] * 8
@@ -419,10 +440,12 @@ def _raise_runtime_error():
 
 
 def test_different_keys_compute_in_parallel(tmp_store):
-    """The per-key lock must not serialise unrelated keys (B's compute unblocks A's)."""
-    b_started = threading.Event()
+    """The per-key lock must not serialise unrelated keys: B is asked for while A is computing (forced by an
+    event), and B's compute is what unblocks A's."""
+    a_computing, b_started = threading.Event(), threading.Event()
 
     def compute_a():
+        a_computing.set()
         assert b_started.wait(10), "compute for key B never ran while A was computing"
         return "A"
 
@@ -430,12 +453,21 @@ def test_different_keys_compute_in_parallel(tmp_store):
         b_started.set()
         return "B"
 
-    out = {}
-    ta = threading.Thread(target=lambda: out.setdefault("a", tmp_store.get_or_compute(make_key("pa"), compute_a)))
+    out, errors = {}, []
+
+    def ask_a():
+        try:
+            out["a"] = tmp_store.get_or_compute(make_key("pa"), compute_a)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    ta = threading.Thread(target=ask_a, daemon=True)
     ta.start()
-    time.sleep(0.05)
+    assert a_computing.wait(15), "A's compute never started"
+    # a lock shared by every key would block here until A gave up (its 10 s wait), and A would fail
     out["b"] = tmp_store.get_or_compute(make_key("pb"), compute_b)
     ta.join(15)
+    assert not errors, errors
     assert out == {"a": "A", "b": "B"}
 
 

@@ -209,7 +209,20 @@ def test_unlabelled_upload_reports_no_accuracy():
     for row in report.rows():
         assert row["accuracy_mean"] is None and row["accuracy_max"] is None
         assert all(v is None for v in row["error_auroc"].values())
-    assert report.get("shift").shift_auroc["one_minus_confidence"] is not None
+    # labels are not needed to tell shifted inputs from clean ones: the AUROC is a number, and the right one
+    from sklearn.metrics import roc_auc_score
+
+    clean, shift = report.get("clean"), report.get("shift")
+    adapter = uploaded.trained.adapter
+
+    def one_minus_confidence(x):  # in float32 as the report keeps probabilities (saturated ones tie there)
+        return 1 - adapter.predict_proba(x).astype(np.float32).max(axis=1)
+
+    both = np.r_[one_minus_confidence(clean.set.bundle.x), one_minus_confidence(shift.set.bundle.x)]
+    is_shifted = np.r_[np.zeros(len(clean.set.bundle)), np.ones(len(shift.set.bundle))]
+    got = shift.shift_auroc["one_minus_confidence"]
+    assert np.isfinite(got)
+    assert got == pytest.approx(roc_auc_score(is_shifted, both), abs=1e-9)
 
 
 def test_a_single_unlabelled_image_still_gets_a_report(digits_zip):
