@@ -270,12 +270,9 @@ def deletion_curves(adapter: ModelAdapter, text: str, target: int, orders: dict[
            "orders": {name: order.tolist() for name, order in all_orders.items()}}
 
     def compute() -> dict[str, DeletionCurve]:
-        masks = np.ones((len(sequences), steps + 1, doc.n_words), dtype=bool)
-        for s, order in enumerate(sequences):
-            for k in range(1, steps + 1):
-                masks[s, k:, order[k - 1]] = False
-        proba = perturber(adapter, doc).predict(masks.reshape(-1, doc.n_words), batch_size)[:, target]
-        proba = proba.reshape(len(sequences), steps + 1)
+        from core.trust.maskers import WordMasker, deletion_orders
+
+        proba = deletion_orders(WordMasker(adapter, [text]), 0, target, sequences, steps, batch_size)
         curves = {name: DeletionCurve(name, order, proba[i]) for i, (name, order) in enumerate(all_orders.items())}
         curves["random"] = DeletionCurve("random", np.array([], dtype=np.int64), proba[len(all_orders):].mean(axis=0))
         return curves

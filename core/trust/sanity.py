@@ -24,9 +24,7 @@ import numpy as np
 from core.adapters.base import ModelAdapter
 from core.attribution import ImageContext, explain_images, get_method
 from core.attribution.occlusion import fill_images, OcclusionParams
-from core.attribution.torch_ops import target_probabilities, to_device, torch_parts
-from core.batching import for_each_range
-from core.trust.degenerate import cannot_judge, degenerate_rows, excluded_note
+from core.trust.degenerate import cannot_judge, degenerate_rows, excluded_note, judged_mean
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
@@ -354,60 +352,17 @@ def faithfulness_curves(
         Points after the start; each removes / restores ``1 / steps`` of the pixels.
     fill : {"zero", "mean", "blur"}
         What a deleted pixel becomes (and what an insertion starts from).
+
+    One implementation for every modality: :func:`core.trust.maskers.deletion_insertion` with a
+    :class:`~core.trust.maskers.PixelMasker`.
     """
-    steps = check_int("steps", steps, "faithfulness_curves")
-    random_orders = check_int("random_orders", random_orders, "faithfulness_curves", minimum=0)
+    from core.trust.maskers import PixelMasker, deletion_insertion
+
     x = np.asarray(x, dtype=np.float32)
-    n, _c, height, width = x.shape
-    d = height * width
-    heat = np.asarray(heatmap, dtype=np.float64).reshape(n, d)
-    fill_x = fill_images(x, OcclusionParams(fill=fill), context)
-    rng = np.random.default_rng(seed)
-    # Orders (n, n_orders, d): position of each pixel in the removal order.
-    orders = [np.argsort(-heat, axis=1, kind="stable"), np.argsort(heat, axis=1, kind="stable")]
-    orders += [np.stack([rng.permutation(d) for _ in range(n)]) for _ in range(random_orders)]
-    ranks = np.empty((n, len(orders), d), dtype=np.int64)
-    for o, order in enumerate(orders):
-        np.put_along_axis(ranks[:, o], order, np.arange(d)[None].repeat(n, 0), axis=1)
-    counts = np.round(np.linspace(0, d, steps + 1)).astype(np.int64)
-    # Rows: image x order x step x {deletion, insertion}.
-    n_orders, n_points = len(orders), steps + 1
-    total = n * n_orders * n_points * 2
-    proba = np.empty(total, dtype=np.float64)
-
-    def decode(rows: Any) -> tuple[Any, Any, Any, Any]:
-        return (rows // (n_orders * n_points * 2), rows // (n_points * 2) % n_orders, rows // 2 % n_points,
-                rows % 2 == 1)
-
-    if adapter.torch_module() is not None:
-        # Masks and batches built on the model's device (no host copies of the images).
-        torch, _module, device = torch_parts(adapter)
-        xt, ft = to_device(torch, x, device), to_device(torch, fill_x, device)
-        ranks_t = torch.as_tensor(ranks).to(device)
-        counts_t = torch.as_tensor(counts).to(device)
-        tt = torch.as_tensor(np.asarray(target, dtype=np.int64)).to(device)
-
-        def step(start: int, stop: int) -> None:
-            image, order, point, insertion = decode(torch.arange(start, stop, device=device))
-            hidden = ranks_t[image, order] < counts_t[point][:, None]  # the first k pixels of the order
-            hidden = torch.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
-            proba[start:stop] = target_probabilities(adapter, torch.where(hidden, ft[image], xt[image]), tt[image])
-    else:
-        def step(start: int, stop: int) -> None:
-            rows = np.arange(start, stop)
-            image, order, point, insertion = decode(rows)
-            hidden = ranks[image, order] < counts[point][:, None]
-            hidden = np.where(insertion[:, None], ~hidden, hidden).reshape(-1, 1, height, width)
-            batch = np.where(hidden, fill_x[image], x[image])
-            proba[start:stop] = adapter.predict_proba(batch, len(batch))[np.arange(len(rows)), target[image]]
-
-    for_each_range(step, total, batch_size, owner="faithfulness_curves", progress=progress, message="deletion / insertion")
-    p = proba.reshape(n, n_orders, n_points, 2)
-    curves = {"deletion": p[:, 0, :, 0], "deletion_least": p[:, 1, :, 0], "insertion": p[:, 0, :, 1]}
-    if random_orders:
-        curves["deletion_random"] = p[:, 2:, :, 0].mean(axis=1)
-        curves["insertion_random"] = p[:, 2:, :, 1].mean(axis=1)
-    return FaithfulnessCurves(method, counts / d, curves, degenerate=degenerate_rows(heat))
+    heat = np.asarray(heatmap, dtype=np.float64).reshape(len(x), -1)
+    masker = PixelMasker(adapter, x, fill_images(x, OcclusionParams(fill=fill), context))
+    return deletion_insertion(masker, heat, np.asarray(target, dtype=np.int64).reshape(-1), method=method, steps=steps,
+                              random_orders=random_orders, seed=seed, batch_size=batch_size, progress=progress)
 
 
 # -- agreement and stability -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.trust.degenerate import is_degenerate
-from core.errors import InputShapeError, ParameterError, check_int
+from core.errors import InputShapeError, ParameterError
 from core.text.lime_text import LimeParams, TextExplanation
 from core.progress import ProgressCallback, report, subrange
 from core.trust.sanity import (
@@ -34,8 +34,6 @@ from core.trust.sanity import (
 )
 from core.store import ArtifactStore
 from core.text.text_methods import METHOD_TITLES, explain_text, supported_methods
-from core.text.text_perturb import perturber
-from core.text.words import WordDocument
 
 TOP_K_WORDS = 10
 # LIME for comparisons weighs every word (no feature selection) so rank correlations see them all.
@@ -158,44 +156,14 @@ def text_faithfulness_curves(
     are deleted (deletion) or are the only ones kept (insertion, starting from the empty text).
     Curves: ``deletion`` (most relevant first), ``deletion_least`` (least relevant first),
     ``insertion``, ``deletion_random`` and ``insertion_random`` (means over ``random_orders``).
+    The same implementation as the images' (:func:`core.trust.maskers.deletion_insertion`), with a
+    :class:`~core.trust.maskers.WordMasker`.
     """
-    steps = check_int("steps", steps, "text_faithfulness_curves")
-    random_orders = check_int("random_orders", random_orders, "text_faithfulness_curves", minimum=0)
-    if not (len(texts) == len(targets) == len(weights)):
-        raise InputShapeError(f"text_faithfulness_curves needs one target and one weight vector per text; got "
-                              f"{len(texts)} texts, {len(targets)} targets, {len(weights)} weight vectors.")
-    rng = np.random.default_rng(seed)
-    fractions = np.linspace(0.0, 1.0, steps + 1)
-    names = ["deletion", "deletion_least", "insertion"]
-    curves: dict[str, list[np.ndarray]] = {k: [] for k in names + (["deletion_random", "insertion_random"]
-                                                                   if random_orders else [])}
-    for i, (text, target, w) in enumerate(zip(texts, targets, weights)):
-        doc = WordDocument.parse(text)
-        doc.require_words()
-        d = doc.n_words
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != (d,):
-            raise InputShapeError(f"Text {i} has {d} distinct words but its weights have shape {w.shape}.")
-        orders = [np.argsort(-w, kind="stable"), np.argsort(w, kind="stable")]
-        orders += [rng.permutation(d) for _ in range(random_orders)]
-        counts = np.round(fractions * d).astype(np.int64)
-        ranks = np.empty((len(orders), d), dtype=np.int64)
-        for o, order in enumerate(orders):
-            ranks[o, order] = np.arange(d)
-        hidden = ranks[:, None, :] < counts[None, :, None]  # (orders, points, d): first k words of the order
-        # Deletion rows keep the words not hidden; insertion rows keep only the hidden (first k) ones.
-        active = np.concatenate([~hidden, hidden], axis=0).reshape(-1, d)
-        proba = perturber(adapter, doc).predict(active, batch_size)[:, int(target)]
-        p = proba.reshape(2, len(orders), steps + 1)
-        curves["deletion"].append(p[0, 0])
-        curves["deletion_least"].append(p[0, 1])
-        curves["insertion"].append(p[1, 0])
-        if random_orders:
-            curves["deletion_random"].append(p[0, 2:].mean(axis=0))
-            curves["insertion_random"].append(p[1, 2:].mean(axis=0))
-        report(progress, (i + 1) / len(texts), f"deleting and inserting words: text {i + 1} of {len(texts)}")
-    return FaithfulnessCurves(method, fractions, {k: np.stack(v) for k, v in curves.items()}, unit="words",
-                              degenerate=np.array([is_degenerate(w) for w in weights], dtype=bool))
+    from core.trust.maskers import WordMasker, deletion_insertion
+
+    return deletion_insertion(WordMasker(adapter, list(texts)), list(weights), np.asarray(targets, dtype=np.int64),
+                              method=method, steps=steps, random_orders=random_orders, seed=seed,
+                              batch_size=batch_size, progress=progress)
 
 
 def text_agreement(explanations: dict[str, list[TextExplanation]],

@@ -86,9 +86,9 @@ def test_deletion_by_true_relevance_beats_random_on_a_linear_model(linear):
 
 def test_faithfulness_checks_its_inputs(linear):
     adapter, _ = linear
-    with pytest.raises(InputShapeError, match="has 3 distinct words but its weights have shape"):
+    with pytest.raises(InputShapeError, match="Input 0 has 3 words but its values have shape"):
         text_faithfulness_curves(adapter, ["God is love"], np.array([1]), [np.zeros(5)])
-    with pytest.raises(InputShapeError, match="one target and one weight vector per text"):
+    with pytest.raises(InputShapeError, match="one target and one value vector per input"):
         text_faithfulness_curves(adapter, ["God is love"], np.array([1, 0]), [np.zeros(3)])
     with pytest.raises(ParameterError, match="'steps'"):
         text_faithfulness_curves(adapter, ["God is love"], np.array([1]), [np.zeros(3)], steps=0)
