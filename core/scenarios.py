@@ -1,8 +1,10 @@
 """Built-in scenarios: a dataset plus the models trained on it.
 
 Models are trained on first use with fixed seeds and kept in the ArtifactStore, keyed by the
-training data's fingerprint, the recipe and its parameters, and the library versions, so a
-restart loads instead of retraining, and a change to any of those retrains.
+training data's fingerprint, the recipe and its parameters, the source of the training code
+(:data:`TRAINING_CODE`) and the library versions, so a restart loads instead of retraining, and a
+change to any of those retrains. They go to ``TRUSTLENS_MODEL_CACHE_DIR`` when that is set
+(:func:`core.store.model_store`).
 
 This module imports no heavy library at import time: the CLI's ``scenarios`` verb and the
 app's sidebar list scenarios without importing torch.
@@ -23,10 +25,18 @@ from core.bundle import DataBundle
 from core.errors import unknown_name
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
-from core.store import ArtifactStore, cache_key, default_store
+from core.store import ArtifactStore, cache_key, model_store, source_hash
 
 RECIPE_VERSION = 2  # bump when a recipe changes in a way its params do not capture
 TRAIN_LIBRARIES = ("numpy", "scikit-learn", "torch")
+# The files whose code decides what a built-in model's training produces (whole files: an edit anywhere
+# in them retrains, which errs on the safe side for a cache that outlives the checkout).
+TRAINING_CODE = ("core/nets.py", "core/scenarios.py", "core/datasets.py", "core/text/vocab.py")
+
+
+def training_code_hash() -> str:
+    """sha256 of :data:`TRAINING_CODE`'s source; part of every trained model's key."""
+    return source_hash(*TRAINING_CODE)
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,7 @@ def _train_key(spec: ScenarioSpec, model: ModelSpec, variant: str | None, train:
         op="train",
         data_fingerprint=train.fingerprint,
         params={"scenario": spec.name, "variant": variant, "model": model.name, "recipe": model.recipe,
-                "recipe_version": RECIPE_VERSION, **model.params},
+                "recipe_version": RECIPE_VERSION, **model.params, "training_code": training_code_hash()},
         libraries=TRAIN_LIBRARIES,
     )
 
@@ -245,7 +255,7 @@ def is_trained(name: str, model: str, variant: str | None = None, store: Artifac
     spec = get_spec(name)
     variant = spec.variant(variant)
     splits = load_data(name, variant)
-    store = store or default_store()
+    store = model_store(store)
     return store.contains(_train_key(spec, spec.model(model), variant, splits["train"]))
 
 
@@ -276,7 +286,7 @@ def load_model(
     spec = get_spec(name)
     variant = spec.variant(variant)
     mspec = spec.model(model or spec.default_model)
-    store = store or default_store()
+    store = model_store(store)  # TRUSTLENS_MODEL_CACHE_DIR unless the caller passed a store of its own
     memo_key = (spec.name, mspec.name, variant, str(store.root))
     with _model_lock:
         if memo_key in _model_cache:
@@ -318,7 +328,7 @@ def load_random_label_model(
     spec = get_spec(name)
     mspec = spec.model(model or spec.default_model)
     variant = spec.variant(variant)
-    store = store or default_store()
+    store = model_store(store)
     splits = load_data(spec.name, variant)
     train = splits["train"]
     shuffled = dataclasses.replace(train, y=np.random.RandomState(seed).permutation(np.asarray(train.y)))
@@ -326,7 +336,8 @@ def load_random_label_model(
         op="train_random_labels",
         data_fingerprint=train.fingerprint,
         params={"scenario": spec.name, "variant": variant, "model": mspec.name, "recipe": mspec.recipe,
-                "recipe_version": RECIPE_VERSION, "label_seed": seed, **mspec.params},
+                "recipe_version": RECIPE_VERSION, "label_seed": seed, **mspec.params,
+                "training_code": training_code_hash()},
         libraries=TRAIN_LIBRARIES,
     )
     trained_now = False

@@ -13,11 +13,21 @@ warning and recomputed; it never reaches a page as an exception.
 The store only ever reads files that TrustLens itself wrote into a folder the person running
 the server controls (``TRUSTLENS_CACHE_DIR``); it is never pointed at uploaded files, which is
 why it may use pickle.
+
+Trained built-in models (the scenarios' models, their random-label twins, uncertainty ensemble
+members, the Bayes-by-backprop network and the autoencoder) may live in a folder of their own:
+``TRUSTLENS_MODEL_CACHE_DIR``, when set, is where :func:`model_store` reads and writes them, unless
+the caller passed a store of its own. Their keys hold the sha256 of the training code's source
+(:func:`source_hash`) besides the data fingerprint, the recipe and the library versions, so the
+folder can outlive a checkout: CI keeps it between runs on one machine
+(``$HOME/.cache/trustlens-ci-models``, see .ci/run) and a change to the training code, the data or
+a library retrains. Everything else (explanations, maps, reports) stays in ``TRUSTLENS_CACHE_DIR``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 ENV_VAR = "TRUSTLENS_CACHE_DIR"
+MODEL_CACHE_ENV_VAR = "TRUSTLENS_MODEL_CACHE_DIR"  # trained built-in models only; see model_store()
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
 DEFAULT_LIBRARIES = ("numpy", "scikit-learn", "torch")
 _MAGIC = "trustlens-artifact"
@@ -283,3 +294,48 @@ def default_store() -> ArtifactStore:
             _default_store = ArtifactStore(root)
             _default_root = root
         return _default_store
+
+
+_model_stores: dict[str, ArtifactStore] = {}
+
+
+def model_store(store: ArtifactStore | None = None) -> ArtifactStore:
+    """The store a trained built-in model is read from and written to.
+
+    ``store`` when the caller chose one (a test's own folder keeps training into it); otherwise the
+    folder named by ``TRUSTLENS_MODEL_CACHE_DIR`` when that is set, else :func:`default_store`.
+    The process's default store counts as no choice: code that resolved ``store or default_store()``
+    before passing it down still reaches the model folder.
+    """
+    if store is not None and store is not default_store():
+        return store
+    root = os.environ.get(MODEL_CACHE_ENV_VAR)
+    if not root:
+        return default_store()
+    with _default_guard:
+        found = _model_stores.get(root)
+        if found is None:
+            try:
+                found = _model_stores[root] = ArtifactStore(root)
+            except ConfigurationError as exc:
+                raise ConfigurationError(exc.message,
+                                         hint=f"set {MODEL_CACHE_ENV_VAR} to a writable folder, or unset it.") from exc
+        return found
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def source_hash(*modules: str) -> str:
+    """sha256 of the source text of ``modules`` (paths relative to the checkout, e.g. ``"core/nets.py"``).
+
+    Part of the keys of trained models, so that a model cached by other code (a persistent
+    ``TRUSTLENS_MODEL_CACHE_DIR``) is retrained when the code that trains it changes. Read once per
+    process and file.
+    """
+    return hash_json({name: _file_digest(str(_ROOT / name)) for name in sorted(modules)})

@@ -7,8 +7,9 @@
 - ``mc_dropout``: one torch model, T forward passes with its dropout layers left on (batch norm
   and everything else in inference mode).
 
-Members are trained once and kept in the ArtifactStore, keyed by the training data's fingerprint,
-the recipe and its parameters, the member's seed and resample, and the library versions.
+Members are trained once and kept in the ArtifactStore (``TRUSTLENS_MODEL_CACHE_DIR`` when set, see
+:func:`core.store.model_store`), keyed by the training data's fingerprint, the recipe and its
+parameters, the member's seed and resample, the training code's source and the library versions.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from core.bundle import DataBundle
 from core.errors import ParameterError, check_int, unknown_name
 from core.progress import ProgressCallback, report, subrange
 from core.rng import exclusive_global_rng, holds_global_rng
-from core.store import ArtifactStore, cache_key, default_store
+from core.store import ArtifactStore, cache_key, model_store, source_hash
 
 ENSEMBLE_KINDS = ("deep", "bootstrap")
 MEMBER_VERSION = 2  # bump when member training changes in a way the key does not capture
 BOOTSTRAP_OFFSET = 1000  # resample seeds live apart from weight seeds
+TRAINING_CODE = (*scenarios.TRAINING_CODE, "core/uncertainty/members.py")  # source hashed into member keys
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def member_key(scenario: str, model: str | None, variant: str | None, kind: str,
         params={"scenario": spec.name, "variant": variant, "model": mspec.name, "recipe": mspec.recipe,
                 "recipe_version": scenarios.RECIPE_VERSION, "member_version": MEMBER_VERSION, "kind": kind,
                 "index": index, "bootstrap": kind == "bootstrap", "joint": trains_jointly(spec, mspec, train),
-                **member.params},
+                **member.params, "training_code": source_hash(*TRAINING_CODE)},
         libraries=scenarios.TRAIN_LIBRARIES,
     )
 
@@ -102,7 +104,7 @@ def _check_kind(kind: str) -> str:
 def members_trained(scenario: str, model: str | None, variant: str | None, kind: str, k: int,
                     overrides: dict[str, Any] | None = None, store: ArtifactStore | None = None) -> bool:
     """True when loading ``k`` members will not train any (all are on disk)."""
-    store = store or default_store()
+    store = model_store(store)
     _check_kind(kind)
     return all(store.contains(member_key(scenario, model, variant, kind, i, overrides)) for i in range(k))
 
@@ -143,7 +145,7 @@ def ensemble_members(
         raise ParameterError(f"A deep ensemble of {scenario}/{mspec.name} would hold {k} identical members: "
                              "a scikit-learn model with a fixed solver does not depend on its seed.",
                              hint="use kind='bootstrap' (bagging) for scikit-learn models.")
-    store = store or default_store()
+    store = model_store(store)
     keys = [member_key(spec.name, mspec.name, variant, kind, i, overrides) for i in range(k)]
     trained_now: set[int] = set()
     if not all(store.contains(key) for key in keys):
@@ -194,7 +196,7 @@ def estimate_training(scenario: str, model: str | None, variant: str | None, kin
     spec = scenarios.get_spec(scenario)
     variant = spec.variant(variant)
     mspec = spec.model(model or spec.default_model)
-    store = store or default_store()
+    store = model_store(store)
     missing = [i for i in range(k) if not store.contains(member_key(spec.name, mspec.name, variant, kind, i, overrides))]
     if not missing:
         return None

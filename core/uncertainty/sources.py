@@ -24,7 +24,7 @@ from core.bundle import DataBundle
 from core.errors import ParameterError, check_int, unknown_name
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
-from core.store import ArtifactStore, cache_key, default_store
+from core.store import ArtifactStore, cache_key, default_store, model_store, source_hash
 from core.uncertainty import members as member_lib
 
 SOURCES: dict[str, str] = {
@@ -36,6 +36,11 @@ SOURCES: dict[str, str] = {
 DEFAULT_BATCH_SIZE = 128
 BAYES_VERSION = 1
 AUTOENCODER_VERSION = 1
+# Source hashed into the keys of the Bayes-by-backprop network and the autoencoder (trained models, kept in
+# TRUSTLENS_MODEL_CACHE_DIR when set): an edit to the code that trains them retrains them.
+BAYES_CODE = ("core/nets.py", "core/uncertainty/bayes.py", "core/uncertainty/keyed.py", "core/uncertainty/sources.py",
+              "core/datasets.py")
+AUTOENCODER_CODE = ("core/uncertainty/autoencoder.py", "core/uncertainty/sources.py", "core/datasets.py")
 
 
 def bayes_params(height: int) -> dict[str, Any]:
@@ -140,7 +145,7 @@ def is_ready(scenario: str, model: str | None, variant: str | None, kind: str, n
         spec = scenarios.get_spec(scenario)
         return scenarios.is_trained(scenario, model or spec.default_model, variant, store=store)
     if kind == "bayes":
-        return store.contains(_bayes_key(scenario, variant))
+        return model_store(store).contains(_bayes_key(scenario, variant))
     raise unknown_name("uncertainty source", kind, list(SOURCES))
 
 
@@ -184,7 +189,7 @@ def estimate_source(scenario: str, model: str | None, variant: str | None, kind:
 
 def autoencoder_ready(scenario: str, variant: str | None = None, store: ArtifactStore | None = None) -> bool:
     """True when :func:`autoencoder_scores` will not train (the scenario's autoencoder is on disk)."""
-    return store_or_default(store).contains(_autoencoder_key(scenario, variant)[0])
+    return model_store(store).contains(_autoencoder_key(scenario, variant)[0])
 
 
 def autoencoder_estimate(scenario: str, variant: str | None = None,
@@ -282,7 +287,8 @@ def _bayes_key(scenario: str, variant: str | None, overrides: dict[str, Any] | N
     train = scenarios.load_data(scenario, variant)["train"]
     params = {**bayes_params(train.x.shape[2]), **(overrides or {})}
     return cache_key(op="uncertainty_bayes", data_fingerprint=train.fingerprint,
-                     params={"scenario": spec.name, "variant": variant, "version": BAYES_VERSION, **params},
+                     params={"scenario": spec.name, "variant": variant, "version": BAYES_VERSION,
+                             **params, "training_code": source_hash(*BAYES_CODE)},
                      libraries=scenarios.TRAIN_LIBRARIES)
 
 
@@ -330,7 +336,7 @@ def bayes_model(scenario: str, variant: str | None = None, *, overrides: dict[st
         return {"arch": arch, "weights": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
                 "metrics": {"train_seconds": round(seconds, 2), "test_accuracy": accuracy}}
 
-    artifact = store_or_default(store).get_or_compute(_bayes_key(scenario, variant, overrides), compute,
+    artifact = model_store(store).get_or_compute(_bayes_key(scenario, variant, overrides), compute,
                                                       description={"op": "uncertainty_bayes", "scenario": scenario})
     module = bayes.bayes_cnn(**artifact["arch"])
     module.load_state_dict(artifact["weights"])
@@ -351,7 +357,8 @@ def _autoencoder_key(scenario: str, variant: str | None,
     train = scenarios.load_data(scenario, variant)["train"]
     params = {**autoencoder_params(train.x.shape[2]), **(overrides or {})}
     key = cache_key(op="uncertainty_autoencoder", data_fingerprint=train.fingerprint,
-                    params={"scenario": spec.name, "variant": variant, "version": AUTOENCODER_VERSION, **params},
+                    params={"scenario": spec.name, "variant": variant, "version": AUTOENCODER_VERSION,
+                            **params, "training_code": source_hash(*AUTOENCODER_CODE)},
                     libraries=scenarios.TRAIN_LIBRARIES)
     return key, train, params
 
@@ -379,7 +386,8 @@ def autoencoder_scores(scenario: str, variant: str | None, bundles: dict[str, Da
         return {"weights": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
                 "train_seconds": round(time.perf_counter() - started, 2)}
 
-    artifact = store.get_or_compute(key, compute, description={"op": "uncertainty_autoencoder", "scenario": scenario})
+    artifact = model_store(store).get_or_compute(key, compute, description={"op": "uncertainty_autoencoder",
+                                                                             "scenario": scenario})
     module = ae.autoencoder(n_inputs, params["hidden"], params["code"])
     module.load_state_dict(artifact["weights"])
     module = module.to(device).eval()

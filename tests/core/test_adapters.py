@@ -194,7 +194,9 @@ def _encoder_fp(loaded) -> str:
     # the text model folds its vocabulary's fingerprint in; the others have none
     if loaded.scenario != "newsgroups":
         return ""
-    return scenarios.default_store().load(loaded.key)["state"]["vocab"].fingerprint
+    from core.store import model_store  # where load_model keeps trained models (TRUSTLENS_MODEL_CACHE_DIR if set)
+
+    return model_store().load(loaded.key)["state"]["vocab"].fingerprint
 
 
 def test_framework_specific_contract(case):
