@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from core.adapters.base import ModelAdapter
 from core.attribution import ImageContext, explain_images, get_method
 from core.attribution.occlusion import fill_images, OcclusionParams
-from core.trust.degenerate import cannot_judge, degenerate_rows, excluded_note, judged_mean
+from core.trust.degenerate import cannot_judge, degenerate_rows, excluded_note, is_degenerate, judged_mean
 from core.errors import ParameterError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.rng import holds_global_rng
@@ -235,33 +236,79 @@ def randomization_test(
 
     The targets stay those of the original model, so every stage explains the same class.
     """
+    def explain_stage(stage_adapter: ModelAdapter, part: ProgressCallback | None) -> dict[str, list[np.ndarray]]:
+        out = {}
+        for j, (method, params) in enumerate(methods.items()):
+            result = explain_images(stage_adapter, x, target, method, params, batch_size=batch_size, context=context,
+                                    store=store, progress=subrange(part, j / len(methods), (j + 1) / len(methods)))
+            out[method] = list(result.heatmap())
+        return out
+
+    return randomization(adapter, list(methods), explain_stage, map_similarity, mode=mode, seed=seed,
+                         progress=progress, hint="pick a torch model (the CNNs).")
+
+
+def randomization(
+    adapter: ModelAdapter,
+    methods: list[str],
+    explain_stage: Callable[[ModelAdapter, ProgressCallback | None], dict[str, list[np.ndarray]]],
+    similarity: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+    *,
+    mode: str = "cascading",
+    seed: int = 0,
+    noun: str = "maps",
+    ragged: bool = False,
+    progress: ProgressCallback | None = None,
+    hint: str = "pick a torch model.",
+) -> dict[str, RandomizationResult]:
+    """The model parameter randomisation test for any modality: one implementation.
+
+    ``explain_stage(stage_adapter, progress)`` gives each method's values per input (a list over the
+    inputs: maps for images, word weights for text) on one stage's model; ``similarity(original,
+    stage)`` compares inputs' values row by row, metric -> (n,). ``ragged``: the inputs' values have
+    their own lengths (word weights), kept as an object array (stages, n) and compared one input at a
+    time. Stages follow :func:`randomization_stages`.
+    The targets stay those of the original model, so every stage explains the same class.
+    """
     if mode not in MODES:
         raise ParameterError(f"The 'mode' parameter of randomization_test must be one of {MODES}. Got {mode!r} instead.")
     module = adapter.torch_module()
     if module is None:
         raise ParameterError(f"The randomisation test re-initialises weights, which needs a torch model; "
-                             f"{adapter.info.name!r} is {adapter.info.framework}.",
-                             hint="pick a torch model (the CNNs).")
+                             f"{adapter.info.name!r} is {adapter.info.framework}.", hint=hint)
     stages = randomization_stages(module, mode)
-    heat: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    values: dict[str, list[list[np.ndarray]]] = {m: [] for m in methods}
     for s, (label, randomized) in enumerate(stages):
         stage_adapter = adapter if not randomized else randomized_adapter(adapter, randomized, seed, label)
-        for j, (method, params) in enumerate(methods.items()):
-            step = s * len(methods) + j
-            result = explain_images(stage_adapter, x, target, method, params, batch_size=batch_size, context=context,
-                                    store=store, progress=subrange(progress, step / (len(stages) * len(methods)),
-                                                                   (step + 1) / (len(stages) * len(methods))))
-            heat[method].append(result.heatmap())
+        found = explain_stage(stage_adapter, subrange(progress, s / len(stages), (s + 1) / len(stages)))
+        for m in methods:
+            values[m].append(found[m])
         report(progress, (s + 1) / len(stages), f"randomisation: {label}")
     out = {}
-    for method, maps in heat.items():
-        stacked = np.stack(maps)
-        sims = [map_similarity(stacked[0], stacked[s]) for s in range(len(stages))]
-        degenerate = degenerate_rows(stacked.reshape(len(stages) * len(x), -1)).reshape(len(stages), len(x))
-        out[method] = RandomizationResult(method, mode, tuple(label for label, _ in stages), stacked,
-                                          {k: np.stack([sim[k] for sim in sims]) for k in sims[0]},
-                                          degenerate=degenerate)
+    labels = tuple(label for label, _ in stages)
+    for m in methods:
+        n = len(values[m][0])
+        same_shape = not ragged
+        if same_shape:  # maps: one array (stages, n, ...)
+            stacked = np.stack([np.stack(stage) for stage in values[m]])
+        else:  # word weights: one vector per document, of its own length
+            stacked = np.empty((len(stages), n), dtype=object)
+            for s in range(len(stages)):
+                for i in range(n):
+                    stacked[s, i] = values[m][s][i]
+        sims = [_similarity_rows(similarity, values[m][0], values[m][s], same_shape) for s in range(len(stages))]
+        degenerate = np.array([[is_degenerate(np.asarray(v)) for v in stage] for stage in values[m]], dtype=bool)
+        out[m] = RandomizationResult(m, mode, labels, stacked, {k: np.stack([sim[k] for sim in sims]) for k in sims[0]},
+                                     noun=noun, degenerate=degenerate)
     return out
+
+
+def _similarity_rows(similarity: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]], reference: list[np.ndarray],
+                     other: list[np.ndarray], same_shape: bool) -> dict[str, np.ndarray]:
+    if same_shape:
+        return similarity(np.stack(reference), np.stack(other))
+    rows = [similarity(np.asarray(a)[None], np.asarray(b)[None]) for a, b in zip(reference, other)]
+    return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
 # -- faithfulness: deletion and insertion ---------------------------------------------------------

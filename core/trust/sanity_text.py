@@ -19,16 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from core.adapters.base import ModelAdapter
-from core.trust.degenerate import is_degenerate
 from core.errors import InputShapeError, ParameterError
 from core.text.lime_text import LimeParams, TextExplanation
-from core.progress import ProgressCallback, report, subrange
+from core.progress import ProgressCallback, subrange
 from core.trust.sanity import (
     FaithfulnessCurves,
     RandomizationResult,
     agreement,
-    randomization_stages,
-    randomized_adapter,
+    randomization,
     spearman,
     top_k_overlap,
 )
@@ -103,37 +101,21 @@ def text_randomization_test(
     array of shape (n_stages, n_texts) holding each stage's word weights, and whose similarity
     has ``spearman`` and ``top_k`` of shape (n_stages, n_texts).
     """
-    module = adapter.torch_module()
-    if module is None:
-        raise ParameterError(f"The randomisation test re-initialises weights, which needs a torch model; "
-                             f"{adapter.info.name!r} is {adapter.info.framework}.",
-                             hint="pick the torch text model (bag of embeddings).")
     if not texts or not methods:
         raise ParameterError("Give at least one text and one method to the randomisation test.")
-    stages = randomization_stages(module, mode)
-    targets = predicted_classes(adapter, texts)
-    weights: dict[str, list[list[np.ndarray]]] = {m: [] for m in methods}
-    for s, (label, layers) in enumerate(stages):
-        stage_adapter = adapter if not layers else randomized_adapter(adapter, layers, seed, label)
-        found = text_explanations(stage_adapter, texts, methods, targets, lime=lime, store=store,
-                                  progress=subrange(progress, s / len(stages), (s + 1) / len(stages)))
-        for m in methods:
-            weights[m].append([e.weights for e in found[m]])
-        report(progress, (s + 1) / len(stages), f"randomisation: {label}")
-    out = {}
-    for m in methods:
-        stacked = np.empty((len(stages), len(texts)), dtype=object)
-        rho = np.ones((len(stages), len(texts)))
-        top = np.ones((len(stages), len(texts)))
-        blank = np.zeros((len(stages), len(texts)), dtype=bool)
-        for s in range(len(stages)):
-            for i in range(len(texts)):
-                stacked[s, i] = weights[m][s][i]
-                rho[s, i], top[s, i] = _word_similarity(weights[m][0][i], weights[m][s][i])
-                blank[s, i] = is_degenerate(weights[m][s][i])
-        out[m] = RandomizationResult(m, mode, tuple(label for label, _ in stages), stacked,
-                                     {"spearman": rho, "top_k": top}, noun="word weights", degenerate=blank)
-    return out
+    targets = predicted_classes(adapter, texts) if adapter.torch_module() is not None else None
+
+    def explain_stage(stage_adapter: ModelAdapter, part: ProgressCallback | None) -> dict[str, list[np.ndarray]]:
+        found = text_explanations(stage_adapter, texts, methods, targets, lime=lime, store=store, progress=part)
+        return {m: [e.weights for e in found[m]] for m in methods}
+
+    def similarity(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        rho, top = _word_similarity(a[0], b[0])
+        return {"spearman": np.array([rho]), "top_k": np.array([top])}
+
+    return randomization(adapter, list(methods), explain_stage, similarity, mode=mode, seed=seed,
+                         noun="word weights", ragged=True, progress=progress,
+                         hint="pick the torch text model (bag of embeddings).")
 
 
 def text_faithfulness_curves(
