@@ -120,3 +120,9 @@ def test_relative_links_resolve(doc: Path):
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"{target} (no heading #{anchor} in {dest.relative_to(ROOT).as_posix()})")
     assert not broken, f"{doc.relative_to(ROOT).as_posix()} has broken relative links: {broken}"
+
+
+def test_core_keeps_at_most_twenty_top_level_modules():
+    """Issue 20: core/ was 37 flat modules; new work goes into a wing (text/, tabular/, upload/, trust/, ...)."""
+    flat = sorted(p.name for p in (ROOT / "core").glob("*.py"))
+    assert len(flat) <= 20, f"core/ has {len(flat)} top-level modules: {', '.join(flat)}; put new ones in a wing"
