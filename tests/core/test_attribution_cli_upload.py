@@ -54,7 +54,7 @@ def test_explain_a_class_by_name_and_occlusion_on_a_scikit_learn_model(tmp_path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["explain", "breast-cancer", "--method", "gradient", "--index", "0"], "need a image scenario"),
+    (["explain", "breast-cancer", "--method", "gradient", "--index", "0"], "needs an image scenario"),
     (["explain", "digits", "--method", "saliency", "--index", "0"], "Unknown attribution method 'saliency'"),
     (["explain", "digits", "--method", "gradient", "--index", "99999"], "out of range"),
     (["explain", "digits", "--method", "gradient", "--index", "3-1"], "runs backwards"),

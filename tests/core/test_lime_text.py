@@ -248,11 +248,11 @@ def test_cli_lime_json(capsys):
     code = main(["lime", "newsgroups", "--model", "logreg", "--index", "1", "--num-samples", "800", "--seed", "2",
                  "--num-features", "6", "--json", "--quiet"])
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
-    assert len(out["words"]) == 6 and out["predicted_class"] in ("atheism", "christian")
-    assert {"intercept", "local_r2", "probabilities", "explained_class"} <= set(out)
-    assert 0 < out["local_r2"] <= 1 and out["path"] == "sklearn-sparse"
-    weights = [abs(w["weight"]) for w in out["words"]]
+    out = json.loads(capsys.readouterr().out)  # the common JSON of `explain` (tests/core/test_cli_explain.py)
+    assert len(out["attributions"]) == 6 and out["predicted"] in ("atheism", "christian") and out["method"] == "lime"
+    assert {"intercept", "local_r2", "probabilities"} <= set(out["details"]) and out["target"] == out["predicted"]
+    assert 0 < out["details"]["local_r2"] <= 1 and out["details"]["path"] == "sklearn-sparse"
+    weights = [abs(w["value"]) for w in out["attributions"]]
     assert weights == sorted(weights, reverse=True)
 
 

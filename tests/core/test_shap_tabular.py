@@ -240,12 +240,13 @@ def test_cli_json(titanic, capsys):
 
     assert main(["shap", "titanic", "--model", "gboost", "--index", "2", "--background-size", "20",
                  "--json", "--quiet"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["scenario"] == "titanic" and out["model"] == "gboost" and out["index"] == 2
-    assert out["algorithm"] == "tree" and out["target_name"] in ("died", "survived")
-    assert list(out["values"]) == list(titanic["test"].feature_names) == list(out["feature_values"])
-    assert out["base_value"] + sum(out["values"].values()) == pytest.approx(out["output"], abs=1e-6)
-    assert abs(out["additivity_error"]) < 1e-6
+    out = json.loads(capsys.readouterr().out)  # the common JSON of `explain` (tests/core/test_cli_explain.py)
+    assert out["scenario"] == "titanic" and out["model"] == "gboost" and out["index"] == 2 and out["method"] == "shap"
+    details, values = out["details"], {a["feature"]: a["value"] for a in out["attributions"]}
+    assert details["algorithm"] == "tree" and out["target"] in ("died", "survived")
+    assert sorted(values) == sorted(titanic["test"].feature_names) == sorted(details["feature_values"])
+    assert details["base_value"] + sum(values.values()) == pytest.approx(details["output"], abs=1e-6)
+    assert abs(details["additivity_error"]) < 1e-6
 
 
 @pytest.mark.parametrize(
