@@ -55,15 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_device(device: str) -> None:
+    """``--device``: what ``TRUSTLENS_DEVICE`` says, for this process; checked before anything loads."""
+    from core.device import ENV_VAR, resolve_device
+    from core.errors import ConfigurationError
+
+    os.environ[ENV_VAR] = device
+    try:
+        resolve_device()
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"--device {device!r}: {exc.message.replace(f'{ENV_VAR}={device!r}', 'it')}",
+            hint="use cpu, cuda, cuda:N or mps, or leave --device out to pick automatically.",
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_source_arguments(args)
-    if getattr(args, "device", None):
-        from core.device import ENV_VAR
-
-        os.environ[ENV_VAR] = args.device
     try:
+        if getattr(args, "device", None):
+            use_device(args.device)
         return args.func(args)
     except TrustLensError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -274,3 +274,52 @@ def test_shared_flags_come_from_parent_parsers_and_json_is_declared_once():
                 "--batch-size",
                 "--device",
             } <= flags, name
+
+
+def test_each_methods_parameters_are_flags_from_its_params(tmp_path, capsys):
+    from core.explanation import MODALITIES, get_method, method_names
+    from core.params import fields
+
+    explain_flags = {
+        s for a in build_parser()._subparsers._group_actions[0].choices["explain"]._actions for s in a.option_strings
+    }
+    for modality in MODALITIES:  # a new method's fields appear without touching the CLI
+        for name in method_names(modality):
+            method = get_method(name, modality)
+            assert {f.flag(method.prefix) for f in fields(method.params_type)} <= explain_flags, name
+    out = tmp_path / "ig.npz"
+    assert (
+        main(
+            [
+                "explain",
+                "digits",
+                "--method",
+                "integrated_gradients",
+                "--index",
+                "0",
+                "--ig-steps",
+                "8",
+                "--ig-baseline",
+                "noise",
+                "--out",
+                str(out),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert params["steps"] == 8 and params["baseline"] == "noise"
+    assert json.loads(str(np.load(out)["params"])) == params
+    with pytest.raises(SystemExit) as info:  # a value outside the spec's choices: a usage error
+        main(["explain", "breast-cancer", "--method", "shap", "--index", "0", "--shap-algorithm", "sideways"])
+    assert info.value.code == 2 and "invalid choice: 'sideways'" in capsys.readouterr().err
+
+
+def test_device_flag_is_checked_before_anything_loads(monkeypatch, capsys):
+    monkeypatch.setenv("TRUSTLENS_DEVICE", "cpu")  # restored after the test: --device sets it for the process
+    assert main(["warm", "digits", "--model", "cnn", "--device", "tpu", "--quiet"]) == 1
+    assert "--device 'tpu': it is not a device TrustLens knows" in capsys.readouterr().err
+    assert main(["warm", "digits", "--model", "cnn", "--device", "cpu", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["device"] == "cpu"
