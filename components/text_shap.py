@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from components import cached
@@ -44,8 +45,10 @@ def text_shap_section(sel: Selection) -> None:
     m[1].metric("Base value", f"{shap_expl.intercept:.3f}", help="P with every word masked: where SHAP starts")
     m[2].metric("Additivity error", f"{shap_expl.params['additivity_error']:.1e}",
                 help="|base value + sum of SHAP values - model output|")
-    m[3].metric("LIME vs SHAP: rank correlation", f"{agreement['spearman']:.2f}",
-                help="Spearman correlation of all the words' weights (1 = same order)")
+    rho = agreement["spearman"]
+    m[3].metric("LIME vs SHAP: rank correlation", "n/a" if np.isnan(rho) else f"{rho:.2f}",
+                help="Spearman correlation of all the words' weights (1 = same order; n/a when one side's weights "
+                     "are all equal: they rank nothing)")
     m[4].metric(f"Top-{agreement['k']} words shared", f"{agreement['top_k_overlap']:.0%}",
                 help=f"of the {agreement['k']} words with the largest |weight|; "
                      f"{agreement['sign_agreement']:.0%} of the shared ones have the same sign")

@@ -3,6 +3,8 @@ insertion curves, the agreement matrix."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -25,9 +27,10 @@ def randomization_strip(results: dict, titles: dict[str, str], image: int, cell:
             heat = np.abs(result.heatmaps[c, image])
             low, high = display_range(heat, False, 99.0)
             rho = result.similarity["spearman"][c, image]
+            rho = "n/a" if np.isnan(rho) else f"{rho:.2f}"  # NaN: a constant map ranks nothing
             fig.add_trace(go.Heatmap(z=heat, zmin=low, zmax=high, colorscale=SEQUENTIAL, showscale=False,
                                      hovertemplate=f"{titles.get(method, method)}, {stages[c]}<br>|value| %{{z:.3g}}"
-                                                   f"<br>Spearman to original {rho:.2f}<extra></extra>"),
+                                                   f"<br>Spearman to original {rho}<extra></extra>"),
                           row=r, col=c + 1)
             fig.update_xaxes(visible=False, constrain="domain", row=r, col=c + 1)
             fig.update_yaxes(visible=False, autorange="reversed", constrain="domain", row=r, col=c + 1,
@@ -42,9 +45,14 @@ def similarity_figure(results: dict, titles: dict[str, str], metric: str = "spea
     fig = go.Figure()
     for i, (method, result) in enumerate(results.items()):
         values = result.similarity[metric]
-        fig.add_trace(go.Scatter(x=list(result.stages), y=values.mean(axis=1), mode="lines+markers",
+        if result.degenerate is not None:
+            values = values[:, ~result.degenerate[0]]  # the inputs result.mean() averages
+        with warnings.catch_warnings():  # Spearman is NaN for a constant map (no ranking): skipped; all NaN: a gap
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = np.nanstd(values, axis=1)
+        fig.add_trace(go.Scatter(x=list(result.stages), y=result.mean(metric), mode="lines+markers",
                                  name=titles.get(method, method), line={"color": PALETTE[i % len(PALETTE)]},
-                                 error_y={"type": "data", "array": values.std(axis=1), "visible": True, "thickness": 1},
+                                 error_y={"type": "data", "array": spread, "visible": True, "thickness": 1},
                                  hovertemplate="%{x}: %{y:.3f}<extra>" + titles.get(method, method) + "</extra>"))
     text = next(iter(results.values())).noun != "maps" if results else False
     label = ({"spearman": "Spearman rank correlation of |weights|", "top_k": "top-10 word overlap"} if text else

@@ -96,19 +96,20 @@ def explain_text_shap(adapter: ModelAdapter, text: str, params: TextShapParams =
 def rank_agreement(a: TextExplanation, b: TextExplanation, k: int = 10) -> dict[str, float]:
     """How much two explanations of the same document agree.
 
-    ``spearman``: rank correlation of the words' weights (all words); ``top_k_overlap``: the
+    ``spearman``: rank correlation of the words' weights (all words; NaN when either explanation's
+    weights are constant: :func:`core.trust.sanity.spearman`); ``top_k_overlap``: the
     fraction of the k words with the largest |weight| that both share; ``sign_agreement``: the
     fraction of those shared words whose weights have the same sign.
     """
     if a.doc.words != b.doc.words:
         raise ParameterError("Rank agreement needs two explanations of the same document.")
-    from scipy.stats import spearmanr
+    from core.trust.sanity import spearman
 
     k = min(k, len(a.words))
     top_a = set(np.argsort(-np.abs(a.weights), kind="stable")[:k].tolist())
     top_b = set(np.argsort(-np.abs(b.weights), kind="stable")[:k].tolist())
     shared = top_a & top_b
-    rho = spearmanr(a.weights, b.weights).statistic if len(a.words) > 1 else 1.0
+    rho = spearman(a.weights, b.weights)[0]  # NaN when either's weights are constant (one word)
     same_sign = [np.sign(a.weights[j]) == np.sign(b.weights[j]) for j in shared]
-    return {"spearman": float(np.nan_to_num(rho)), "top_k_overlap": len(shared) / k if k else 1.0,
+    return {"spearman": float(rho), "top_k_overlap": len(shared) / k if k else 1.0,
             "sign_agreement": float(np.mean(same_sign)) if same_sign else 0.0, "k": k}

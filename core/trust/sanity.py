@@ -46,19 +46,23 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation per row of (n, d) arrays.
+    """Spearman rank correlation per row of (n, d) arrays (or of two vectors), shape (n,).
 
-    A constant row (an all-zero Grad-CAM map) has no ranking: it scores 1 against an identical
-    row and 0 against anything else.
+    The Pearson correlation of the rows' average ranks, as ``scipy.stats.spearmanr`` per row, in one
+    vectorised pass. The project's one Spearman: image and text checks and
+    :func:`core.text.shap_text.rank_agreement` call it. NaN where either row is constant (an all-zero
+    Grad-CAM map, a one-word document) or holds a NaN: a constant ranking has no correlation, not even
+    with itself. Such rows are degenerate (:mod:`core.trust.degenerate`): verdicts leave them out and
+    means skip the NaN (:func:`core.trust.degenerate.judged_mean`).
     """
-    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = _ranks(np.atleast_2d(a)), _ranks(np.atleast_2d(b))
+    if ra.shape[1] == 0:  # no values (an empty document): nothing is ranked
+        return np.full(len(ra), np.nan)
     ra -= ra.mean(axis=1, keepdims=True)
     rb -= rb.mean(axis=1, keepdims=True)
     denominator = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (ra * rb).sum(axis=1) / denominator
-    identical = np.all(np.asarray(a) == np.asarray(b), axis=1)
-    return np.where(denominator > 0, out, np.where(identical, 1.0, 0.0))
+        return np.where(denominator > 0, (ra * rb).sum(axis=1) / denominator, np.nan)
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, fraction: float = TOP_K_FRACTION) -> np.ndarray:
@@ -199,7 +203,7 @@ class RandomizationResult:
         usable = np.ones(values.shape[1], bool) if self.degenerate is None else ~self.degenerate[0]
         if not usable.any():
             return np.full(len(values), np.nan)
-        return values[:, usable].mean(axis=1)
+        return judged_mean(values[:, usable], axis=1)  # a stage's constant map has a NaN Spearman
 
     def verdict(self, threshold: float = 0.5) -> str:
         """A one-line reading of the numbers (fully randomised stage, Spearman of |values|).

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
 from core.attribution import ImageContext
@@ -45,15 +45,31 @@ def edge_method():
     del METHODS["edges"]
 
 
-def test_spearman_equals_scipy_and_handles_constant_rows():
+def test_spearman_equals_scipy_and_is_nan_on_constant_rows():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
     b[1] = a[1] * 3 + 1
+    b[2] = np.round(b[2])  # ties share their mean rank
     expected = [spearmanr(x, y).statistic for x, y in zip(a, b)]
-    np.testing.assert_allclose(spearman(a, b), expected)
+    np.testing.assert_allclose(spearman(a, b), expected, rtol=0, atol=1e-12)
+    assert spearman(a[0], b[0]).shape == (1,)  # two vectors: one row
+    # A constant ranking has no correlation, not even with itself (scipy says NaN too).
     zero = np.zeros((2, 5))
-    np.testing.assert_array_equal(spearman(zero, zero), [1.0, 1.0])
-    np.testing.assert_array_equal(spearman(zero, np.arange(10.0).reshape(2, 5)), [0.0, 0.0])
+    assert np.isnan(spearman(zero, zero)).all()
+    assert np.isnan(spearman(zero, np.arange(10.0).reshape(2, 5))).all()
+    assert np.isnan(spearman([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])).all()
+    assert np.isnan(spearman(np.zeros((1, 0)), np.zeros((1, 0)))).all()
+    with pytest.warns(ConstantInputWarning):
+        assert np.isnan(spearmanr(zero[0], np.arange(5.0)).statistic)
+
+
+def test_randomization_mean_skips_a_stage_constant_map():
+    from core.trust.sanity import RandomizationResult
+
+    rho = np.array([[1.0, 1.0], [0.4, np.nan], [np.nan, np.nan]])  # stage 1: input 1's map went blank
+    r = RandomizationResult("grad_cam", "cascading", ("original", "a", "b"), np.zeros((3, 2, 2, 2)),
+                            {"spearman": rho}, degenerate=np.array([[False, False], [False, True], [True, True]]))
+    np.testing.assert_allclose(r.mean(), [1.0, 0.4, np.nan])
 
 
 def test_map_similarity_of_a_map_with_itself_is_one_and_falls_for_noise():
