@@ -72,4 +72,5 @@ def place(adapter: ModelAdapter, bundle: DataBundle, layer: str, params: Embeddi
 def neighbours_in_activations(activations: np.ndarray, index: int, k: int = 8) -> np.ndarray:
     """The ``k`` nearest other samples of sample ``index`` in activation space, nearest first
     ("explanation by examples": which training points does the model see as alike?)."""
-    return nearest(np.asarray(activations), np.asarray([int(index)]), k)[0]
+    activations = np.asarray(activations)
+    return nearest(activations, np.asarray([int(index)]), min(int(k), len(activations) - 1))[0]

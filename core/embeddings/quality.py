@@ -75,16 +75,28 @@ def query_points(n: int, max_queries: int, seed: int = 0) -> np.ndarray:
 def nearest(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` nearest rows of ``data`` (Euclidean, self excluded), nearest first.
 
+    scikit-learn's ``NearestNeighbors`` (exact: a k-d tree on 2-D maps, chunked brute force on
+    activations), asked for ``k + 1`` neighbours of each query row, the row itself dropped.
+
     Returns
     -------
     ndarray of shape (len(queries), k) of int
     """
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start, stop, d in _distance_chunks(data, queries):
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
-        out[start:stop] = np.take_along_axis(part, order, axis=1)
-    return out
+    # bench/libraries.py (library / former own chunked argpartition, same indices everywhere): 0.01x on a
+    # 70,000-point 2-D map (k-d tree: 75 ms against 9.5 s), 0.73-0.83x on 20,000 MNIST images, but 2.1-2.7x
+    # on digits' 1,797 activations and 1.3x for the digits map's whole map_quality. The library, because the
+    # large maps are where the time goes.
+    from sklearn.neighbors import NearestNeighbors
+
+    data = np.asarray(data, dtype=np.float64)
+    queries = np.asarray(queries, dtype=np.int64).reshape(-1)
+    k = check_int("k", k, "nearest")
+    if k >= len(data):
+        raise InputShapeError(f"nearest needs k < n; got k={k} for n={len(data)} points.")
+    found = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data[queries], return_distance=False)
+    own = found == queries[:, None]
+    own[~own.any(axis=1), -1] = True  # more than k copies of the row at distance 0: drop the farthest copy
+    return found[~own].reshape(len(queries), k)
 
 
 def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 5, max_queries: int = 5000, seed: int = 0) -> float:
@@ -103,6 +115,8 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 5, max_queries: 
     queries = query_points(n, max_queries, seed)
     low_nn = nearest(low, queries, k)
     penalty = 0.0
+    # Own code, kept for memory: the rank of each map neighbour among all n points is a count over
+    # chunks of the distance matrix; sklearn.manifold.trustworthiness holds all of it (n x n).
     for start, stop, d in _distance_chunks(high, queries):
         # rank of j = 1 + number of points strictly closer to i than j (self excluded via inf).
         dj = np.take_along_axis(d, low_nn[start:stop], axis=1)

@@ -130,7 +130,7 @@ def most_disputed(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def neighbour_share(activations: np.ndarray, labels: np.ndarray, queries: np.ndarray, classes: np.ndarray,
-                    k: int = NEIGHBOURS, chunk: int = 256) -> np.ndarray:
+                    k: int = NEIGHBOURS) -> np.ndarray:
     """Share of each query's ``k`` nearest other points (euclidean, in ``activations``) whose label is ``classes[i]``.
 
     Parameters
@@ -140,21 +140,15 @@ def neighbour_share(activations: np.ndarray, labels: np.ndarray, queries: np.nda
     queries : ndarray of shape (n_queries,), rows of ``activations``
     classes : ndarray of shape (n_queries,), the class to count per query
     """
-    a = np.asarray(activations, dtype=np.float32).reshape(len(activations), -1)
-    labels = np.asarray(labels)
+    from core.embeddings.quality import nearest  # scikit-learn's NearestNeighbors, the query row left out
+
+    a = np.asarray(activations).reshape(len(activations), -1)
     queries = np.asarray(queries, dtype=np.int64)
     k = min(k, len(a) - 1)
-    out = np.zeros(len(queries), dtype=np.float64)
     if k < 1 or len(queries) == 0:
-        return out
-    norms = np.einsum("ij,ij->i", a, a)
-    for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk]
-        d = norms[q][:, None] + norms[None, :] - 2.0 * (a[q] @ a.T)
-        d[np.arange(len(q)), q] = np.inf  # a point is not its own neighbour
-        nearest = np.argpartition(d, k - 1, axis=1)[:, :k]
-        out[start:start + len(q)] = (labels[nearest] == np.asarray(classes)[start:start + len(q), None]).mean(axis=1)
-    return out
+        return np.zeros(len(queries), dtype=np.float64)
+    found = nearest(a, queries, k)
+    return (np.asarray(labels)[found] == np.asarray(classes)[:, None]).mean(axis=1)
 
 
 def top_word_overlap(a: list[str], b: list[str]) -> float:

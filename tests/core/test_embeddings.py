@@ -122,6 +122,30 @@ def test_knn_accuracy_equals_a_leave_one_out_neighbours_vote_by_scikit_learn():
     np.testing.assert_array_equal(np.sort(nearest(data, np.arange(400), 7), axis=1), np.sort(nn, axis=1))
 
 
+@pytest.mark.parametrize("dims", [2, 40])  # a k-d tree on maps, brute force on activations
+def test_nearest_equals_a_full_sort_of_the_distances_for_sampled_queries(dims):
+    """Oracle: every distance to every row, sorted; the query row itself left out, its copies not."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(600, dims))
+    data[10] = data[11] = data[12]  # three copies of one point
+    queries = np.r_[10, 11, rng.choice(600, 50, replace=False)]
+    found = nearest(data, queries, 6)
+    d = np.linalg.norm(data[queries][:, None, :] - data[None, :, :], axis=2)
+    d[np.arange(len(queries)), queries] = np.inf
+    np.testing.assert_array_equal(np.take_along_axis(d, found, axis=1), np.sort(d, axis=1)[:, :6])
+    assert not (found == queries[:, None]).any()
+    assert set(found[0, :2]) == {11, 12} and set(found[1, :2]) == {10, 12}
+    with pytest.raises(InputShapeError, match="k < n"):
+        nearest(data[:5], np.arange(5), 5)
+
+
+def test_nearest_drops_one_copy_when_more_than_k_rows_coincide():
+    data = np.r_[np.zeros((5, 3)), np.ones((3, 3))]
+    found = nearest(data, np.arange(5), 2)
+    assert found.shape == (5, 2) and (found < 5).all()
+    assert not (found == np.arange(5)[:, None]).any()
+
+
 def test_quality_rejects_mismatched_or_tiny_inputs():
     with pytest.raises(InputShapeError, match=r"\(10, 3\) and \(9, 2\)"):
         map_quality(np.zeros((10, 3)), np.zeros((9, 2)), None)
@@ -320,3 +344,21 @@ def test_principal_axes_match_scikit_learn_for_tall_and_wide_activations(shape):
     np.testing.assert_allclose(np.abs(coords), np.abs(PCA(2, svd_solver="full").fit_transform(x)), rtol=1e-4, atol=1e-4)
     pre = Preprocessor.fit(x, standardize=False, pca_dims=3)
     assert pre.transform(x).shape == (shape[0], 3)
+    largest = np.abs(axes).argmax(axis=1)
+    assert (axes[np.arange(5), largest] > 0).all()  # signed: the largest loading is positive
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (20, 500)])
+def test_principal_axes_drop_directions_without_variance(shape):
+    """Rank 3 data asked for 5 axes: 3 orthonormal axes spanning the data (oracle: numpy's SVD)."""
+    from core.embeddings.projection import pca_coords, principal_axes
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(shape[0], 3)) @ rng.normal(size=(3, shape[1]))
+    centred = x - x.mean(axis=0)
+    axes = principal_axes(centred, 5)
+    assert axes.shape == (3, shape[1])
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(np.abs(axes @ vt[:3].T), np.eye(3), atol=1e-8)
+    coords, _ = pca_coords(x, 5)
+    assert coords.shape == (shape[0], 5) and not coords[:, 3:].any()
