@@ -59,3 +59,16 @@ def test_strongest_interaction_finds_the_modulating_feature():
     values[:, 0] = data[:, 0] * (1 + data[:, 2])
     assert strongest_interaction(values, data, 0) == 2
     assert strongest_interaction(values, np.c_[data[:, :1], np.zeros((2000, 3))], 0) is None
+    assert strongest_interaction(np.zeros_like(values), data, 0) is None  # the feature's SHAP values do not vary
+
+
+def test_strongest_interaction_is_shaps_choice_and_deterministic_on_many_rows():
+    from shap.utils import approximate_interactions
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(12_000, 5))
+    values = np.zeros_like(data)
+    values[:, 1] = data[:, 1] * (1 + 0.5 * data[:, 4]) + 0.3 * data[:, 1] * data[:, 0]
+    assert strongest_interaction(values[:3000], data[:3000], 1) == approximate_interactions(1, values[:3000],
+                                                                                            data[:3000])[0] == 4
+    assert strongest_interaction(values, data, 1) == strongest_interaction(values, data, 1) == 4  # seeded sample
