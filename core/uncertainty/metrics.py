@@ -133,8 +133,11 @@ def auroc(scores: Any, positive: Any) -> float:
     """Area under the ROC curve of ``scores`` for telling ``positive`` samples from the rest.
 
     The Mann-Whitney statistic with ties counted one half (what ``sklearn.metrics.roc_auc_score``
-    computes). NaN when one of the two groups is empty.
+    computes; a test checks it). NaN when one of the two groups is empty or a score is NaN.
     """
+    # Own code, kept for speed: bench/libraries.py measured roc_auc_score 2.0x slower on MNIST's 70,000
+    # scores and 38x on the digits CNN's 360 (its input checks cost ~5 ms a call); the uncertainty
+    # report calls this for every score of every set (errors and shift), dozens of times per page.
     from scipy.stats import rankdata
 
     s = np.asarray(scores, dtype=np.float64).reshape(-1)

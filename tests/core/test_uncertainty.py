@@ -77,7 +77,12 @@ def test_auroc_equals_sklearn_with_ties():
         labels = rng.random(400) < 0.3
         assert metrics.auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert np.isnan(metrics.auroc([1.0, 2.0], [False, False]))
+    assert np.isnan(metrics.auroc([1.0, 2.0], [True, True]))
+    assert np.isnan(metrics.auroc([1.0, np.nan, 3.0], [False, True, True]))
     assert metrics.auroc([0.1, 0.9], [False, True]) == 1.0
+    # infinite scores keep their place in the order (roc_auc_score itself refuses them)
+    assert metrics.auroc([0.1, np.inf, 0.5, -np.inf], [False, True, True, False]) == 1.0
+    assert metrics.auroc([np.inf, np.inf, 0.5], [False, True, False]) == 0.75
 
 
 @pytest.mark.parametrize("bad, error", [
