@@ -15,7 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import calibration, scenarios
-from tests.conftest import ROOT, require_dataset
+from tests.conftest import require_dataset
+from tests.pages.helpers import open_app, sidebar_state
 
 TIMEOUT = 240  # first use trains the model inside the run
 PAGE = "pages/calibration.py"
@@ -23,18 +24,8 @@ MAX_SHOWN = 24
 
 
 def open_page(scenario: str | None = None, model: str | None = None, variant: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in (("tl_scenario", scenario), ("tl_model", model), ("tl_variant", variant)):
-        if value:
-            at.session_state[key] = value
-    at.run()
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    assert at.title[0].value == "Calibration"
-    return at
+    return open_app(PAGE, state=sidebar_state(scenario, model, variant), page_state=state, timeout=TIMEOUT,
+                    errors=True, title="Calibration")
 
 
 def rerun(at: AppTest, **state) -> AppTest:

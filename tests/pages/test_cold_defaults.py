@@ -24,7 +24,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import scenarios
-from core.store import ArtifactStore, default_store
+from core.store import MODEL_CACHE_ENV_VAR, ArtifactStore, default_store, model_store
 from tests.conftest import ROOT
 
 LIMIT_S = 20.0  # the issue's budget for a cold default view on 2 cores
@@ -55,14 +55,16 @@ def no_umap_compilation(monkeypatch):
 
 
 def fresh_server(monkeypatch, folder, keys: list[str], source: ArtifactStore | None = None) -> ArtifactStore:
-    """A new store at ``folder`` holding only the models ``keys`` (copied from ``source``, default: the
-    session's store), and nothing in memory."""
-    source = source or default_store()
+    """A new store at ``folder`` holding only the models ``keys`` (copied from ``source``, default: where the
+    session keeps its trained models), and nothing in memory. TRUSTLENS_MODEL_CACHE_DIR is unset, so every
+    model and training artifact the page needs is read from and written to the new store, where it is seen."""
+    source = source or model_store()
     target = ArtifactStore(folder)
     for key in keys:
         target.path_for(key).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source.path_for(key), target.path_for(key))
     monkeypatch.setenv("TRUSTLENS_CACHE_DIR", str(folder))
+    monkeypatch.delenv(MODEL_CACHE_ENV_VAR, raising=False)
     scenarios.forget_loaded_models()
     scenarios._data_cache.clear()  # a fresh process loads its data too
     from core.uncertainty.members import forget_members
@@ -90,7 +92,7 @@ def open_cold(name: str, page: str, keys: list[str], monkeypatch, tmp_path) -> t
     """The page's default view on a fresh server: (the AppTest, seconds of the page's run)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.session_state["tl_scenario"] = name
-    models = default_store()
+    models = model_store()
     store = fresh_server(monkeypatch, tmp_path / "first", keys, models)
     started = time.perf_counter()
     at.run()  # app.py opens on the home page

@@ -16,29 +16,15 @@ from components.embedding_jump import image_page_filters
 from components.embedding_selection import selected_rows, summarise
 from core import browse, scenarios
 from core.embeddings import combine_splits
-from tests.conftest import ROOT
+from tests.pages.helpers import check, open_app, sidebar_state
 
 TIMEOUT = 300  # first use trains the model and fits maps inside the run
 PAGE = "pages/embeddings.py"
 
 
 def open_page(scenario: str | None = None, model: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in (("tl_scenario", scenario), ("tl_model", model)):
-        if value:
-            at.session_state[key] = value
-    at.run()
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(PAGE).run()
-    check(at)
-    assert at.title[0].value == "Embeddings"
-    return at
-
-
-def check(at: AppTest) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+    return open_app(PAGE, state=sidebar_state(scenario, model), page_state=state, timeout=TIMEOUT, errors=True,
+                    title="Embeddings")
 
 
 def rerun(at: AppTest, **state) -> AppTest:

@@ -12,22 +12,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import scenarios
-from tests.conftest import ROOT, require_dataset
+from tests.conftest import require_dataset
+from tests.pages.helpers import open_app, sidebar_state
 
 TIMEOUT = 240  # first use trains the model inside the run
 
 
 def run_app(scenario: str | None = None, model: str | None = None, variant: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    if scenario:
-        at.session_state["tl_scenario"] = scenario
-    if model:
-        at.session_state["tl_model"] = model
-    if variant:
-        at.session_state["tl_variant"] = variant
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
+    """app.py's first run (Home) with the sidebar's selection and ``state`` set before it."""
+    return open_app(None, state={**sidebar_state(scenario, model, variant), **state}, timeout=TIMEOUT)
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -7,17 +7,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.pages.helpers import open_app
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    for key, value in state.items():  # before the first run, so widgets accept them
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/images.py").run()
-    assert not at.exception, at.exception
-    return at
+    """The page with ``state`` set before the first run (so the sidebar's widgets accept it)."""
+    return open_app("pages/images.py", state=state, timeout=300)
 
 
 def grid(at: AppTest):

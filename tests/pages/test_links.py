@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from components import links
 from core.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from tests.conftest import ROOT, require_dataset
+from tests.pages.helpers import APP, open_app
 
 PAGE_FILES = {"": "pages/home.py", "calibration": "pages/calibration.py", "images": "pages/images.py",
               "text": "pages/text.py", "trust": "pages/trust.py", "shapley": "pages/shapley.py",
@@ -20,15 +21,7 @@ def open_link(path: str, **query: str) -> AppTest:
     AppTest reaches a page only by switch_page after a first run, and that first run (on Home) writes
     Home's view to the URL; so the link's query string is put back before the page's own run.
     """
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params.update(query)
-    at.run()
-    if path:
-        at.query_params.clear()
-        at.query_params.update(query)
-        at.switch_page(PAGE_FILES[path]).run()
-    assert not at.exception, at.exception
-    return at
+    return open_app(PAGE_FILES[path] if path else None, query=query)
 
 
 # -- encoding ---------------------------------------------------------------------------------------
@@ -167,7 +160,7 @@ def test_a_stale_url_in_a_later_run_never_undoes_a_choice():
 
 def test_values_written_for_another_page_are_not_applied():
     """Home writes classes / correct / sort too: they must not leak into the image page's filters."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(APP, default_timeout=300)
     at.session_state["img_correctness"] = "incorrect"
     at.query_params.update({"scenario": "digits", "view": "home", "correct": "all", "sort": "index"})
     at.run()

@@ -20,7 +20,7 @@ from core.lecture import curated
 
 from core.lecture import warmup
 from core.store import default_store
-from tests.conftest import ROOT
+from tests.pages.helpers import open_app, sidebar_state
 
 TIMEOUT = 600  # a cache miss would compute inside the run; the assertion below reports it
 
@@ -53,15 +53,7 @@ def fresh_process(monkeypatch, warmed):
 
 
 def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.session_state["tl_scenario"] = "digits"
-    at.run()
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return open_app(f"pages/{page}.py", state=sidebar_state("digits"), page_state=state, timeout=TIMEOUT, errors=True)
 
 
 def first(page: str) -> curated.Example:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from components import present
 from core import scenarios
 from core.lecture import curated
-from tests.conftest import ROOT
+from tests.pages.helpers import open_app
 
 FILES = {"calibration": "pages/calibration.py", "images": "pages/images.py", "shapley": "pages/shapley.py",
          "trust": "pages/trust.py", "embeddings": "pages/embeddings.py", "uncertainty": "pages/uncertainty.py",
@@ -28,14 +28,8 @@ def popovers(at: AppTest) -> list:
 
 
 def open_page(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params.update(query)
-    at.run()
-    at.query_params.clear()
-    at.query_params.update(query)
-    at.switch_page(FILES[page]).run()
-    assert not at.exception, at.exception
-    return at
+    """The page opened by a link with ``query``."""
+    return open_app(FILES[page], query=query)
 
 
 def next_button(at: AppTest, page: str, which: str = "next"):

@@ -7,17 +7,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.tabular import shapley
-from tests.conftest import ROOT
+from tests.pages.helpers import open_app
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
-    for key, value in state.items():  # before the first run, so the sidebar widgets accept them
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/shapley.py").run()
-    assert not at.exception, at.exception
-    return at
+    """The page with ``state`` set before the first run (so the sidebar's widgets accept it)."""
+    return open_app("pages/shapley.py", state=state, timeout=240)
 
 
 IMAGE_METRICS = ("Mean base value", "Mean |efficiency gap|", "Gap / |score - base|")

@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, require_dataset
+from tests.conftest import require_dataset
+from tests.pages.helpers import open_app
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    for key, value in state.items():  # before the first run, so the sidebar widgets accept them
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/text.py").run()
-    assert not at.exception, at.exception
-    return at
+    """The page with ``state`` set before the first run (so the sidebar's widgets accept it)."""
+    return open_app("pages/text.py", state=state, timeout=300)
 
 
 def newsgroups(**state) -> AppTest:

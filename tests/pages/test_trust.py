@@ -9,18 +9,14 @@ from streamlit.testing.v1 import AppTest
 
 import pytest
 
-from tests.conftest import ROOT, require_dataset
+from tests.conftest import require_dataset
+from tests.pages.helpers import open_app
 from tests.pages.test_images import array
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/trust.py").run()
-    assert not at.exception, at.exception
-    return at
+    """The page with ``state`` set before the first run (so the sidebar's widgets accept it)."""
+    return open_app("pages/trust.py", state=state, timeout=300)
 
 
 def test_digits_cnn_checks_and_their_numbers_are_the_engines():

@@ -17,10 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from components.uncertainty_view import as_number
 from core import scenarios
-from core.store import default_store
+from core.store import MODEL_CACHE_ENV_VAR, default_store, model_store
 from core.uncertainty import load_source
 from core.uncertainty.report import uncertainty_report
-from tests.conftest import ROOT
+from tests.pages.helpers import check, open_app, sidebar_state
 
 TIMEOUT = 300  # first use trains the members inside the run
 PAGE = "pages/uncertainty.py"
@@ -30,39 +30,26 @@ def open_page(scenario: str = "digits", model: str | None = None, uploads: list[
               train: bool = False, query: dict[str, str] | None = None, **widgets) -> AppTest:
     """The page with ``widgets`` set; ``train`` presses the training button when the source asks for one;
     ``query``: the page opened by a link with that query string."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    if uploads:
-        at.session_state["tl_uploads"] = uploads
-    at.session_state["tl_scenario"] = scenario
-    if model:
-        at.session_state["tl_model"] = model
-    at.run()
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    if query:
-        at.query_params.clear()
-        at.query_params.update(query)
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    assert at.title[0].value == "Uncertainty"
+    state = {"tl_uploads": uploads} if uploads else {}
+    at = open_app(PAGE, state={**state, **sidebar_state(scenario, model)}, page_state=widgets, page_query=query,
+                  timeout=TIMEOUT, errors=True, title="Uncertainty")
     if train and any(b.key == "unc_train" for b in at.button):
-        at.button(key="unc_train").click().run()
-        assert not at.exception, at.exception
-        assert not at.error, [e.value for e in at.error]
+        check(at.button(key="unc_train").click().run())
     return at
 
 
 @pytest.fixture
 def fresh_store(monkeypatch, tmp_path):
-    """An empty store holding only the digits models (trained once in the session's store), nothing in memory."""
-    source = default_store()
+    """An empty store holding only the digits models (trained once where the session keeps its models), nothing
+    in memory; TRUSTLENS_MODEL_CACHE_DIR is unset, so whatever the page trains lands in this store."""
+    source = model_store()
     keys = [scenarios.load_model("digits", m).key for m in scenarios.get_spec("digits").model_names]
     for key in keys:
         target = tmp_path / "cache" / key[:2] / f"{key}.pkl"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source.path_for(key), target)
     monkeypatch.setenv("TRUSTLENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(MODEL_CACHE_ENV_VAR, raising=False)
     scenarios.forget_loaded_models()
     from core.uncertainty.members import forget_members
 
@@ -203,9 +190,5 @@ def test_a_link_that_names_an_ensemble_trains_it_without_asking(fresh_store):
 
 
 def test_text_scenario_points_to_the_image_scenarios():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.session_state["tl_scenario"] = "breast-cancer"
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
+    at = open_app(PAGE, state=sidebar_state("breast-cancer"), timeout=TIMEOUT)
     assert any("image scenario" in i.value for i in at.info)

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.upload import byom
 from tests.conftest import ROOT
+from tests.pages.helpers import open_app, sidebar_state
 from tests.hostile import DATA_CASES, FILES, MODEL_CASES, PICKLE_MARKER
 from tests.hostile import models
 
@@ -35,12 +36,7 @@ def _clean():
 
 
 def open_upload_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    at.switch_page("pages/upload.py").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "Your model"
-    return at
+    return open_app("pages/upload.py", title="Your model")
 
 
 def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:
@@ -122,14 +118,10 @@ def test_uploads_stay_in_their_session(digits_files):
     upload(first, "up_data", "digits.zip", data)
     add(first)
     name = first.session_state["tl_scenario"]
-    other = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    other.run()
+    other = open_app()
     assert not any(o.startswith("Your model") for o in other.selectbox(key="tl_scenario").options)
     # even a session that knows the name cannot select it
-    other = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    other.session_state["tl_scenario"] = name
-    other.run()
-    assert not other.exception
+    other = open_app(state=sidebar_state(name))
     assert other.session_state["tl_scenario"] == "digits"
 
 
@@ -220,12 +212,7 @@ def uploads(digits_files):
 @pytest.mark.parametrize("upload_kind", ["torchscript+zip", "onnx+zip", "skops+csv", "skops-text+csv"])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.session_state["tl_uploads"] = [name]
-    at.session_state["tl_scenario"] = name
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
+    at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
     assert at.session_state["tl_scenario"] == name
     shown = [m.value for m in at.markdown] + [h.proto.body for h in at.get("html")]
     assert not any("<script>" in s for s in shown)
@@ -237,11 +224,7 @@ def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
     texts = ("text\n" + "\n".join(["good great fun", "bad awful plot", "dull poor film", "fine good story"] * 3)
              + "\n").encode()
     name = byom.open_upload(models.text_skops(), "text.skops", DataSource("text_csv", texts, "unlabelled.csv")).name
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.session_state["tl_uploads"] = [name]
-    at.session_state["tl_scenario"] = name
-    at.run()
-    assert not at.exception, at.exception
+    at = open_app(state={"tl_uploads": [name], "tl_scenario": name})
     shown = {m.label: m.value for m in at.metric}
     assert shown["Test accuracy"] == shown["Validation accuracy"] == "no labels"
     assert shown["Training time"] == "uploaded"
@@ -249,10 +232,6 @@ def test_unlabelled_data_shows_no_accuracy_on_the_model_card():
 
 def test_uncertainty_page_scores_an_upload_with_its_own_stress_sets(uploads):
     # (the sources and sets themselves are tested in tests/pages/test_uncertainty_upload.py)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.session_state["tl_uploads"] = [uploads["torchscript+zip"]]
-    at.session_state["tl_scenario"] = uploads["torchscript+zip"]
-    at.run()
-    at.switch_page("pages/uncertainty.py").run()
-    assert not at.exception and not at.error, (at.exception, errors(at))
+    at = open_app("pages/uncertainty.py", state={"tl_uploads": [uploads["torchscript+zip"]],
+                                                 "tl_scenario": uploads["torchscript+zip"]}, errors=True)
     assert "Gaussian noise σ=0.1" in list(at.dataframe[0].value["set"])
