@@ -82,10 +82,10 @@ def nearest(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     -------
     ndarray of shape (len(queries), k) of int
     """
-    # bench/libraries.py (library / former own chunked argpartition, same indices everywhere): 0.01x on a
-    # 70,000-point 2-D map (k-d tree: 75 ms against 9.5 s), 0.73-0.83x on 20,000 MNIST images, but 2.1-2.7x
-    # on digits' 1,797 activations and 1.3x for the digits map's whole map_quality. The library, because the
-    # large maps are where the time goes.
+    # bench/libraries.py, library / the former own chunked argpartition (same indices everywhere): 0.013x on
+    # a 70,000-point 2-D map (k-d tree: 51 ms against 4.1 s), 0.83x on 20,000 MNIST images, 0.57x on digits'
+    # 1,797 activations, 0.60x for the digits map's whole map_quality (on a machine at load 8 the digits
+    # cases came out 1.1-3x instead: OpenMP threads wait for cores the most).
     from sklearn.neighbors import NearestNeighbors
 
     data = np.asarray(data, dtype=np.float64)

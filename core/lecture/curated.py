@@ -140,7 +140,10 @@ def neighbour_share(activations: np.ndarray, labels: np.ndarray, queries: np.nda
     queries : ndarray of shape (n_queries,), rows of ``activations``
     classes : ndarray of shape (n_queries,), the class to count per query
     """
-    from core.embeddings.quality import nearest  # scikit-learn's NearestNeighbors, the query row left out
+    # scikit-learn's NearestNeighbors, the query row left out. bench/libraries.py: 2.0 ms against 0.28 ms of
+    # the former own float32 distance matrix for the digits CNN's 6 mistakes (7x, a fixed cost), once per
+    # cached curated list: one kNN function instead of two.
+    from core.embeddings.quality import nearest
 
     a = np.asarray(activations).reshape(len(activations), -1)
     queries = np.asarray(queries, dtype=np.int64)

@@ -18,6 +18,9 @@ def strongest_interaction(values: np.ndarray, data: np.ndarray, feature: int) ->
     values, data : ndarray of shape (n_samples, n_features)
     feature : int
     """
+    # The library although bench/libraries.py measured it 12x slower than the former own heuristic (39 ms a
+    # call on breast-cancer's 143 rows x 30 features): that heuristic answered a different question (28 of 30
+    # partners differed), and shap's choice is what its dependence plots colour by.
     from shap.utils import approximate_interactions
 
     values = np.asarray(values, dtype=np.float64)
