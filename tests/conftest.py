@@ -6,6 +6,14 @@
   exists. Tests that need a non-embedded dataset use ``require_dataset``: they skip when the data
   is missing, and fail instead when ``TRUSTLENS_REQUIRE_DATA=1`` (set by .ci/run when it found the
   data), so CI cannot pass by silently skipping.
+- ``TRUSTLENS_MODEL_CACHE_DIR``: passed through (CI sets it, see .ci/run): trained built-in models are
+  read from and written to it unless a test passes its own store (core/store.py, ``model_store``).
+
+Tiers (pytest.ini): ``slow`` marks tests that train MNIST / newsgroups models, ensembles or Bayes by
+backprop, or otherwise take seconds cold (each mark says what it measured); a test parametrized with
+a model of ``SLOW_MODELS`` is marked here. Every test under tests/e2e is ``e2e`` (marked here, by
+folder). ``python -m pytest -m "not slow and not e2e"`` is the edit-test loop (about 3.5 min cold on
+the 2-core machines); ``python -m pytest`` runs everything.
 """
 
 from __future__ import annotations
@@ -17,6 +25,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# torch runs one intra-op thread per computation, as in the server (components/runtime.py; OMP_NUM_THREADS,
+# MKL_NUM_THREADS or TRUSTLENS_TORCH_THREADS, when set, win). Set before torch is imported, so every thread of
+# the test process and every subprocess trains with the same thread count: a model is then the same whichever
+# test (or the e2e server) trains it first into the shared cache. Measured on the shared 2-core machine under
+# load: the digits CNN trained in 104 s wall / 17 s CPU on one thread, 621 s wall / 165 s CPU on two (OpenMP
+# teams spin while their other member waits for a core).
+from components.runtime import configure_server  # noqa: E402 - imports neither torch nor streamlit
+
+configure_server()
 
 if not os.environ.get("TRUSTLENS_CACHE_DIR"):
     os.environ["TRUSTLENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="trustlens-test-cache-")
@@ -46,7 +64,26 @@ def tmp_store(tmp_path):
     return ArtifactStore(tmp_path / "cache")
 
 
+E2E_DIR = ROOT / "tests" / "e2e"
+# Built-in models whose first training takes many seconds here (cold, one torch thread, 2 cores): a test
+# parametrized with one of them (``scenario``/``model`` parameters, or a ``(scenario, model, ...)`` tuple) is slow.
+SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("newsgroups", "bag"): "20 s",
+               ("newsgroups", "forest"): "7-11 s, and its 500 trees predict slowly"}
+
+
+def uses_slow_model(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if (params.get("scenario"), params.get("model")) in SLOW_MODELS:
+        return True
+    return any(isinstance(v, tuple) and tuple(v[:2]) in SLOW_MODELS for v in params.values())
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so
+        if uses_slow_model(item):
+            item.add_marker(pytest.mark.slow)
     # GPU-marked tests skip cleanly on machines without CUDA (CI never has one).
     try:
         import torch

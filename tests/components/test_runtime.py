@@ -31,6 +31,7 @@ def _probe(**env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # 2.6 s: a fresh process imports torch
 def test_server_torch_uses_one_thread_by_default_without_importing_torch_early():
     seen = _probe()
     assert seen["torch_before"] is False  # the first paint does not wait for torch
@@ -38,6 +39,7 @@ def test_server_torch_uses_one_thread_by_default_without_importing_torch_early()
     assert seen["threads"] == 1
 
 
+@pytest.mark.slow  # 7 s: three fresh processes import torch
 def test_the_thread_count_can_be_overridden_or_left_to_torch():
     assert _probe(TRUSTLENS_TORCH_THREADS="2")["threads"] == 2
     default = _probe(TRUSTLENS_TORCH_THREADS="0")

@@ -272,6 +272,7 @@ def test_activations_threads_do_not_mix(torch_case):
     assert_no_hooks(adapter.torch_module())
 
 
+@pytest.mark.slow  # 65 s cold: loads (trains) every built-in model, MNIST's CNN too
 def test_fingerprints_differ_between_models():
     fps = {}
     for scenario, model in EXPECTED_MODELS:
@@ -288,6 +289,7 @@ def text_bag():
     return load("newsgroups", "bag"), holdout("newsgroups")[:N_SAMPLES]
 
 
+@pytest.mark.slow  # the newsgroups bag model (14 s cold)
 def test_text_embedding_activations_independent_of_batch_size(text_bag):
     loaded, data = text_bag
     full = loaded.adapter.activations(data.x, "pool.embedding", batch_size=64)
@@ -348,12 +350,14 @@ def fingerprint_probe(tmp_path_factory):
     return here, probe
 
 
+@pytest.mark.slow  # 10 s: a fresh process trains newsgroups/logreg into its own store
 def test_text_pipeline_fingerprint_survives_predicting_in_another_process(fingerprint_probe):
     here, probe = fingerprint_probe
     assert probe["at_load"] == here  # loading alone is fine (the stale address was pickled with it)
     assert probe["after_predict"] == probe["at_load"]
 
 
+@pytest.mark.slow  # 7.6 s: fresh processes
 def test_text_pipeline_fingerprint_is_a_function_of_content(fingerprint_probe):
     # Retraining may differ in the last bits (multi-threaded BLAS in lbfgs), so compare content:
     # a pickle round trip (what the cache does) keeps the fingerprint.

@@ -499,6 +499,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=os.environ.copy(), timeout=300)
 
 
+@pytest.mark.slow  # 5 s: the CLI in a fresh process
 def test_cli_calibration_json():
     done = run_cli("digits", "--json", "--bins", "10")
     assert done.returncode == 0, done.stderr

@@ -44,6 +44,7 @@ def check_common_shape(record: dict) -> dict[str, float]:
     return dict(zip(features, values))
 
 
+@pytest.mark.slow  # 4 s: the CLI in a fresh process
 def test_done_when_breast_cancer_shap_prints_the_common_json():
     from core import scenarios
     from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
@@ -71,6 +72,7 @@ def test_done_when_breast_cancer_shap_prints_the_common_json():
     assert details["output"] == pytest.approx(proba.max())
 
 
+@pytest.mark.slow  # 3 s: the CLI in a fresh process
 def test_done_when_newsgroups_lime_prints_the_common_json():
     require_dataset("newsgroups")
     from core import scenarios

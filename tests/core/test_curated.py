@@ -141,6 +141,7 @@ def test_every_page_titanic(page):
     _check("titanic", page)
 
 
+@pytest.mark.slow  # 18 s cold (MNIST's CNN: 52 s to train), 25 s for the five pages
 @pytest.mark.parametrize("page", ["home", "images", "trust", "embeddings", "calibration"])
 def test_mnist_pages(page):
     # The uncertainty page's list needs the 5-member MNIST ensemble (minutes to train): warm --all covers it.
@@ -148,12 +149,14 @@ def test_mnist_pages(page):
     _check("mnist", page)
 
 
+@pytest.mark.slow  # the newsgroups forest (7 s to train, 500-tree predictions): 6 s for the text page
 @pytest.mark.parametrize("page", curated.PAGES)
 def test_every_page_newsgroups(page):
     require_dataset("newsgroups")
     _check("newsgroups", page)
 
 
+@pytest.mark.slow  # 15 s cold: the newsgroups forest and models on both variants
 def test_newsgroups_text_disagreements_and_reasons():
     require_dataset("newsgroups")
     out = _check("newsgroups", "text", variant="headers")

@@ -56,6 +56,7 @@ def text_shares(scenario: str, model: str, methods: tuple[str, ...] = TEXT_DEFAU
 
 
 
+@pytest.mark.slow  # 34 s (digits) / 60 s (MNIST): every method on 200 images
 @pytest.mark.parametrize("scenario, model", IMAGE_MODELS, ids=[f"{s}-{m}" for s, m in IMAGE_MODELS])
 def test_default_image_maps_are_rarely_degenerate(scenario, model):
     shares = image_shares(scenario, model)
@@ -64,6 +65,7 @@ def test_default_image_maps_are_rarely_degenerate(scenario, model):
     assert not too_many, f"{scenario}/{model}: share of degenerate default maps {shares}"
 
 
+@pytest.mark.slow  # 8-41 s per model: the text methods on 50 documents
 @pytest.mark.parametrize("scenario, model", TEXT_MODELS, ids=[f"{s}-{m}" for s, m in TEXT_MODELS])
 def test_default_word_weights_are_rarely_degenerate(scenario, model):
     shares = text_shares(scenario, model)

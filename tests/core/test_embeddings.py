@@ -154,6 +154,7 @@ def test_quality_rejects_mismatched_or_tiny_inputs():
 
 
 # -- maps --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # 10 s (t-SNE), 20 s (UMAP, with numba's compilation)
 @pytest.mark.parametrize("method", ["tsne", "umap"])
 def test_maps_of_digits_separate_the_classes(digits_subset, method):
     adapter, sub, acts, store = digits_subset
@@ -185,6 +186,7 @@ def test_pca_map_is_the_projection_on_the_top_two_principal_components(digits_su
         assert abs(corr) > 0.9999
 
 
+@pytest.mark.slow  # 5-7 s: fits and places into t-SNE / UMAP maps
 @pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
 def test_placing_training_points_lands_near_their_fitted_positions(digits_subset, method):
     adapter, sub, acts, store = digits_subset
@@ -207,6 +209,7 @@ def test_placing_training_points_lands_near_their_fitted_positions(digits_subset
         assert np.mean(majority == sub.y[rows]) > 0.9
 
 
+@pytest.mark.slow  # 9 s: fits t-SNE / UMAP maps
 def test_a_map_is_computed_once_then_read_from_the_store(digits, tmp_store):
     adapter, bundle, _, _ = digits
     sub = bundle[:300]

@@ -128,6 +128,7 @@ def test_cli_scenarios_plain_text():
     assert [line.split()[0] for line in lines] == EXPECTED_SCENARIOS
 
 
+@pytest.mark.slow  # 5 s: the CLI in two fresh processes
 def test_cli_warm_digits_logreg_json():
     out = run_cli("warm", "digits", "--json", "--model", "logreg", "--quiet")
     assert out.returncode == 0, out.stderr

@@ -172,6 +172,7 @@ def test_toy_explanation_equals_lime_package(toy, tmp_store, fast):
     assert {w for w, v in ours.top() if v > 0} & {"god", "reason", "science", "believe", "not"}
 
 
+@pytest.mark.slow  # 35 s: ours and lime's LIME on 10 documents
 def test_newsgroups_top6_agrees_with_lime_on_9_of_10_documents(tmp_store):
     from tests.conftest import require_dataset
 

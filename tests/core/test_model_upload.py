@@ -279,6 +279,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # 6 s: the CLI in fresh processes
 def test_cli_inspect_model(tmp_path):
     good = tmp_path / "cnn.pt2"
     good.write_bytes(export_bytes(cnn()))
@@ -331,6 +332,7 @@ def _zip_with_numbered_folders() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # 2.7 s: the CLI in a fresh process
 def test_cli_serve_checks_the_files_before_starting(tmp_path):
     result = run_cli("serve", "--model", str(FILES / "random_bytes.pt"), "--data", str(FILES / "three_classes.zip"),
                      "--port", "1")

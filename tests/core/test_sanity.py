@@ -94,6 +94,7 @@ def test_randomized_copy_leaves_the_original_alone_and_is_seeded():
     assert torch.equal(a.conv1.weight, module.conv1.weight)
 
 
+@pytest.mark.slow  # MNIST's CNN (52 s to train)
 def test_a_method_that_ignores_the_model_fails_and_the_gradient_passes_on_the_mnist_cnn(edge_method, tmp_store):
     adapter = load("mnist", "cnn").adapter
     x = np.asarray(holdout("mnist").x[:6], dtype=np.float32)
@@ -184,6 +185,7 @@ def test_cli_prints_the_similarity_per_stage_and_the_areas(capsys):
     assert report["randomization_verdict"].startswith(("passes", "fails"))
 
 
+@pytest.mark.slow  # 55 s: trains the digits CNN on shuffled labels
 def test_data_randomization_against_the_digits_cnn_trained_on_shuffled_labels(tmp_store, edge_method):
     from core import scenarios
     from core.trust.sanity import data_randomization_test

@@ -141,6 +141,7 @@ def test_randomising_a_trained_text_model_changes_its_explanations(trained_bag, 
         text_randomization_test(trained_bag, TEXTS, ["occlusion"], mode="sideways")
 
 
+@pytest.mark.slow  # 16 s cold: the newsgroups forest
 def test_cli_prints_the_text_checks_for_the_newsgroups_models(capsys):
     import json
 

@@ -72,6 +72,7 @@ def test_tree_matches_shap_tree_explainer(scenario, request, tmp_store):
     assert np.abs(zero.additivity_error).max() < 1e-6
 
 
+@pytest.mark.slow  # 6.5 s: shap's exact explainer
 def test_exact_matches_shap_exact_on_titanic_logreg(titanic, tmp_store):
     adapter = scenarios.load_model("titanic", "logreg").adapter
     assert choose_algorithm(adapter, 9) == "exact"
@@ -86,6 +87,7 @@ def test_exact_matches_shap_exact_on_titanic_logreg(titanic, tmp_store):
     np.testing.assert_array_equal(ours.rows, ROWS)
 
 
+@pytest.mark.slow  # 9 s: shap's permutation explainer
 def test_permutation_matches_seeded_shap_on_breast_cancer_mlp(cancer, tmp_store):
     adapter = scenarios.load_model("breast-cancer", "mlp").adapter
     assert choose_algorithm(adapter, 30) == "permutation"
@@ -99,6 +101,7 @@ def test_permutation_matches_seeded_shap_on_breast_cancer_mlp(cancer, tmp_store)
     assert np.abs(ours.additivity_error).max() < 1e-6
 
 
+@pytest.mark.slow  # 9.6 s: two SHAP runs on the titanic MLP
 def test_batch_size_does_not_change_values(titanic, tmp_store):
     adapter = scenarios.load_model("titanic", "mlp").adapter
     bg = background_data(titanic["train"], SMALL)

@@ -137,6 +137,7 @@ def test_hash_texts_is_length_prefixed_and_hash_array_sees_dtype_and_shape():
     assert hash_array(m[:, ::2]) == hash_array(np.ascontiguousarray(m[:, ::2]))
 
 
+@pytest.mark.slow  # 2.5 s: a fresh process
 def test_key_stable_across_processes():
     """Another interpreter (with another str-hash seed) computes the same keys and fingerprints."""
     params = {"z": 1, "a": [1.5, None, True], "s": {"gamma", "alpha", "beta"}, "n": {"q": "text", "p": 2}}
@@ -172,6 +173,7 @@ params_strategy = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
 HYP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow  # 2-4 s: hypothesis examples
 @HYP
 @given(params_strategy, st.randoms(use_true_random=False))
 def test_hyp_key_invariant_to_dict_order(params, rnd):
@@ -187,6 +189,7 @@ def test_hyp_key_invariant_to_dict_order(params, rnd):
     assert cache_key(op="x", params=shuffled(params)) == cache_key(op="x", params=params)
 
 
+@pytest.mark.slow  # 4 s: hypothesis examples
 @HYP
 @given(params_strategy, params_strategy)
 def test_hyp_different_params_give_different_keys(p1, p2):

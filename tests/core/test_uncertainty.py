@@ -236,6 +236,7 @@ def test_bayes_network_samples_weights_only_in_sampling_mode():
 TINY = {"epochs": 2}
 
 
+@pytest.mark.slow  # 23 s: trains ensemble members
 def test_deep_ensemble_members_differ_train_once_and_load_from_cache(tmp_store):
     from core.uncertainty import members
 
@@ -270,6 +271,7 @@ def test_bootstrap_members_see_different_resamples_and_bagging_works_for_sklearn
         members.ensemble_members("digits", "cnn", None, "boosted", 2, store=tmp_store)
 
 
+@pytest.mark.slow  # 115 s: trains members, the digits CNN and a Bayes network into its own store
 def test_sources_give_member_probabilities_and_batch_size_does_not_matter(tmp_store):
     from core import scenarios
     from core.uncertainty import load_source
@@ -290,6 +292,7 @@ def test_sources_give_member_probabilities_and_batch_size_does_not_matter(tmp_st
         load_source("digits", "cnn", None, "laplace", 3, store=tmp_store)
 
 
+@pytest.mark.slow  # 25 s: trains a Bayes-by-backprop network
 def test_bayes_source_samples_a_predictive_distribution(tmp_store):
     from core import scenarios
     from core.uncertainty import load_source
@@ -304,6 +307,7 @@ def test_bayes_source_samples_a_predictive_distribution(tmp_store):
 
 
 # -- stress sets and report --------------------------------------------------------------------------
+@pytest.mark.slow  # 7 s: trains ensemble members
 def test_digits_stress_sets_and_report(tmp_store):
     from tests.conftest import require_dataset
     from core.uncertainty import load_source
@@ -350,6 +354,7 @@ def test_autoencoder_reconstructs_digits_better_than_noise(tmp_store):
 
 
 # -- CLI -------------------------------------------------------------------------------------------
+@pytest.mark.slow  # 209 s: the CLI trains a 5-member deep ensemble of digits CNNs
 def test_cli_prints_the_per_set_table_as_json(capsys):
     import json
 

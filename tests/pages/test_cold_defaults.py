@@ -29,6 +29,7 @@ from tests.conftest import ROOT
 
 LIMIT_S = 20.0  # the budget for a cold default view on 2 cores
 TIMEOUT = 600  # AppTest's own limit: a slow view fails on LIMIT_S with its time, not on a timeout
+pytestmark = pytest.mark.slow  # 19 page runs on fresh stores and emptied in-memory caches: 20 s cold
 PAGES = ("home", "calibration", "images", "text", "trust", "shapley", "uncertainty", "embeddings", "upload")
 SCENARIOS = ("digits", "breast-cancer")
 TRAINING_OPS = {"train", "train_random_labels", "uncertainty_member", "uncertainty_autoencoder", "uncertainty_bayes"}

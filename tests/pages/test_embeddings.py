@@ -126,6 +126,7 @@ def test_box_selection_shows_the_class_histogram_accuracy_and_gallery(digits):
     assert "Gallery: 32 of 50 selected" in " ".join(c.value for c in at.caption)
 
 
+@pytest.mark.slow  # 28 s cold: fits the t-SNE map
 def test_tsne_map_opens_from_the_cache_and_colours_by_confidence(digits):
     at = open_page("digits", "cnn", emb_split="test", emb_method="tsne", emb_iter=150)
     spec = map_spec(at)
@@ -136,6 +137,7 @@ def test_tsne_map_opens_from_the_cache_and_colours_by_confidence(digits):
     assert trace["marker"]["colorbar"]["title"]["text"] == "confidence" and len(arr(trace["x"])) == 450
 
 
+@pytest.mark.slow  # 2 s cold: MC dropout scores of the digits test split
 def test_uncertainty_scores_from_another_page_are_offered_as_colours(digits):
     scores = np.linspace(0, 1, 450)
     shared = {"scenario": "digits", "model": "cnn", "variant": None, "split": "test", "scores": {"mutual info": scores}}
@@ -159,6 +161,7 @@ def test_fgsm_overlay_places_adversarial_points_into_the_map():
     assert any("the prediction changed for" in c.value for c in at.caption)
 
 
+@pytest.mark.slow  # the newsgroups bag model (20 s to train)
 def test_text_scenario_maps_the_bag_model():
     at = open_page("newsgroups", "bag", emb_split="test")
     assert map_spec(at)["layout"]["title"]["text"].startswith("PCA of")

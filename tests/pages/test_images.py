@@ -104,6 +104,7 @@ def test_lime_column_shows_the_engines_superpixel_weights():
     np.testing.assert_allclose(array(shown[0]["z"]), expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # 3.8 s
 def test_another_class_settings_and_mistakes():
     at = open_page(img_correctness="incorrect", img_sort="confidence: high first", img_target="another class",
                    img_target_class=3, img_methods=["occlusion", "grad_cam", "lrp", "integrated_gradients"],
@@ -131,6 +132,7 @@ def test_another_class_settings_and_mistakes():
     assert "conv2 (before its activation)" in layer.options and "relu2" in layer.options
 
 
+@pytest.mark.slow  # 3 s
 def test_default_grad_cam_maps_are_not_blank_and_a_blank_one_is_said():
     at = open_page(img_methods=["grad_cam"])
     assert not [w.value for w in at.warning if "blank" in w.value]
@@ -152,6 +154,7 @@ def test_default_grad_cam_maps_are_not_blank_and_a_blank_one_is_said():
     assert len(marked) == int(blank.sum())
 
 
+@pytest.mark.slow  # 3.2 s
 def test_a_rerun_with_the_same_inputs_reuses_the_maps_without_errors():
     """Regression: results cached with st.cache_data replayed the progress bar's elements on a hit
     (CacheReplayClosureError); moving a display slider reruns the page with the same maps."""

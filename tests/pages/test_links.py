@@ -78,6 +78,7 @@ def test_a_change_after_opening_the_link_is_kept_and_written_back():
     assert at.slider(key="cal_bins").value == 10
 
 
+@pytest.mark.slow  # 6.5 s
 def test_the_written_link_reopens_the_same_image_view():
     at = open_link("images", scenario="digits")
     at.multiselect(key="img_picks").set_value([5, 9]).run()
@@ -96,6 +97,7 @@ def test_the_written_link_reopens_the_same_image_view():
     assert other.session_state["occ_window"] == at.session_state["occ_window"]
 
 
+@pytest.mark.slow  # MNIST's CNN (52 s to train)
 def test_linked_image_beyond_the_first_500_matches_is_offered():
     require_dataset("mnist")
     at = open_link("images", scenario="mnist", images="9876", methods="gradient")

@@ -23,6 +23,7 @@ from core.store import default_store
 from tests.pages.helpers import open_app, sidebar_state
 
 TIMEOUT = 600  # a cache miss would compute inside the run; the assertion below reports it
+pytestmark = pytest.mark.slow  # warm --all digits first: 248 s cold (every page's results, maps, ensembles)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import present
@@ -61,6 +62,7 @@ def test_next_example_steps_through_the_curated_mistakes_on_the_image_page():
             splits["test"].x[[expected[0].index]]), axis=1)[0])
 
 
+@pytest.mark.slow  # 2 s cold (the fast tier's budget)
 def test_previous_from_the_start_wraps_to_the_last_example():
     at = open_page("images", scenario="digits", present="1", methods="gradient")
     expected = curated.examples("digits", "images", model=at.session_state["tl_model"])
@@ -108,6 +110,7 @@ def test_example_titles_are_shown_literally():
     assert present._md("a *b* [c](http://x) <script>") == r"a \*b\* \[c\]\(http://x\) \<script\>"
 
 
+@pytest.mark.slow  # 105 s cold: the curated uncertainty examples train the deep ensemble
 def test_uncertainty_examples_select_the_disputed_input():
     at = open_page("uncertainty", scenario="digits", present="1")
     expected = curated.examples("digits", "uncertainty", model=at.session_state["tl_model"])
@@ -117,6 +120,7 @@ def test_uncertainty_examples_select_the_disputed_input():
     assert "Example 1 of" in bar_text(at)
 
 
+@pytest.mark.slow  # 8 s: curated text examples over the newsgroups models
 def test_text_examples_open_their_document_with_their_model():
     from tests.conftest import require_dataset
 

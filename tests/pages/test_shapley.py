@@ -127,6 +127,7 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+@pytest.mark.slow  # 2.2 s: the newsgroups forest
 def test_text_scenario_shows_shap_words_beside_lime():
     from tests.conftest import require_dataset
 

@@ -29,6 +29,7 @@ def test_non_text_scenario_points_to_the_text_scenario():
     assert not at.get("html")
 
 
+@pytest.mark.slow  # 4.8 s: the newsgroups forest
 def test_forest_on_a_post_with_headers_shows_header_words_and_the_surrogate_fit():
     from core import scenarios
     from core.text.lime_text import LimeParams, explain_lime

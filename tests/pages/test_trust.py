@@ -19,6 +19,7 @@ def open_page(**state) -> AppTest:
     return open_app("pages/trust.py", state=state, timeout=300)
 
 
+@pytest.mark.slow  # 171 s cold: randomisation, deletion and stability runs on the digits CNN
 def test_digits_cnn_checks_and_their_numbers_are_the_engines():
     at = open_page(trust_methods=["gradient", "integrated_gradients"], trust_stability_run=True)
     assert not at.error
@@ -67,6 +68,7 @@ def test_scikit_learn_model_gets_faithfulness_but_not_randomisation():
     assert z.shape == (2, 2) and -1 <= z[0, 1] < 1
 
 
+@pytest.mark.slow  # the newsgroups bag model (20 s to train)
 def test_newsgroups_bag_model_gets_every_check_with_the_engines_numbers():
     require_dataset("newsgroups")
     at = open_page(tl_scenario="newsgroups", tl_model="bag", tl_variant="headers", trust_text_picks=[0, 1])
@@ -107,6 +109,7 @@ def test_newsgroups_scikit_learn_model_is_told_to_pick_the_torch_one():
     assert any(m.value.startswith("- **LIME**: ") for m in at.markdown)
 
 
+@pytest.mark.slow  # trains the digits CNN on shuffled labels (55 s)
 def test_data_randomisation_shows_the_shuffled_label_model():
     at = open_page(trust_methods=["gradient", "integrated_gradients"], trust_data_random=True)
     assert not at.error

@@ -89,6 +89,7 @@ def open_deep_ensemble(**widgets) -> AppTest:
     return at
 
 
+@pytest.mark.slow  # trains a 2-member deep ensemble of digits CNNs (about 1 min cold)
 def test_digits_deep_ensemble_tables_match_the_engine():
     at = open_deep_ensemble()
     expected = uncertainty_report(load_source("digits", "cnn", None, "deep", 2), epsilon=0.1, autoencoder=False)
@@ -124,6 +125,7 @@ def test_digits_deep_ensemble_tables_match_the_engine():
     np.testing.assert_allclose(mi, expected.get("clean").scores["mutual_information"], atol=1e-9)
 
 
+@pytest.mark.slow  # the 2-member deep ensemble (about 1 min cold)
 def test_clicking_a_point_selects_that_input_and_the_shift_table_lists_shifted_sets():
     at = open_deep_ensemble(unc_sets=["noise"])
     at.session_state["unc_scatter"] = {"selection": {"points": [{"customdata": [7]}], "point_indices": [7],

@@ -97,6 +97,7 @@ def test_onnx_model_offers_occlusion_and_says_why_not_gradients(digits_files):
     assert not at.exception and not at.error, errors(at)
 
 
+@pytest.mark.slow  # 2.2 s
 def test_skops_pipeline_with_a_csv_table():
     model, csv = models.breast_cancer_skops()
     at = open_upload_page()
@@ -209,7 +210,9 @@ def uploads(digits_files):
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.xfail(
     strict=True, reason="the page calls core.scenarios for the selected scenario")) if p in KNOWN_BUILT_IN_ONLY else p
     for p in PAGES])
-@pytest.mark.parametrize("upload_kind", ["torchscript+zip", "onnx+zip", "skops+csv", "skops-text+csv"])
+# The sweep takes 20 s cold (32 page runs): the fast tier keeps one kind, the slow tier has the others.
+@pytest.mark.parametrize("upload_kind", ["torchscript+zip"] + [pytest.param(kind, marks=pytest.mark.slow)
+                                                               for kind in ("onnx+zip", "skops+csv", "skops-text+csv")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
