@@ -64,6 +64,23 @@ def tmp_store(tmp_path):
     return ArtifactStore(tmp_path / "cache")
 
 
+def store_with_models(folder, scenario: str, models: list[str] | None = None):
+    """A new store at ``folder`` holding only the trained built-in ``models`` of ``scenario`` (default: all),
+    copied from where the session keeps them (trained there once): a test that needs its own store for
+    what it computes, but does not test the models' training, does not train them again."""
+    import shutil
+
+    from core import scenarios
+    from core.store import ArtifactStore, model_store
+
+    target = ArtifactStore(folder)
+    for name in models or scenarios.get_spec(scenario).model_names:
+        key = scenarios.load_model(scenario, name).key
+        target.path_for(key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_store().path_for(key), target.path_for(key))
+    return target
+
+
 E2E_DIR = ROOT / "tests" / "e2e"
 # Built-in models whose first training takes many seconds here (cold, one torch thread, 2 cores): a test
 # parametrized with one of them (``scenario``/``model`` parameters, or a ``(scenario, model, ...)`` tuple) is slow.

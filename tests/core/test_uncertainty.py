@@ -271,10 +271,13 @@ def test_bootstrap_members_see_different_resamples_and_bagging_works_for_sklearn
         members.ensemble_members("digits", "cnn", None, "boosted", 2, store=tmp_store)
 
 
-@pytest.mark.slow  # 115 s: trains members, the digits CNN and a Bayes network into its own store
-def test_sources_give_member_probabilities_and_batch_size_does_not_matter(tmp_store):
+@pytest.mark.slow  # 15 s: trains two ensemble members into its own store (45 s when the session trains the CNN)
+def test_sources_give_member_probabilities_and_batch_size_does_not_matter(tmp_path):
     from core import scenarios
     from core.uncertainty import load_source
+    from tests.conftest import store_with_models
+
+    tmp_store = store_with_models(tmp_path / "cache", "digits", ["cnn"])  # MC dropout's model: trained once per session
 
     test = scenarios.load_data("digits")["test"][:60]
     deep = load_source("digits", "cnn", None, "deep", 2, overrides=TINY, store=tmp_store)
