@@ -6,7 +6,6 @@ import json
 import os
 import re
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
