@@ -164,20 +164,39 @@ def link_kinds(params_type: type, prefix: str) -> list[tuple[str, str]]:
 
 # -- command line ------------------------------------------------------------------------------------------
 
-def add_flags(parser: argparse.ArgumentParser | Any, params_type: type, prefix: str, title: str = "") -> None:
-    """One ``--<prefix>-<key>`` flag per spec'd field (default: the method's own default, read by :func:`from_flags`)."""
-    group = parser.add_argument_group(title) if title and hasattr(parser, "add_argument_group") else parser
-    for f in fields(params_type):
-        kwargs: dict[str, Any] = {"dest": f.key(prefix), "default": None}
-        help_text = f.spec.label + (f": {f.spec.help}" if f.spec.help else "")
-        if f.kind == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = {"int": int, "float": float, "str": str}[f.kind]
-            if isinstance(f.spec.choices, tuple):
-                kwargs["choices"] = list(f.spec.choices)
-        default = "automatic" if f.default is None else f.default
-        group.add_argument(f.flag(prefix), help=f"{help_text} (default: {default})".replace("%", "%%"), **kwargs)
+def add_flags(parser: argparse.ArgumentParser | Any, methods: list[Any]) -> None:
+    """One ``--<prefix>-<key>`` flag per spec'd field of each method (``Method`` records), grouped by method.
+
+    Unset flags stay None, so :func:`from_flags` keeps the method's own defaults. Two methods may
+    share a flag (``--lime-samples``: LIME on images and on text): it is one flag, read by whichever
+    method runs, and left to the params dataclass to validate; its help lists both defaults.
+    """
+    made: dict[str, tuple[Any, str, str, list[str]]] = {}  # flag -> action, kind, text, defaults
+    for method in methods:
+        group = None
+        for f in fields(method.params_type):
+            flag, dest = f.flag(method.prefix), f.key(method.prefix)
+            default = "automatic" if f.default is None else str(f.default)
+            where = f"{method.title}, {method.modality}: {default}"
+            if flag in made:
+                action, kind, text, seen = made[flag]
+                if kind != f.kind or action.dest != dest:
+                    raise ValueError(f"{flag} means two things: {seen[0]} and {where}")
+                action.choices = None  # the params dataclasses check their own values
+                seen.append(where)
+                action.help = f"{text} (default: {'; '.join(seen)})".replace("%", "%%")
+                continue
+            group = group or parser.add_argument_group(f"{method.title} ({method.modality}) parameters")
+            kwargs: dict[str, Any] = {"dest": dest, "default": None}
+            if f.kind == "bool":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = {"int": int, "float": float, "str": str}[f.kind]
+                if isinstance(f.spec.choices, tuple):
+                    kwargs["choices"] = list(f.spec.choices)
+            text = f.spec.label + (f": {f.spec.help}" if f.spec.help else "")
+            action = group.add_argument(flag, help=f"{text} (default: {default})".replace("%", "%%"), **kwargs)
+            made[flag] = (action, f.kind, text, [where])
 
 
 def from_flags(params_type: type, prefix: str, args: argparse.Namespace) -> Any:

@@ -486,34 +486,9 @@ def add_method_flags(p: argparse.ArgumentParser, methods: list[Any], old_names: 
     whichever method runs, and left to the params dataclass to validate. ``old_names`` (keys of
     :data:`OLD_NAMES`) add the lime / shap verbs' old flag names for the same fields.
     """
-    from core.params import fields
+    from core.params import add_flags
 
-    made: dict[str, tuple[argparse.Action, str, str, list[str]]] = {}  # flag -> action, kind, text, defaults
-    for method in methods:
-        group = None
-        for f in fields(method.params_type):
-            flag, dest = f.flag(method.prefix), f.key(method.prefix)
-            default = "automatic" if f.default is None else str(f.default)
-            where = f"{method.title}, {method.modality}: {default}"
-            if flag in made:
-                action, kind, text, defaults = made[flag]
-                if kind != f.kind or action.dest != dest:
-                    raise ValueError(f"{flag} means two things: {defaults[0]} and {where}")
-                action.choices = None  # the params dataclasses check their own values
-                defaults.append(where)
-                action.help = f"{text} (default: {'; '.join(defaults)})".replace("%", "%%")
-                continue
-            group = group or p.add_argument_group(f"{method.title} ({method.modality}) parameters")
-            kwargs: dict[str, Any] = {"dest": dest, "default": None}
-            if f.kind == "bool":
-                kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = {"int": int, "float": float, "str": str}[f.kind]
-                if isinstance(f.spec.choices, tuple):
-                    kwargs["choices"] = list(f.spec.choices)
-            text = f.spec.label + (f": {f.spec.help}" if f.spec.help else "")
-            action = group.add_argument(flag, help=f"{text} (default: {default})".replace("%", "%%"), **kwargs)
-            made[flag] = (action, f.kind, text, [where])
+    add_flags(p, methods)
     for name in old_names:
         group = p.add_argument_group(f"the {name} verb's flags (older names of the same parameters)")
         for flag, dest, kind in OLD_NAMES[name]:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from core import params as P
-from core.attribution import get_method, method_names
+from core.attribution import method_names
+from core.explanation import get_method
 from core.attribution.base import Method, MethodResult, METHODS, register
 from core.attribution.lrp import LRPParams
 from core.errors import ParameterError
@@ -124,7 +125,7 @@ def test_link_names_are_the_form_keys():
 def test_cli_flags_round_trip(name):
     method = get_method(name)
     parser = argparse.ArgumentParser()
-    P.add_flags(parser, method.params_type, method.prefix)
+    P.add_flags(parser, [method])
     assert P.from_flags(method.params_type, method.prefix, parser.parse_args([])) == method.params_type()
     for f in P.fields(method.params_type):
         if f.kind == "int" and f.spec.options:
@@ -135,7 +136,7 @@ def test_cli_flags_round_trip(name):
 
 def test_bad_flag_value_is_a_parameter_error():
     parser = argparse.ArgumentParser()
-    P.add_flags(parser, LimeParams, "lime")
+    P.add_flags(parser, [get_method("lime", "text")])
     with pytest.raises(ParameterError):
         P.from_flags(LimeParams, "lime", parser.parse_args(["--lime-samples", "1"]))
     with pytest.raises(SystemExit):
@@ -164,7 +165,7 @@ def test_a_new_method_needs_only_its_own_file():
 
         assert ("sq_power", "int") in {(p.key, p.kind) for p in _method_params()}
         parser = argparse.ArgumentParser()
-        P.add_flags(parser, _SquareParams, "sq")
+        P.add_flags(parser, [get_method("square_test")])
         assert P.from_flags(_SquareParams, "sq", parser.parse_args(["--sq-power", "3"])).power == 3
     finally:
         METHODS.pop("square_test")
