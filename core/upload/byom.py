@@ -40,6 +40,8 @@ from core.scenarios import ModelSpec, ScenarioSpec, TrainedModel
 
 PREFIX = "upload-"
 PRELOAD_ENV = "TRUSTLENS_PRELOAD"
+# The Streamlit entry point the server runs (the repository root, two folders above core/upload/).
+APP = Path(__file__).resolve().parents[2] / "app.py"
 DATA_KINDS = ("image_zip", "image", "text_csv", "pasted_text", "table")
 MODEL_NAME = "uploaded"
 
@@ -534,7 +536,7 @@ def launch(model: str, data: str, spec: str | None = None, *, port: int = 8501, 
     """
     document = preload_document(model, data, spec, **data_options)
     open_preloaded(document)  # fail fast, in the caller's terminal
-    app = Path(__file__).resolve().parent.parent / "app.py"
+    app = APP
     env = {**os.environ, PRELOAD_ENV: json.dumps(document)}
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port", str(port),
                "--server.address", address, "--browser.gatherUsageStats", "false"]

@@ -316,6 +316,12 @@ def test_launch_document_allows_the_launchers_own_pickle(tmp_path):
                          DataSource("image_zip", zip_path.read_bytes(), "digits.zip"), allow_pickle=False)
 
 
+def test_launch_runs_the_repositorys_app():
+    """serve / launch start ``streamlit run`` on the repository's app.py (a module move once left it pointing at a
+    missing core/app.py, and the server exited at once)."""
+    assert byom.APP == ROOT / "app.py" and byom.APP.is_file()
+
+
 def _zip_with_numbered_folders() -> bytes:
     import zipfile
 
