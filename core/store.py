@@ -42,6 +42,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+try:  # POSIX: one computation per key across processes sharing the folder
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: threads of one process are still coordinated
+    fcntl = None  # type: ignore[assignment]
+
 from core.errors import ConfigurationError
 from core.fingerprint import canonical_json, hash_json
 
@@ -164,6 +169,28 @@ class ArtifactStore:
                 if entry[1] == 0:
                     del self._locks[key]
 
+    @contextmanager
+    def _process_lock(self, key: str) -> Iterator[None]:
+        """Hold an advisory lock on ``.<key>.lock`` beside the entry while computing it, so another
+        process sharing the folder waits instead of computing the same entry. The lock files stay
+        (empty; removing one while another process waits on it would let a third compute anyway)."""
+        if fcntl is None:
+            yield
+            return
+        path = self.path_for(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path.parent / f".{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or full folder: compute without the lock, as before
+            log.warning("could not create the lock file for cache entry %s: %s", key[:12], exc)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     # -- reading and writing ---------------------------------------------------------------
     def contains(self, key: str) -> bool:
         return self.path_for(key).exists()
@@ -218,32 +245,43 @@ class ArtifactStore:
     ) -> T:
         """Return the cached value for ``key``, computing and storing it on a miss.
 
-        Concurrent callers in one process asking for the same key wait for a single
-        computation instead of repeating it. A corrupt entry is removed, a
-        :class:`CorruptEntryWarning` is issued, and the value is recomputed.
+        Concurrent callers asking for the same key (threads of this process, or other processes
+        sharing the folder) wait for a single computation instead of repeating it. A corrupt entry is
+        removed, a :class:`CorruptEntryWarning` is issued, and the value is recomputed.
         """
         self.path_for(key)  # a malformed key is the caller's bug: raise it, do not treat it as corruption
         with self._lock(key):
-            try:
-                value = self.load(key)
-                self.hits += 1
+            found, value = self._try_load(key)
+            if found:
                 return value
-            except KeyError:
-                pass
-            except ValueError as exc:
-                self.corrupt += 1
-                message = f"{exc}; recomputing it."
-                log.warning(message)
-                warnings.warn(message, CorruptEntryWarning, stacklevel=2)
-                self.path_for(key).unlink(missing_ok=True)
-            self.misses += 1
-            value = compute()
-            try:
-                self.save(key, value, description)
-            except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
-                # A full disk or an unpicklable result must not lose the value we just computed.
-                log.warning("could not write cache entry %s: %s", key[:12], exc)
-            return value
+            with self._process_lock(key):
+                found, value = self._try_load(key)  # another process may have computed it while we waited
+                if found:
+                    return value
+                self.misses += 1
+                value = compute()
+                try:
+                    self.save(key, value, description)
+                except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+                    # A full disk or an unpicklable result must not lose the value we just computed.
+                    log.warning("could not write cache entry %s: %s", key[:12], exc)
+                return value
+
+    def _try_load(self, key: str) -> tuple[bool, Any]:
+        """(True, value) on a hit; (False, None) when absent or corrupt (a corrupt entry is removed)."""
+        try:
+            value = self.load(key)
+        except KeyError:
+            return False, None
+        except ValueError as exc:
+            self.corrupt += 1
+            message = f"{exc}; recomputing it."
+            log.warning(message)
+            warnings.warn(message, CorruptEntryWarning, stacklevel=3)
+            self.path_for(key).unlink(missing_ok=True)
+            return False, None
+        self.hits += 1
+        return True, value
 
     def cached(
         self,

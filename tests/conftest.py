@@ -37,7 +37,16 @@ from components.runtime import configure_server  # noqa: E402 - imports neither 
 configure_server()
 
 if not os.environ.get("TRUSTLENS_CACHE_DIR"):
-    os.environ["TRUSTLENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="trustlens-test-cache-")
+    # One fresh folder per run. Parallel workers (pytest -n, pytest-xdist) share their run's folder (named by the
+    # run's id, which every worker of one run sees), so a model one worker trains the other reads; the store's
+    # file locks make the second wait for the first instead of training it again.
+    _run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if _run:
+        _folder = Path(tempfile.gettempdir()) / f"trustlens-test-cache-{_run[:16]}"
+        _folder.mkdir(exist_ok=True)
+        os.environ["TRUSTLENS_CACHE_DIR"] = str(_folder)
+    else:
+        os.environ["TRUSTLENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="trustlens-test-cache-")
 if not os.environ.get("TRUSTLENS_DATA_DIR"):
     candidate = ROOT.parent / "shared" / "data"
     if candidate.is_dir():
@@ -96,6 +105,11 @@ def uses_slow_model(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel run (README: -n 2 --dist loadfile): hand out the browser files first. They hold the suite's
+        # longest files (every page of every scenario, the upload pages, ten concurrent sessions); given out
+        # last, one of them would leave the other worker idle at the end. The order within a file is kept.
+        items.sort(key=lambda item: E2E_DIR not in Path(str(item.fspath)).resolve().parents)
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so

@@ -18,6 +18,13 @@ from core.trust.degenerate import degenerate_rows, is_degenerate
 from tests.core.models_support import holdout, load
 
 MAX_SHARE = 0.02
+# Grad-CAM (and Guided Grad-CAM, which multiplies by the same map) at the default layer is blank where the
+# class's gradient-weighted channels are negative everywhere, and how often depends on the trained weights, not on
+# our code. MNIST's CNN, same code, data and recipe (2 epochs): seed 0 gave 2 of 200 blank maps trained on one
+# machine's CPU and 9 on another's; seeds 1 and 2 gave 5 and 4; with 3 epochs, seeds 0-2 gave 2, 9 and 3
+# (measured 2026-12-02). 2 % would fail at random with the CPU that trains the CNN; 6 % still fails for a wrong
+# default layer (conv2: 50-87 % blank; pool2: 6-12.5 %).
+MAX_SHARE_BY_METHOD = {"grad_cam": 0.06, "guided_grad_cam": 0.06}
 N_IMAGES = 200
 N_DOCUMENTS = 50
 IMAGE_MODELS = [("digits", "cnn"), ("digits", "logreg"), ("mnist", "cnn")]
@@ -61,7 +68,7 @@ def text_shares(scenario: str, model: str, methods: tuple[str, ...] = TEXT_DEFAU
 def test_default_image_maps_are_rarely_degenerate(scenario, model):
     shares = image_shares(scenario, model)
     assert len(shares) >= 2
-    too_many = {m: s for m, s in shares.items() if s > MAX_SHARE}
+    too_many = {m: s for m, s in shares.items() if s > MAX_SHARE_BY_METHOD.get(m, MAX_SHARE)}
     assert not too_many, f"{scenario}/{model}: share of degenerate default maps {shares}"
 
 

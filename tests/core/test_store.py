@@ -33,7 +33,8 @@ def key_of(**overrides):
 
 
 def tmp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and p.suffix != ".pkl"]
+    """Leftovers of a write: neither an entry nor the (empty, kept) lock file of a computed key."""
+    return [p for p in root.rglob("*") if p.is_file() and p.suffix not in (".pkl", ".lock")]
 
 
 # -- cache_key -------------------------------------------------------------------------------
@@ -427,6 +428,54 @@ def test_concurrent_get_or_compute_computes_once(tmp_store):
     assert results == [{"v": 7}] * 8
     assert tmp_store.stats().misses == 1 and tmp_store.stats().hits == 7
     assert tmp_store._locks == {}  # the key's lock is forgotten once nobody holds or waits for it
+
+
+@pytest.mark.skipif(store_mod.fcntl is None, reason="file locks need fcntl (POSIX)")
+def test_two_stores_on_one_folder_compute_a_key_once(tmp_path, monkeypatch):
+    """Two stores on one folder stand for two processes (two app servers, two test workers): their thread locks
+    are separate, so only the file lock beside the entry keeps the second from computing the key again."""
+    first, second = ArtifactStore(tmp_path), ArtifactStore(tmp_path)
+    key = make_key("shared folder")
+    computing, release, second_waits = threading.Event(), threading.Event(), threading.Event()
+    real_flock = store_mod.fcntl.flock
+
+    class Fcntl:  # the real module, telling the test when the second store asks for the lock
+        LOCK_EX = store_mod.fcntl.LOCK_EX
+
+        @staticmethod
+        def flock(fd, operation):
+            if threading.current_thread().name == "second":
+                second_waits.set()
+            return real_flock(fd, operation)
+
+    monkeypatch.setattr(store_mod, "fcntl", Fcntl)
+    calls = []
+
+    def compute(name):
+        def run():
+            calls.append(name)
+            computing.set()
+            assert release.wait(30), "the test never released the computation"
+            return name
+        return run
+
+    results = {}
+    one = threading.Thread(target=lambda: results.update(first=first.get_or_compute(key, compute("first"))))
+    one.start()
+    assert computing.wait(30)
+    two = threading.Thread(name="second",
+                           target=lambda: results.update(second=second.get_or_compute(key, compute("second"))))
+    two.start()
+    # Ordered by events, not sleeps: the second store missed the entry and is at the file lock before the first
+    # finishes. Without the lock it would compute as well (calls == ["first", "second"]).
+    assert second_waits.wait(30), "the second store never asked for the file lock"
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert calls == ["first"]
+    assert results == {"first": "first", "second": "first"}
+    assert (first.stats().misses, second.stats().misses, second.stats().hits) == (1, 0, 1)
+    assert len(first.entries()) == 1  # the lock file is not an entry
 
 
 def test_per_key_locks_do_not_accumulate(tmp_store):
