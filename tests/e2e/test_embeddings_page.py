@@ -92,15 +92,27 @@ def test_clicking_a_point_shows_its_sample_and_neighbours(page, app_url, screens
     # Click an isolated-enough point: the one farthest from the trace's centre is rarely covered by others.
     i = max(range(len(xs)), key=lambda j: (xs[j] - sum(xs) / len(xs)) ** 2 + (ys[j] - sum(ys) / len(ys)) ** 2)
     x, y = page.evaluate(_TO_PAGE_JS, [xs[i], ys[i]])
-    # WebGL traces find the point under the cursor on hover: move there, let the hover label show, then click.
-    page.mouse.move(x - 3, y - 3)
-    page.mouse.move(x, y, steps=3)
-    helpers.expect(page.locator(".hoverlayer .hovertext").first).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
-    page.mouse.down()
-    page.mouse.up()
     main = helpers.main(page)
     heading = main.get_by_role("heading", name=re.compile(r"^Point #\d+: \w+ sample \d+$"))
-    helpers.expect(heading).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+    for attempt in range(3):
+        # WebGL traces find the point under the cursor on hover: move there, let the hover label show, then click.
+        page.mouse.move(x - 3, y - 3)
+        page.mouse.move(x, y, steps=3)
+        helpers.expect(page.locator(".hoverlayer .hovertext").first).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+        page.mouse.down()
+        page.mouse.up()
+        try:
+            helpers.expect(heading).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+            break
+        except AssertionError:
+            # Seen once with the CPU overloaded (load 14 on 2 cores, two browser suites at once): the hover label
+            # showed but the click's selection never reached the server. A user clicks again; so does the test,
+            # and fails after three clicks that select nothing.
+            if attempt == 2:
+                raise
+            helpers.wait_settled(page)  # a late rerun of the first click may still show it: never click it away
+            if heading.count():
+                break
     helpers.wait_settled(page)
     helpers.wait_painted(page)
     page.screenshot(path=str(screenshot_dir / "embeddings-digits-point.png"))
