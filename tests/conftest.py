@@ -91,6 +91,7 @@ def store_with_models(folder, scenario: str, models: list[str] | None = None):
 
 
 E2E_DIR = ROOT / "tests" / "e2e"
+E2E_LONGEST_FIRST = ("test_every_page.py", "test_upload_page.py", "test_many_sessions.py")
 # Built-in models whose first training takes many seconds here (cold, one torch thread, 2 cores): a test
 # parametrized with one of them (``scenario``/``model`` parameters, or a ``(scenario, model, ...)`` tuple) is slow.
 SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("newsgroups", "bag"): "20 s",
@@ -106,10 +107,19 @@ def uses_slow_model(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Parallel run (README: -n 2 --dist loadfile): hand out the browser files first. They hold the suite's
-        # longest files (every page of every scenario, the upload pages, ten concurrent sessions); given out
-        # last, one of them would leave the other worker idle at the end. The order within a file is kept.
-        items.sort(key=lambda item: E2E_DIR not in Path(str(item.fspath)).resolve().parents)
+        # Parallel run (pytest.ini: -n 2 --dist loadfile --no-loadscope-reorder hands out whole files in this
+        # order). The browser files go last, so the engine and AppTest files have trained the models and filled the
+        # run's cache the Streamlit servers read (handed out first, two servers computed cold views at once beside
+        # two browsers, load 14-19 on 2 cores, and a cold MNIST trust view outlasted its 180 s wait). Among them
+        # the longest go first (measured cold, one process: every page 294 s, uploads 220 s, ten sessions 128 s),
+        # so the short ones even out the end.
+        def rank(item) -> tuple[int, int]:
+            path = Path(str(item.fspath)).resolve()
+            if E2E_DIR not in path.parents:
+                return (0, 0)
+            return (1, E2E_LONGEST_FIRST.index(path.name) if path.name in E2E_LONGEST_FIRST else len(E2E_LONGEST_FIRST))
+
+        items.sort(key=rank)  # stable: the order within a file and among equals is kept
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so
