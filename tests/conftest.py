@@ -91,7 +91,6 @@ def store_with_models(folder, scenario: str, models: list[str] | None = None):
 
 
 E2E_DIR = ROOT / "tests" / "e2e"
-E2E_LONGEST_FIRST = ("test_every_page.py", "test_upload_page.py", "test_many_sessions.py")
 # Built-in models whose first training takes many seconds here (cold, one torch thread, 2 cores): a test
 # parametrized with one of them (``scenario``/``model`` parameters, or a ``(scenario, model, ...)`` tuple) is slow.
 SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("newsgroups", "bag"): "20 s",
@@ -107,19 +106,9 @@ def uses_slow_model(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Parallel run (pytest.ini: -n 2 --dist loadfile --no-loadscope-reorder hands out whole files in this
-        # order). The browser files go last, so the engine and AppTest files have trained the models and filled the
-        # run's cache the Streamlit servers read (handed out first, two servers computed cold views at once beside
-        # two browsers, load 14-19 on 2 cores, and a cold MNIST trust view outlasted its 180 s wait). Among them
-        # the longest go first (measured cold, one process: every page 294 s, uploads 220 s, ten sessions 128 s),
-        # so the short ones even out the end.
-        def rank(item) -> tuple[int, int]:
-            path = Path(str(item.fspath)).resolve()
-            if E2E_DIR not in path.parents:
-                return (0, 0)
-            return (1, E2E_LONGEST_FIRST.index(path.name) if path.name in E2E_LONGEST_FIRST else len(E2E_LONGEST_FIRST))
-
-        items.sort(key=rank)  # stable: the order within a file and among equals is kept
+        # Parallel run: the browser files go last (see pytest_xdist_make_scheduler), after the engine and AppTest
+        # files have trained the models and filled the run's cache that the Streamlit server reads.
+        items.sort(key=lambda item: E2E_DIR in Path(str(item.fspath)).resolve().parents)  # stable
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so
@@ -138,3 +127,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Two workers (pytest.ini: ``-n 2 --dist loadfile``): whole files, except that every browser test is one unit.
+
+    The engine and AppTest files are shared out file by file on both cores; the browser files run one after another
+    on one worker, last, against one Streamlit server and one Chromium, as in a single-process run. Shared out
+    file by file, two servers and two browsers (one of them driving ten sessions) ran at once: load 14-24 on the 2
+    cores, and a cold MNIST page (trust, uncertainty) or a point click outlasted its wait in each of three runs.
+    """
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserTestsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else super()._split_scope(nodeid)
+
+    return BrowserTestsTogether(config, log)
