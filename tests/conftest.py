@@ -97,6 +97,10 @@ SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("newsgroups", "bag"): "20 s",
                ("newsgroups", "forest"): "7-11 s, and its 500 trees predict slowly"}
 
 
+def is_browser_test(item) -> bool:
+    return E2E_DIR in Path(str(item.fspath)).resolve().parents
+
+
 def uses_slow_model(item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     if (params.get("scenario"), params.get("model")) in SLOW_MODELS:
@@ -108,9 +112,9 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # Parallel run: the browser files go last (see pytest_xdist_make_scheduler), after the engine and AppTest
         # files have trained the models and filled the run's cache that the Streamlit server reads.
-        items.sort(key=lambda item: E2E_DIR in Path(str(item.fspath)).resolve().parents)  # stable
+        items.sort(key=is_browser_test)  # stable
     for item in items:
-        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+        if is_browser_test(item):
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so
         if uses_slow_model(item):
             item.add_marker(pytest.mark.slow)

@@ -22,8 +22,8 @@ MAX_SHARE = 0.02
 # class's gradient-weighted channels are negative everywhere, and how often depends on the trained weights, not on
 # our code. MNIST's CNN, same code, data and recipe (2 epochs): seed 0 gave 2 of 200 blank maps trained on one
 # machine's CPU and 9 on another's; seeds 1 and 2 gave 5 and 4; with 3 epochs, seeds 0-2 gave 2, 9 and 3
-# (measured 2026-12-02). 2 % would fail at random with the CPU that trains the CNN; 6 % still fails for a wrong
-# default layer (conv2: 50-87 % blank; pool2: 6-12.5 %).
+# (measured 2026-12-02). 2 % would fail at random with the CPU that trains the CNN; 6 % still fails wave 1's
+# pre-activation default layer (conv2: 50-87 % blank), not every other layer (pool2 gave 2-12.5 %).
 MAX_SHARE_BY_METHOD = {"grad_cam": 0.06, "guided_grad_cam": 0.06}
 N_IMAGES = 200
 N_DOCUMENTS = 50
