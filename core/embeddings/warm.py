@@ -58,7 +58,7 @@ def warm_umap(n_points: int = 4500, metrics: tuple[str, ...] = ("euclidean",)) -
             # 5,000 points) and seeded, single-threaded (smaller maps) compile different functions.
             # The unseeded fit draws from numpy's global generator: hold its lock (core.rng), or this
             # warm-up would move another session's seeded draws (training, shap) mid-computation.
-            with exclusive_global_rng(torch=False):
+            with exclusive_global_rng(torch=False):  # numpy's lock only: torch work goes on
                 model = umap.UMAP(n_neighbors=15, n_epochs=20, metric=metric, n_jobs=max(1, os.cpu_count() or 1),
                                   low_memory=True, verbose=False).fit(x)
                 model.transform(x[:50])

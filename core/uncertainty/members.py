@@ -478,6 +478,6 @@ def stochastic_passes(
     else:
         devices = [torch.device(to_tensor(x[:1]).device)] if n else []
         cuda = [d.index or 0 for d in devices if d.type == "cuda"]
-        with exclusive_global_rng(seed, cuda_devices=cuda):  # TorchScript dropout draws from the global generator
+        with exclusive_global_rng(seed, cuda_devices=cuda, numpy=False):  # TorchScript dropout draws from the global generator
             for_each_range(step, n, batch_size, owner="stochastic_passes", progress=progress, message=message)
     return out if out is not None else np.empty((passes, 0, 0), dtype=np.float32)

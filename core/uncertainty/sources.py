@@ -177,7 +177,7 @@ def estimate_source(scenario: str, model: str | None, variant: str | None, kind:
         arch = _bayes_arch(spec, train, params)
 
         def fit(rows: np.ndarray) -> None:
-            with exclusive_global_rng():  # train_bayes seeds torch's global generator
+            with exclusive_global_rng(numpy=False):  # train_bayes seeds torch's global generator
                 bayes.train_bayes(bayes.bayes_cnn(**arch), train.x[rows], train.y[rows], epochs=1,
                                   batch_size=params["batch_size"], lr=params["lr"], seed=params["seed"],
                                   prior_sigma=params["prior_sigma"], kl_weight=params["kl_weight"],
@@ -205,7 +205,7 @@ def autoencoder_estimate(scenario: str, variant: str | None = None,
     n_inputs = int(np.prod(train.x.shape[1:]))
 
     def fit(rows: np.ndarray) -> None:
-        with exclusive_global_rng():  # train_autoencoder seeds torch's global generator
+        with exclusive_global_rng(numpy=False):  # train_autoencoder seeds torch's global generator
             ae.train_autoencoder(ae.autoencoder(n_inputs, params["hidden"], params["code"]), train.x[rows], epochs=1,
                                  batch_size=params["batch_size"], lr=params["lr"], seed=params["seed"],
                                  device=resolve_device())

@@ -61,7 +61,7 @@ def test_a_seeded_block_is_exclusive_and_puts_the_generators_back(monkeypatch):
 
     other_moved = threading.Event()  # the other session waits for the lock, or (without one) is done
     lock = WatchedLock(other_moved)
-    monkeypatch.setattr(core.rng, "_LOCK", lock)
+    monkeypatch.setattr(core.rng, "_NUMPY_LOCK", lock)  # the first lock a block of both generators takes
     torch.manual_seed(42)
     np.random.seed(42)
     expected_torch_after = torch.rand(4)
@@ -130,6 +130,53 @@ def test_the_decorator_is_reentrant_and_releases_on_errors():
     thread, errors = _run_in_thread(outer)  # the lock was released by the failing call
     thread.join(10)
     assert not thread.is_alive() and not errors
+
+
+def test_torch_only_work_does_not_wait_for_a_numpy_only_block_in_another_session():
+    """The UMAP warm-up holds numpy's generator for up to a minute (numba compiles): the trust page's layer
+    randomisation (torch's generator only) in another session must go on meanwhile, and a second numpy user wait."""
+    from core.trust.sanity import parameter_layers, randomized_module
+
+    module = _tiny_cnn(0)
+    holding, release = threading.Event(), threading.Event()
+
+    def numpy_session() -> None:
+        with exclusive_global_rng(5, torch=False):
+            holding.set()
+            assert release.wait(60)
+
+    thread, errors = _run_in_thread(numpy_session)
+    try:
+        assert holding.wait(30)
+        done = threading.Event()
+        torch_thread, torch_errors = _run_in_thread(lambda: (randomized_module(module, parameter_layers(module)[:1], seed=1), done.set()))
+        assert done.wait(60), "torch-only work waited for another session's numpy-only block"
+        torch_thread.join(10)
+        assert not torch_errors
+        numpy_entered = threading.Event()
+
+        def second_numpy_session() -> None:
+            with exclusive_global_rng(torch=False):
+                numpy_entered.set()
+
+        numpy_thread, numpy_errors = _run_in_thread(second_numpy_session)
+        assert not numpy_entered.wait(0.5), "a second numpy-only block entered while the first held the generator"
+    finally:
+        release.set()
+    thread.join(30)
+    assert numpy_entered.wait(30)  # and it enters once the first block is over
+    numpy_thread.join(30)
+    assert not errors and not numpy_errors
+
+
+def test_numpy_asked_for_inside_a_torch_only_block_is_refused():
+    """Locks are taken numpy first: the other order could deadlock, so it is an error, not a wait."""
+    with exclusive_global_rng(numpy=False):
+        with pytest.raises(RuntimeError, match="torch-only block"):
+            with exclusive_global_rng(torch=False):
+                pass
+    with exclusive_global_rng(), exclusive_global_rng(torch=False):  # both at the outer block: fine
+        pass
 
 
 def _tiny_cnn(seed: int):

@@ -1,4 +1,4 @@
-"""The UMAP warm-up (a background thread in the server) draws from numpy's global generator only under core.rng's lock."""
+"""The UMAP warm-up (a background thread in the server) draws from numpy's global generator only under core.rng's numpy lock."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class _RecordingUMAP:
     def _record(self) -> None:
         if self.random_state is None:
             np.random.rand()  # umap-learn's unseeded path draws from numpy's global generator
-        type(self).calls.append((self.random_state, rng._LOCK._is_owned()))
+        type(self).calls.append((self.random_state, rng.holds("numpy")))
 
     def fit(self, x):
         self._record()
