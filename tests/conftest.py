@@ -101,6 +101,20 @@ def is_browser_test(item) -> bool:
     return E2E_DIR in Path(str(item.fspath)).resolve().parents
 
 
+# The longest browser files, longest first (seconds in one process, fresh cache, trained models, 2 cores).
+LONG_BROWSER_FILES = ("test_every_page.py",  # 290 s
+                      "test_upload_page.py",  # 250 s
+                      "test_many_sessions.py")  # 140 s
+
+
+def parallel_order(item) -> tuple[int, int]:
+    """Engine and AppTest tests first, then browser files, longest first (a sort key; the sort is stable)."""
+    if not is_browser_test(item):
+        return (0, 0)
+    name = Path(str(item.fspath)).name
+    return (1, LONG_BROWSER_FILES.index(name) if name in LONG_BROWSER_FILES else len(LONG_BROWSER_FILES))
+
+
 def uses_slow_model(item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     if (params.get("scenario"), params.get("model")) in SLOW_MODELS:
@@ -110,9 +124,11 @@ def uses_slow_model(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Parallel run: the browser files go last (see pytest_xdist_make_scheduler), after the engine and AppTest
-        # files have trained the models and filled the run's cache that the Streamlit server reads.
-        items.sort(key=is_browser_test)  # stable
+        # Parallel run (pytest.ini: -n 2 --dist loadfile, whole files shared out in this order as workers free up):
+        # the browser files go last, after the engine and AppTest files have trained the models and filled the run's
+        # cache that both workers' Streamlit servers read; the longest browser files first, so that neither worker
+        # is left running a long file alone at the end.
+        items.sort(key=parallel_order)  # stable
     for item in items:
         if is_browser_test(item):
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so
@@ -131,20 +147,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """Two workers (pytest.ini: ``-n 2 --dist loadfile``): whole files, except that every browser test is one unit.
-
-    The engine and AppTest files are shared out file by file on both cores; the browser files run one after another
-    on one worker, last, against one Streamlit server and one Chromium, as in a single-process run. Shared out
-    file by file, two servers and two browsers (one of them driving ten sessions) ran at once: load 14-24 on the 2
-    cores, and a cold MNIST page (trust, uncertainty) or a point click outlasted its wait in each of three runs.
-    """
-    from xdist.scheduler import LoadFileScheduling
-
-    class BrowserTestsTogether(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "tests/e2e" if nodeid.startswith("tests/e2e/") else super()._split_scope(nodeid)
-
-    return BrowserTestsTogether(config, log)
