@@ -92,6 +92,28 @@ def choose_option(page, combobox, option: str) -> None:
     choice.click()
 
 
+def add_options(page, combobox, options, attempts: int = 3) -> None:
+    """Add options to a multiselect one at a time, as a user would, and make sure each one stuck.
+
+    Each pick reruns the page. A pick made while the previous pick's rerun is still running was once
+    lost under load (CI, parallel run: the last column never came), so wait for every pick's run to
+    settle, then check the selection's chips and pick again what is missing.
+    """
+    box = combobox.locator("xpath=ancestor::*[@data-testid='stMultiSelect'][1]")
+    for _ in range(attempts):
+        missing = [o for o in options if box.get_by_role("button", name=f"Remove {o}", exact=True).count() == 0]
+        if not missing:
+            return
+        for option in missing:
+            choose_option(page, combobox, option)
+            page.keyboard.press("Escape")
+            wait_settled(page)
+        time.sleep(0.5)  # let a late rerun replace the chips before they are counted again
+        wait_settled(page)
+    missing = [o for o in options if box.get_by_role("button", name=f"Remove {o}", exact=True).count() == 0]
+    assert not missing, f"picked {missing} {attempts} times and they did not stay selected"
+
+
 def select_scenario(page, spec: ScenarioSpec) -> None:
     choose_option(page, scenario_box(page), spec.title)
 

@@ -57,10 +57,7 @@ def test_occlusion_and_grad_cam_columns_on_mistakes(page, app_url, screenshot_di
     helpers.click_radio(page, "Predictions", "incorrect")
     main = helpers.main(page)
     methods = main.get_by_role("combobox", name="Methods (columns)")
-    for title in ("Occlusion", "Grad-CAM", "LRP"):
-        methods.click()
-        page.get_by_role("option", name=title, exact=True).click()
-    page.keyboard.press("Escape")
+    helpers.add_options(page, methods, ("Occlusion", "Grad-CAM", "LRP"))
     helpers.expect(main.get_by_text(re.compile(r"^Occlusion: probability of the explained class"))).to_be_visible(
         timeout=helpers.LOAD_TIMEOUT_MS)
     # Each pick reruns the page: wait for the last one (LRP's column) before reading the titles.
