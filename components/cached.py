@@ -312,3 +312,15 @@ def upload_uncertainty_report(scenario: str, kind: str, n: int, epsilon: float, 
     if "report" not in memo:
         memo["report"] = upload_report(byom.get(scenario), kind, int(n), epsilon=float(epsilon), progress=_progress)
     return memo["report"]
+
+
+@st.cache_data(show_spinner="Scoring the slice, the groups and searching for weak slices…", max_entries=32)
+def slices_report(scenario: str, model: str, variant: str | None, split: str, sensitive: tuple[str, ...],
+                  slice_text: str, positive: int | None, max_conditions: int):
+    """The slices report of one model on one split (core.slices.report), disk-cached by core."""
+    from core.slices.report import SliceParams, slices_report as compute
+
+    bundle = scenario_data(scenario, variant)[split]
+    params = SliceParams(sensitive=sensitive, slice=slice_text, positive=positive, max_conditions=max_conditions)
+    return compute(trained_model(scenario, model, variant).adapter, bundle, params,
+                   proba=predictions(scenario, model, variant, split))

@@ -113,6 +113,10 @@ PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
         _p("point", "emb_point", "int"), _p("k", "emb_k", "int"), _p("adv", "emb_adv", "bool"),
         _p("eps", "emb_eps", "float"), _p("adv_n", "emb_adv_n", "int"),
     ),
+    "slices": (
+        _p("slice", "slice_text"), _p("split", "slice_split"), _p("positive", "slice_positive"),
+        _p("conditions", "slice_conditions", "int"), _p("sensitive", "slice_sensitive", "strs"),
+    ),
     "upload": (),
 }
 

@@ -39,6 +39,33 @@ MNIST_FILES = {
     "test_x": "t10k-images-idx3-ubyte.gz",
     "test_y": "t10k-labels-idx1-ubyte.gz",
 }
+# UCI Adult: the model's columns (education, one-to-one with education-num, is kept for the data browser
+# only; fnlwgt, the census's sampling weight, is dropped). Categorical columns hold codes into ADULT_CATEGORIES,
+# the value lists of adult.names; a missing value ("?") gets the code after the last category.
+ADULT_FEATURES = ("age", "workclass", "education-num", "marital-status", "occupation", "relationship", "race", "sex",
+                  "capital-gain", "capital-loss", "hours-per-week", "native-country")
+ADULT_COLUMNS = ("age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+                 "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country", "income")
+ADULT_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "workclass": ("Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov", "State-gov", "Without-pay",
+                  "Never-worked"),
+    "marital-status": ("Married-civ-spouse", "Divorced", "Never-married", "Separated", "Widowed", "Married-spouse-absent",
+                       "Married-AF-spouse"),
+    "occupation": ("Tech-support", "Craft-repair", "Other-service", "Sales", "Exec-managerial", "Prof-specialty",
+                   "Handlers-cleaners", "Machine-op-inspct", "Adm-clerical", "Farming-fishing", "Transport-moving",
+                   "Priv-house-serv", "Protective-serv", "Armed-Forces"),
+    "relationship": ("Wife", "Own-child", "Husband", "Not-in-family", "Other-relative", "Unmarried"),
+    "race": ("White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black"),
+    "sex": ("Female", "Male"),
+    "native-country": ("United-States", "Cambodia", "England", "Puerto-Rico", "Canada", "Germany",
+                       "Outlying-US(Guam-USVI-etc)", "India", "Japan", "Greece", "South", "China", "Cuba", "Iran",
+                       "Honduras", "Philippines", "Italy", "Poland", "Jamaica", "Vietnam", "Mexico", "Portugal", "Ireland",
+                       "France", "Dominican-Republic", "Laos", "Ecuador", "Taiwan", "Haiti", "Columbia", "Hungary",
+                       "Guatemala", "Nicaragua", "Scotland", "Thailand", "Yugoslavia", "El-Salvador", "Trinadad&Tobago",
+                       "Peru", "Hong", "Holand-Netherlands"),
+}
+# Age bands for group comparisons (a derived display column, declared sensitive by the scenario).
+ADULT_AGE_BANDS = ((0, 25, "under 25"), (25, 45, "25-44"), (45, 65, "45-64"), (65, 200, "65 and over"))
 TITANIC_FEATURES = ("Pclass", "Sex_male", "Age", "SibSp", "Parch", "Fare", "Embarked_C", "Embarked_Q", "Embarked_S")
 
 
@@ -85,12 +112,21 @@ def _titanic_csv() -> Path | None:
     return None
 
 
+def _adult_dir() -> Path | None:
+    root = data_dir()
+    if root is None:
+        return None
+    folder = root / "adult"
+    return folder if (folder / "adult.data").is_file() and (folder / "adult.test").is_file() else None
+
+
 def availability(dataset: str) -> Availability:
     """Whether ``dataset`` can be loaded without a download, and from where."""
     embedded = {"digits", "breast-cancer"}
     if dataset in embedded:
         return Availability(True, "embedded in scikit-learn")
-    local = {"mnist": _mnist_dir, "newsgroups": _newsgroups_archive, "titanic": _titanic_csv}[dataset]()
+    local = {"mnist": _mnist_dir, "newsgroups": _newsgroups_archive, "titanic": _titanic_csv,
+             "adult": _adult_dir}[dataset]()
     if local is not None:
         return Availability(True, str(local))
     return Availability(False, f"not in {ENV_VAR}; would be downloaded on first use (needs internet)")
@@ -350,3 +386,71 @@ def load_titanic() -> Splits:
     display = frame[keep]
     classes = ("died", "survived")
     return _tabular_splits("titanic", x, y, classes, TITANIC_FEATURES, display)
+
+
+# -- UCI Adult -------------------------------------------------------------------------------
+def adult_categorical_sizes() -> tuple[int, ...]:
+    """Codes per model column: 0 for a numeric column, else its categories plus one for "missing"."""
+    return tuple(len(ADULT_CATEGORIES[c]) + 1 if c in ADULT_CATEGORIES else 0 for c in ADULT_FEATURES)
+
+
+def _adult_frame(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, header=None, names=list(ADULT_COLUMNS), skipinitialspace=True, na_values="?",
+                        comment="|", keep_default_na=False)
+    frame = frame.dropna(subset=["income"])
+    frame["income"] = frame["income"].str.rstrip(".")  # the test file writes ">50K."
+    return frame.reset_index(drop=True)
+
+
+def adult_features(frame: pd.DataFrame) -> np.ndarray:
+    """Model columns (:data:`ADULT_FEATURES`) of raw Adult rows: numbers as they are, categories as codes."""
+    columns = []
+    for name in ADULT_FEATURES:
+        if name in ADULT_CATEGORIES:
+            values = ADULT_CATEGORIES[name]
+            codes = pd.Categorical(frame[name], categories=list(values)).codes.astype(np.float32)
+            codes[codes < 0] = len(values)  # missing, or a value adult.names does not list
+            columns.append(codes)
+        else:
+            columns.append(pd.to_numeric(frame[name]).to_numpy(np.float32))
+    return np.stack(columns, axis=1)
+
+
+def adult_age_band(age: pd.Series) -> pd.Series:
+    """The age band of each person, an ordered categorical (groups are listed youngest first)."""
+    bands = pd.Series(index=age.index, dtype=object)
+    for low, high, label in ADULT_AGE_BANDS:
+        bands[(age >= low) & (age < high)] = label
+    return bands.astype(pd.CategoricalDtype([label for _, _, label in ADULT_AGE_BANDS], ordered=True))
+
+
+def load_adult() -> Splits:
+    """UCI Adult (census income): the official adult.data (32,561 rows: 85 % train, 15 % validation,
+    stratified) and adult.test (16,281 rows: test); classes <=50K / >50K. Offline only: the files come
+    from ``$TRUSTLENS_DATA_DIR/adult``."""
+    folder = _adult_dir()
+    if folder is None:
+        where = data_dir()
+        raise DataUnavailableError(
+            f"The UCI Adult data is not available ({f'{ENV_VAR}={str(where)!r}' if where else f'{ENV_VAR} is not set'}; "
+            "looked for adult/adult.data and adult/adult.test). TrustLens never downloads it.",
+            hint=f"set {ENV_VAR} to a folder holding adult/adult.data and adult/adult.test (e.g. ../shared/data), "
+            "or pick the 'breast-cancer' scenario, which works offline.")
+    frames = {"data": _adult_frame(folder / "adult.data"), "test": _adult_frame(folder / "adult.test")}
+    classes = ("<=50K", ">50K")
+    out: Splits = {}
+    for source, frame in frames.items():
+        y = (frame["income"] == ">50K").astype(np.int64).to_numpy()
+        x = adult_features(frame)
+        display = frame.drop(columns=["income", "fnlwgt"])  # fnlwgt: the census's sampling weight, not a trait
+        display.insert(1, "age band", adult_age_band(display["age"]))
+        parts = {"test": np.arange(len(y))}
+        if source == "data":
+            from sklearn.model_selection import train_test_split
+
+            train_idx, val_idx = train_test_split(np.arange(len(y)), test_size=0.15, random_state=SEED, stratify=y)
+            parts = {"train": np.sort(train_idx), "val": np.sort(val_idx)}
+        for split, idx in parts.items():
+            out[split] = DataBundle("tabular", x[idx], y[idx], classes, ADULT_FEATURES, name=f"adult/{split}",
+                                    display=display.iloc[idx].reset_index(drop=True))
+    return {split: out[split] for split in ("train", "val", "test")}

@@ -33,6 +33,38 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class EncodeColumns(nn.Module):
+    """Numeric columns standardised, categorical columns (codes 0..K-1) expanded to K indicator columns.
+
+    ``categories[j]`` is K for a categorical column and 0 for a numeric one. The indicator of code k is
+    ``relu(1 - |x - k|)``: exactly one-hot at integer codes, and piecewise linear in between, so gradient
+    methods get a defined gradient on every column (not the zero of a hard one-hot).
+    """
+
+    def __init__(self, categories: Any, mean: Any, std: Any) -> None:
+        super().__init__()
+        self.categories = [int(k) for k in categories]
+        self.numeric = [j for j, k in enumerate(self.categories) if k == 0]
+        self.register_buffer("mean", torch.as_tensor([mean[j] for j in self.numeric], dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor([std[j] for j in self.numeric], dtype=torch.float32).clamp_min(1e-6))
+        for j, k in enumerate(self.categories):
+            if k:
+                self.register_buffer(f"codes{j}", torch.arange(k, dtype=torch.float32))
+
+    @property
+    def width(self) -> int:
+        return len(self.numeric) + sum(self.categories)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != len(self.categories):  # indexing would silently ignore extra columns
+            raise ValueError(f"expected {len(self.categories)} columns, got {x.shape[-1]}")
+        parts = [(x[:, self.numeric] - self.mean) / self.std]
+        for j, k in enumerate(self.categories):
+            if k:
+                parts.append(torch.relu(1 - (x[:, j : j + 1] - getattr(self, f"codes{j}")).abs()))
+        return torch.cat(parts, dim=1)
+
+
 def image_cnn(height: int, width: int, channels: int = 1, n_classes: int = 10, mean: float = 0.0, std: float = 1.0,
               widths: tuple[int, int] = (16, 32), hidden: int = 128, dropout: float = 0.25) -> nn.Sequential:
     """Two conv blocks + two dense layers with dropout (MC dropout works on it)."""
@@ -87,11 +119,16 @@ def text_bag_of_embeddings(vocab_size: int, n_classes: int, dim: int = 64, hidde
     ]))
 
 
-def tabular_mlp(n_features: int, n_classes: int, mean: Any, std: Any, hidden: tuple[int, int] = (32, 16), dropout: float = 0.1) -> nn.Sequential:
+def tabular_mlp(n_features: int, n_classes: int, mean: Any, std: Any, hidden: tuple[int, int] = (32, 16), dropout: float = 0.1,
+                categories: Any = None) -> nn.Sequential:
+    """Two hidden layers; ``categories`` (per column: K categories, or 0 for numeric) one-hot encodes
+    code columns inside the module (:class:`EncodeColumns`), so the model takes the table's raw columns."""
     h1, h2 = hidden
+    encode: nn.Module = Standardize(mean, std) if categories is None else EncodeColumns(categories, mean, std)
+    width = n_features if categories is None else encode.width  # type: ignore[union-attr]
     return nn.Sequential(OrderedDict([
-        ("normalize", Standardize(mean, std)),
-        ("fc1", nn.Linear(n_features, h1)),
+        ("normalize", encode),
+        ("fc1", nn.Linear(width, h1)),
         ("relu1", nn.ReLU()),
         ("dropout1", nn.Dropout(dropout)),
         ("fc2", nn.Linear(h1, h2)),

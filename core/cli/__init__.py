@@ -6,7 +6,8 @@ One verb per kind of work, each in the module of its group:
 - :mod:`core.cli.explain`: ``explain`` (images, text, tables), its aliases ``lime`` and ``shap``,
   ``shapley-game``;
 - :mod:`core.cli.checks`: ``sanity``, ``calibration``, ``uncertainty``;
-- :mod:`core.cli.maps`: ``embed``.
+- :mod:`core.cli.maps`: ``embed``;
+- :mod:`core.cli.slices`: ``slices``.
 
 Every verb that works on a scenario takes a user's model instead (``--upload MODEL --data DATA
 [--spec FILE] [--trust-types]``: the upload page's dry run and refusals). Shared flags come from
@@ -24,7 +25,7 @@ import argparse
 import os
 import sys
 
-from core.cli import checks, explain, maps, models
+from core.cli import checks, explain, maps, models, slices
 from core.cli.common import (
     EXIT_BELOW_TARGET,
     EXIT_ERROR,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     shared = parents()
-    for group in (models, explain, checks, maps):
+    for group in (models, explain, checks, maps, slices):
         group.add_parsers(sub, shared)
     return parser
 

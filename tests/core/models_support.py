@@ -13,6 +13,7 @@ EXPECTED_MODELS = [
     ("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag"),
     ("breast-cancer", "gboost"), ("breast-cancer", "logreg"), ("breast-cancer", "mlp"),
     ("titanic", "gboost"), ("titanic", "logreg"), ("titanic", "mlp"),
+    ("adult", "gboost"), ("adult", "logreg"), ("adult", "mlp"),
 ]
 MODEL_IDS = [f"{s}-{m}" for s, m in EXPECTED_MODELS]
 N_SAMPLES = 30

@@ -97,7 +97,7 @@ def test_listing_scenarios_imports_no_heavy_library():
 
 
 # -- CLI -------------------------------------------------------------------------------------
-EXPECTED_SCENARIOS = ["digits", "mnist", "newsgroups", "breast-cancer", "titanic"]
+EXPECTED_SCENARIOS = ["digits", "mnist", "newsgroups", "breast-cancer", "titanic", "adult"]
 
 
 def test_cli_scenarios_json():
@@ -117,7 +117,8 @@ def test_cli_scenarios_json():
     assert by_name["digits"]["data_available"] and by_name["breast-cancer"]["data_available"]
     from core import datasets
 
-    for name in ("mnist", "newsgroups", "titanic"):  # follows the data folder, not hard-coded
+    assert by_name["adult"]["sensitive"] == ["sex", "race", "age band"]
+    for name in ("mnist", "newsgroups", "titanic", "adult"):  # follows the data folder, not hard-coded
         assert by_name[name]["data_available"] == datasets.availability(name).available
 
 

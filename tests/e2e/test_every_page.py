@@ -28,6 +28,7 @@ PAGES = {
     "shapley": "Shapley values",
     "uncertainty": "Uncertainty",
     "embeddings": "Embeddings",
+    "slices": "Slices and groups",
     "upload": "Your model",
 }
 
