@@ -36,6 +36,7 @@ page = st.navigation(
         st.Page("pages/uncertainty.py", title="Uncertainty", icon=":material/help:"),
         st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
         st.Page("pages/slices.py", title="Slices and groups", icon=":material/pie_chart:"),
+        st.Page("pages/data.py", title="Data checks", icon=":material/fact_check:"),
         st.Page("pages/upload.py", title="Your model", icon=":material/upload_file:"),
     ]
 )

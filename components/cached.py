@@ -324,3 +324,15 @@ def slices_report(scenario: str, model: str, variant: str | None, split: str, se
     params = SliceParams(sensitive=sensitive, slice=slice_text, positive=positive, max_conditions=max_conditions)
     return compute(trained_model(scenario, model, variant).adapter, bundle, params,
                    proba=predictions(scenario, model, variant, split))
+
+
+@st.cache_data(show_spinner="Checking the data: duplicates, drift, label errors…", max_entries=16)
+def data_report(scenario: str, model: str, variant: str | None):
+    """Missing values, balance, duplicates, drift and (with labels) suspected label errors, disk-cached by core."""
+    from core.slices.data_checks import data_report_cached
+
+    splits = scenario_data(scenario, variant)
+    if splits["test"].y is None:
+        return data_report_cached(splits)
+    adapter = trained_model(scenario, model, variant).adapter
+    return data_report_cached(splits, adapter.fingerprint, predictions(scenario, model, variant, "test"))

@@ -37,3 +37,18 @@ def group_figure(column: str, groups: Sequence[dict[str, Any]], overall: dict[st
         legend={"orientation": "h", "y": -0.2}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
+
+
+def balance_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Share of each class per split (grouped bars), from ``core.slices.data_checks.class_balance`` rows."""
+    fig = go.Figure()
+    for k, split in enumerate(dict.fromkeys(r["split"] for r in rows)):
+        part = [r for r in rows if r["split"] == split]
+        fig.add_trace(go.Bar(x=[r["class"] for r in part], y=[r["share"] for r in part], name=split,
+                             marker_color=("#1c7ed6", "#f08c00", "#2b8a3e")[k % 3],
+                             customdata=[r["n"] for r in part],
+                             hovertemplate="%{x}: %{y:.1%} (%{customdata:,} samples)<extra>" + split + "</extra>"))
+    fig.update_layout(title="Class balance per split", barmode="group", height=300, yaxis={"tickformat": ".0%"},
+                      xaxis={"type": "category"}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
+    return fig

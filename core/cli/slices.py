@@ -1,4 +1,5 @@
-"""Can the data be trusted: ``slices`` (metrics per slice and per group, disparities, weak slices)."""
+"""Can the data be trusted: ``slices`` (metrics per slice and per group, disparities, weak slices) and
+``data`` (missing values, balance, duplicates, drift, label errors)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,57 @@ def add_parsers(sub: Any, parents: Parents) -> None:
                    help="smallest weak slice (default: 1 %% of the samples, at least 20)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_slices, parser=p)
+
+    p = sub.add_parser(
+        "data",
+        parents=parents.scenario_verb,
+        help="checks of the data itself: missing values, class balance, duplicates and train / test leakage, "
+        "drift between train and test, suspected label errors (confident learning on the model's test probabilities)",
+    )
+    p.set_defaults(func=cmd_data, parser=p)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from core.inference import predict_proba_cached
+    from core.slices.data_checks import data_report_cached
+
+    source = resolve_source(args)
+    splits = source.splits()
+    started = time.perf_counter()
+    proba = fingerprint = model = None
+    if source.labelled and splits["test"].y is not None:
+        model = source.model_name(args.model)
+        adapter = source.trained(model, args).adapter
+        proba, fingerprint = predict_proba_cached(adapter, splits["test"]), adapter.fingerprint
+    result = data_report_cached(splits, fingerprint, proba)
+    document = {"scenario": source.name, "variant": source.variant, "model": model, **result.as_dict(),
+                "seconds": round(time.perf_counter() - started, 3)}
+    document["label_issues"].pop("indices", None)
+
+    def table() -> None:
+        print(f"{source.label} data: " + ", ".join(f"{k} {v:,}" for k, v in result.splits.items()))
+        missing = [r for r in result.missing if r["missing"]]
+        print("missing values: " + ("none" if not missing else ", ".join(
+            f"{r['column']} {r['missing']:,} ({r['share']:.1%}) in {r['split']}" for r in missing)))
+        print("class balance: " + "; ".join(
+            f"{split} " + ", ".join(f"{r['class']} {r['share']:.1%}" for r in result.balance if r["split"] == split)
+            for split in result.splits))
+        for kind in ("exact", "near"):
+            d = result.duplicates[kind]
+            within = ", ".join(f"{split} {v['count']:,}" for split, v in d["within"].items())
+            leak = d["test_in_train"]
+            print(f"{kind} duplicates: within {within}; test samples also in train {leak['count']:,}"
+                  + (f" ({leak['different_label']:,} with a different label)" if leak["count"] else ""))
+        drifted = [r for r in result.drift if r["drifted"]]
+        print(f"drift between train and test: {len(drifted)} of {len(result.drift)} features"
+              + "".join(f"\n  {r['feature']}: {r['test']} {r['statistic']:.3g}, p {r['p_value']:.2g}" for r in drifted))
+        issues = result.label_issues
+        if issues:
+            print(f"suspected label errors in the {issues['split']} split: {issues['count']:,} "
+                  f"({issues.get('share', 0):.1%}), by confident learning on {model}'s probabilities")
+            for s in issues["samples"][:10]:
+                print(f"  #{s['index']}: labelled {s['given']} (p {s['given_probability']:.3f}), "
+                      f"the model says {s['suggested']} (p {s['suggested_probability']:.3f})")
+
+    emit(args, document, table)
+    return EXIT_OK

@@ -29,6 +29,7 @@ PAGES = {
     "uncertainty": "Uncertainty",
     "embeddings": "Embeddings",
     "slices": "Slices and groups",
+    "data": "Data checks",
     "upload": "Your model",
 }
 
