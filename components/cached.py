@@ -336,3 +336,17 @@ def data_report(scenario: str, model: str, variant: str | None):
         return data_report_cached(splits)
     adapter = trained_model(scenario, model, variant).adapter
     return data_report_cached(splits, adapter.fingerprint, predictions(scenario, model, variant, "test"))
+
+
+@st.cache_data(show_spinner="Comparing the two models on the slices…", max_entries=16)
+def slices_comparison(scenario: str, model: str, other: str, variant: str | None, split: str,
+                      sensitive: tuple[str, ...], slice_text: str, positive: int | None, max_conditions: int):
+    """Both models' error rates on the report's slices, their disagreement and where it concentrates."""
+    from core.slices.compare import compare_models, comparison_slices
+    from core.slices.frame import slice_frame
+
+    bundle = scenario_data(scenario, variant)[split]
+    report = slices_report(scenario, model, variant, split, sensitive, slice_text, positive, max_conditions).as_dict()
+    proba_a, proba_b = predictions(scenario, model, variant, split), predictions(scenario, other, variant, split)
+    frame = slice_frame(bundle, proba_a)
+    return compare_models(frame, bundle.y, proba_a, proba_b, (model, other), comparison_slices(report, frame), positive)

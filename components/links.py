@@ -116,6 +116,7 @@ PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
     "slices": (
         _p("slice", "slice_text"), _p("split", "slice_split"), _p("positive", "slice_positive"),
         _p("conditions", "slice_conditions", "int"), _p("sensitive", "slice_sensitive", "strs"),
+        _p("compare", "slice_compare"),
     ),
     "data": (_p("pair", "data_pair", "int"),),
     "upload": (),

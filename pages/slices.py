@@ -133,6 +133,39 @@ for i, weak in enumerate(report.weak_slices):
     w2.button("Apply", key=f"slice_apply_{i}", on_click=apply, args=(weak["slice"],), width="stretch",
               disabled=weak["slice"] == applied)
 
+# -- two models on the same slices ---------------------------------------------------------------------------
+others = [m for m in spec.model_names if m != sel.model]
+if others:
+    st.subheader("Two models on the same slices")
+    other = st.selectbox(f"Compare {sel.model} with", ["(none)", *others], key="slice_compare",
+                         help="the other model is trained on first use")
+    if other != "(none)":
+        with guarded():
+            cached.trained_model(sel.scenario, other, sel.variant)
+            comparison = cached.slices_comparison(sel.scenario, sel.model, other, sel.variant, split, tuple(sensitive),
+                                                  applied, positive, int(depth))
+
+        def cell(row: dict, name: str) -> str:
+            m = row[name]
+            return f"{m['error_rate']:.3f}" + (f" [{m['error_interval'][0]:.3f}, {m['error_interval'][1]:.3f}]"
+                                               if m["error_interval"] else "")
+
+        st.dataframe(pd.DataFrame([{"slice": r["slice"], "n": r["n"], f"{sel.model} error": cell(r, sel.model),
+                                    f"{other} error": cell(r, other), "difference": r["difference"],
+                                    "disagree": r["disagreement"]} for r in comparison["slices"]]),
+                     hide_index=True, width="stretch", key="slice_compare_table",
+                     column_config={"difference": st.column_config.NumberColumn(format="%+.3f"),
+                                    "disagree": st.column_config.NumberColumn(format="percent")})
+        st.caption(f"They predict differently on **{comparison['disagreement']:.1%}** of the samples. Difference: "
+                   f"{other}'s error rate minus {sel.model}'s. Slices: the one above, the groups, and {sel.model}'s "
+                   "weak slices.")
+        for i, w in enumerate(comparison["disagreement_slices"]):
+            c1, c2 = st.columns([6, 1])
+            c1.markdown(f"Where they disagree most: `{w['slice']}`: {w['n']:,} samples, **{w['disagreement']:.1%}** "
+                        f"vs {w['rest_disagreement']:.1%} elsewhere")
+            c2.button("Apply", key=f"slice_apply_disagree_{i}", on_click=apply, args=(w["slice"],), width="stretch",
+                      disabled=w["slice"] == applied)
+
 # -- the samples behind the slice --------------------------------------------------------------------------
 st.subheader("Samples in the slice")
 inside = np.flatnonzero(mask)

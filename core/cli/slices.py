@@ -33,7 +33,25 @@ def cmd_slices(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = slices_report(adapter, bundle, params, progress=progress(args))
     document = {"scenario": source.name, "variant": source.variant, "model": model, "split": args.split,
-                **result.as_dict(), "seconds": round(time.perf_counter() - started, 3)}
+                **result.as_dict()}
+    if args.compare:
+        from core.inference import predict_proba_cached
+        from core.slices.compare import compare_models, comparison_slices
+        from core.slices.frame import slice_frame
+
+        other = source.model_name([args.compare])
+        if other == model:
+            from core.errors import ParameterError
+
+            raise ParameterError(f"--compare names the model itself ({model!r}).",
+                                 hint=f"compare with another: {', '.join(m for m in source.spec.model_names if m != model)}.")
+        proba_a = predict_proba_cached(adapter, bundle)
+        proba_b = predict_proba_cached(source.trained(other, args).adapter, bundle)
+        frame = slice_frame(bundle, proba_a)
+        document["comparison"] = compare_models(frame, bundle.y, proba_a, proba_b, (model, other),
+                                                comparison_slices(document, frame), params.positive, params.n_boot,
+                                                params.seed)
+    document["seconds"] = round(time.perf_counter() - started, 3)
 
     def table() -> None:
         print(f"{source.name}/{model}, {args.split} split: {result.n:,} samples"
@@ -60,6 +78,17 @@ def cmd_slices(args: argparse.Namespace) -> int:
             print(f"  {i:>2}. {w['slice']}: n {w['n']:,}, error {w['error_rate']:.3f} [{lo:.3f}, {hi:.3f}] vs "
                   f"{w['rest_error_rate']:.3f} for the rest, p {w['p_value']:.2g}" if w["p_value"] else
                   f"{w['rest_error_rate']:.3f} for the rest, p < 1e-300")
+
+        if "comparison" in document:
+            c = document["comparison"]
+            a, b = c["models"]
+            print(f"{a} vs {b}: they disagree on {c['disagreement']:.1%} of the samples")
+            for row in c["slices"]:
+                print(f"  {row['slice'][:40]:<40} {row['n']:>7,}  {a} {row[a]['error_rate']:.3f}  {b} "
+                      f"{row[b]['error_rate']:.3f}  difference {row['difference']:+.3f}  disagree {row['disagreement']:.1%}")
+            for w in c["disagreement_slices"]:
+                print(f"  where they disagree most: {w['slice']}: n {w['n']:,}, {w['disagreement']:.1%} vs "
+                      f"{w['rest_disagreement']:.1%} elsewhere")
 
     emit(args, document, table)
     return EXIT_OK
@@ -88,6 +117,9 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     p.add_argument("--min-size", type=int, default=None, metavar="N",
                    help="smallest weak slice (default: 1 %% of the samples, at least 20)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", default=None, metavar="MODEL",
+                   help="a second model of the scenario: error rates of both on the same slices, how often they "
+                   "disagree, and the slices where they disagree most")
     p.set_defaults(func=cmd_slices, parser=p)
 
     p = sub.add_parser(

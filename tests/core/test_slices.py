@@ -275,3 +275,34 @@ def test_slices_of_an_uploaded_pipeline_find_the_planted_weak_slice_first(tmp_pa
     assert abs(by_column["f2"]["value"] - 0.6) < 0.03
     region = {g["slice"]: g for g in doc["groups"][0]["groups"]}
     assert region["region == north"]["error_rate"] > 2 * region["region == south"]["error_rate"]
+
+
+def test_comparing_two_models_counts_their_disagreement_and_finds_where_it_concentrates():
+    from core.slices.compare import compare_models
+
+    data, _, weak = planted()
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, len(data))
+    proba_a = np.where(y[:, None] == np.arange(2), 0.9, 0.1)  # always right
+    pred_b = np.where(weak & (rng.random(len(data)) < 0.8), 1 - y, y)  # wrong mostly inside the planted slice
+    proba_b = np.where(pred_b[:, None] == np.arange(2), 0.8, 0.2)
+    out = compare_models(data, y, proba_a, proba_b, ("a", "b"), [parse_slice("colour == red")], positive=1, n_boot=20)
+    first, red = out["slices"]
+    assert first["slice"] == "all samples" and first["a"]["error_rate"] == 0.0
+    assert first["difference"] == pytest.approx(np.mean(pred_b != y), abs=1e-6)
+    assert out["disagreement"] == pytest.approx(np.mean(pred_b != y), abs=1e-6)
+    assert red["n"] == int((data["colour"] == "red").sum()) and red["disagreement"] > first["disagreement"]
+    where = out["disagreement_slices"][0]
+    assert {c["column"] for c in where["conditions"]} == {"colour", "size"} and where["disagreement"] > 0.6
+
+
+def test_slices_cli_compares_two_models(capsys):
+    from core.cli import main
+
+    assert main(["slices", "breast-cancer", "--model", "logreg", "--compare", "gboost", "--boot", "20", "--json",
+                 "--quiet"]) == 0
+    comparison = json.loads(capsys.readouterr().out)["comparison"]
+    assert comparison["models"] == ["logreg", "gboost"] and comparison["slices"][0]["slice"] == "all samples"
+    assert 0 <= comparison["disagreement"] < 0.2
+    assert main(["slices", "breast-cancer", "--model", "logreg", "--compare", "logreg", "--quiet"]) == 1
+    assert "--compare names the model itself" in capsys.readouterr().err

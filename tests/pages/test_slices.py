@@ -101,3 +101,19 @@ def test_a_deep_link_opens_the_slice():
     assert table(at)["slice"].tolist()[1] == "Pclass == 3 and Sex == male"
     assert at.session_state["slice_sensitive"] == ["Sex", "Pclass"]
     assert {"Groups of Sex: metrics with 95 % bootstrap intervals (dotted: all samples)"} <= set(group_titles(at))
+
+
+def test_two_models_side_by_side_on_the_same_slices():
+    at = open_page("adult", "gboost", slice_compare="logreg")
+    assert not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "logreg error" in d.value.columns)
+    assert table["slice"].iloc[0] == "all samples" and {"sex == Female", "sex == Male"} <= set(table["slice"])
+    test = scenarios.load_data("adult")["test"]
+    a = scenarios.load_model("adult", "gboost").adapter.predict(test.x)
+    b = scenarios.load_model("adult", "logreg").adapter.predict(test.x)
+    first = table.iloc[0]
+    assert first["gboost error"].startswith(f"{np.mean(a != test.y):.3f} [")
+    assert first["logreg error"].startswith(f"{np.mean(b != test.y):.3f} [")
+    assert first["difference"] == pytest.approx(np.mean(b != test.y) - np.mean(a != test.y), abs=1e-6)
+    assert first["disagree"] == pytest.approx(np.mean(a != b), abs=1e-6)
+    assert any(b.key == "slice_apply_disagree_0" for b in at.button)  # where they disagree, one click away
