@@ -20,7 +20,7 @@ from core.lecture import defaults as page_defaults
 from core.tabular import shapley
 from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 from core.upload.table_upload import MAX_ROWS, load_table, template_csv
-from core.tabular.glassbox import logistic_coefficients
+from core.tabular.glassbox import category_labels, logistic_coefficients
 from core.tabular.interactions import strongest_interaction
 
 sel = state.current()
@@ -178,7 +178,8 @@ left, right = st.columns(2)
 with left:
     if "logreg" in spec.model_names:
         logreg = cached.trained_model(sel.scenario, "logreg", sel.variant)
-        coefs = logistic_coefficients(logreg.adapter.estimator, test.feature_names, spec.class_names)
+        coefs = logistic_coefficients(logreg.adapter.estimator, test.feature_names, spec.class_names,
+                                      category_labels(test))
         unit = "per standard deviation" if coefs.per_standard_deviation else "per unit"
         st.plotly_chart(present.figure(coefficients_figure(coefs.feature_names, coefs.coefficients[0],
                                             f"Logistic regression: log-odds of '{coefs.classes[0]}' {unit}")),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.bundle import DataBundle
 from core.errors import InputShapeError, check_int
@@ -30,8 +31,14 @@ class Coefficients:
     per_standard_deviation: bool
 
 
-def logistic_coefficients(estimator: Any, feature_names: tuple[str, ...], class_names: tuple[str, ...]) -> Coefficients:
+def logistic_coefficients(estimator: Any, feature_names: tuple[str, ...], class_names: tuple[str, ...],
+                          categories: dict[str, dict[int, str]] | None = None, top: int | None = 30) -> Coefficients:
     """Coefficients of a LogisticRegression, or of a pipeline ending in one.
+
+    A pipeline that encodes columns first (a ``ColumnTransformer`` one-hot encoding category codes) has one
+    coefficient per encoded column: they are named by the pipeline's ``get_feature_names_out``, with a
+    code shown as its category (``workclass = Private``) where ``categories`` (:func:`category_labels`)
+    knows it, and only the ``top`` largest in magnitude are kept.
 
     Raises
     ------
@@ -48,10 +55,56 @@ def logistic_coefficients(estimator: Any, feature_names: tuple[str, ...], class_
                               hint="choose the scenario's 'logreg' model to see a glass box.")
     scaled = any(isinstance(step, StandardScaler) for _, step in steps[:-1])
     coef = np.atleast_2d(final.coef_)
+    names = tuple(feature_names)
     if coef.shape[1] != len(feature_names):
-        raise InputShapeError(f"The model has {coef.shape[1]} coefficients for {len(feature_names)} features.")
+        names = _encoded_names(steps, feature_names, coef.shape[1], categories or {})
+        if top is not None and len(names) > top:
+            keep = np.sort(np.argsort(-np.abs(coef).max(axis=0))[:top])
+            coef, names = coef[:, keep], tuple(names[j] for j in keep)
     classes = (class_names[1],) if coef.shape[0] == 1 and len(class_names) == 2 else tuple(class_names)
-    return Coefficients(tuple(feature_names), classes, coef, np.atleast_1d(final.intercept_), scaled)
+    return Coefficients(names, classes, coef, np.atleast_1d(final.intercept_), scaled)
+
+
+def _encoded_names(steps: list, feature_names: tuple[str, ...], n: int,
+                   categories: dict[str, dict[int, str]]) -> tuple[str, ...]:
+    from sklearn.pipeline import Pipeline
+
+    try:
+        raw = [str(v) for v in Pipeline(steps[:-1]).get_feature_names_out(list(feature_names))]
+    except Exception as exc:  # noqa: BLE001 - any transformer without names: say what we have
+        raise InputShapeError(f"The model has {n} coefficients for {len(feature_names)} features, and its encoding "
+                              f"steps cannot name them ({type(exc).__name__}).") from None
+    if len(raw) != n:
+        raise InputShapeError(f"The model has {n} coefficients for {len(raw)} encoded columns.")
+    out = []
+    for name in raw:
+        name = name.split("__", 1)[-1]  # ColumnTransformer's "onehot__" / "remainder__"
+        column, _, code = name.rpartition("_")
+        try:
+            value = int(float(code))
+        except ValueError:
+            out.append(name)
+            continue
+        labels = categories.get(column)
+        out.append(f"{column} = {labels.get(value, code)}" if labels else name)
+    return tuple(out)
+
+
+def category_labels(bundle: DataBundle) -> dict[str, dict[int, str]]:
+    """For each model column holding category codes, code -> the text its display column shows on those rows."""
+    out: dict[str, dict[int, str]] = {}
+    if bundle.display is None or not bundle.feature_names:
+        return out
+    for j, name in enumerate(bundle.feature_names):
+        if name not in bundle.display.columns:
+            continue
+        shown = bundle.display[name]
+        if shown.dtype.kind in "biuf":
+            continue
+        codes = np.asarray(bundle.x[:, j])
+        pairs = pd.DataFrame({"code": codes, "text": shown.astype("string").fillna("(missing)")}).drop_duplicates("code")
+        out[str(name)] = {int(c): str(t) for c, t in zip(pairs["code"], pairs["text"]) if float(c).is_integer()}
+    return out
 
 
 @dataclass(frozen=True)

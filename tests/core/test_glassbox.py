@@ -72,3 +72,21 @@ def test_strongest_interaction_is_shaps_choice_and_deterministic_on_many_rows():
     assert strongest_interaction(values[:3000], data[:3000], 1) == approximate_interactions(1, values[:3000],
                                                                                             data[:3000])[0] == 4
     assert strongest_interaction(values, data, 1) == strongest_interaction(values, data, 1) == 4  # seeded sample
+
+
+def test_a_one_hot_pipeline_names_its_coefficients_by_category():
+    require_dataset("adult")
+    loaded = scenarios.load_model("adult", "logreg")
+    train = scenarios.load_data("adult")["train"]
+    labels = glassbox.category_labels(train)
+    assert labels["sex"] == {0: "Female", 1: "Male"} and labels["workclass"][8] == "(missing)"
+    coefs = glassbox.logistic_coefficients(loaded.adapter.estimator, train.feature_names, train.class_names, labels,
+                                           top=None)
+    assert len(coefs.feature_names) == coefs.coefficients.shape[1] == loaded.adapter.estimator[-1].coef_.shape[1]
+    assert "sex = Male" in coefs.feature_names and "age" in coefs.feature_names
+    j = coefs.feature_names.index("sex = Male")
+    raw = list(loaded.adapter.estimator[:-1].get_feature_names_out(list(train.feature_names)))
+    assert coefs.coefficients[0, j] == loaded.adapter.estimator[-1].coef_[0, raw.index("onehot__sex_1.0")]
+    top = glassbox.logistic_coefficients(loaded.adapter.estimator, train.feature_names, train.class_names, labels, top=10)
+    assert len(top.feature_names) == 10
+    assert np.abs(top.coefficients).min() >= np.sort(np.abs(coefs.coefficients[0]))[-10]
