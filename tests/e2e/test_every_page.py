@@ -1,13 +1,15 @@
 """Every page of the navigation, opened by a deep link for every built-in scenario, in a real browser.
 
 Each visit waits until the page's run has finished and everything is painted, then checks that no
-exception or error is shown and saves a screenshot (tests/e2e/screenshots/every-<scenario>-<page>.png).
+exception or error is shown and saves a screenshot (tests/e2e/screenshots/every-<scenario>-<page>.png);
+the seconds each page took go to every-<scenario>-seconds.json beside them.
 The pages' main interactions (pick a sample, change a method, select points, upload a model) are
 exercised by the per-page browser tests beside this one.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -79,3 +81,5 @@ def test_every_page_opens_for_the_scenario(name, page, app_url, screenshot_dir):
         if path in ("images", "trust") and spec.kind != "image" and spec.kind != "text":
             helpers.expect(helpers.main(page).get_by_test_id("stAlertContentInfo").first).to_be_visible()
     print(f"{name}: " + ", ".join(f"{p} {s:.1f} s" for p, s in timings.items()))
+    # beside the screenshots, for reading a CI run's page times (pytest keeps no output of a passing test)
+    (screenshot_dir / f"every-{name}-seconds.json").write_text(json.dumps(timings, indent=1))
