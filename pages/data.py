@@ -59,7 +59,9 @@ st.caption("Duplicates within a split: " + ", ".join(
     f"{split} {v['count']:,} exact / {near['within'][split]['count']:,} near" for split, v in exact["within"].items())
     + ". Duplicates are judged on what the model sees (a table's model columns).")
 pairs = near["test_in_train"]["pairs"]
-if pairs:
+if pairs and splits["test"].y is None:
+    st.dataframe(pd.DataFrame(pairs, columns=["test index", "train index"]), hide_index=True, key="data_pairs")
+elif pairs:
     labels = [f"test #{t} = train #{r}" for t, r in pairs]
     pick = st.selectbox("Show a test sample and its twin in train", range(len(pairs)), key="data_pair",
                         format_func=lambda i: labels[i])
@@ -68,9 +70,12 @@ if pairs:
     with a:
         render_samples(splits["test"], np.array([t]), cached.predictions(sel.scenario, sel.model, sel.variant, "test"),
                        spec.class_names, key="data_pair_test", per_row=1)
-    with b:
-        render_samples(splits["train"], np.array([r]), cached.predictions(sel.scenario, sel.model, sel.variant, "train"),
-                       spec.class_names, key="data_pair_train", per_row=1)
+    with b:  # the model's probabilities for this one train sample (predicting a 60,000-image split to show one costs ~5 s)
+        train = splits["train"]
+        twin = np.zeros((len(train), len(spec.class_names)))
+        rows = train.x[[r]] if train.kind != "text" else [str(train.x[r])]
+        twin[r] = cached.trained_model(sel.scenario, sel.model, sel.variant).adapter.predict_proba(rows)[0]
+        render_samples(train, np.array([r]), twin, spec.class_names, key="data_pair_train", per_row=1)
 
 # -- drift ----------------------------------------------------------------------------------------------
 st.subheader("Drift between train and test")
