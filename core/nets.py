@@ -37,8 +37,9 @@ class EncodeColumns(nn.Module):
     """Numeric columns standardised, categorical columns (codes 0..K-1) expanded to K indicator columns.
 
     ``categories[j]`` is K for a categorical column and 0 for a numeric one. The indicator of code k is
-    ``relu(1 - |x - k|)``: exactly one-hot at integer codes, and piecewise linear in between, so gradient
-    methods get a defined gradient on every column (not the zero of a hard one-hot).
+    ``relu(1 - |x - k|)``: exactly one-hot at integer codes and piecewise linear in between. At an integer
+    code the gradient is 0, as for a hard one-hot; between codes it is not, so a path method
+    (Integrated Gradients from a baseline) sees the column on its way.
     """
 
     def __init__(self, categories: Any, mean: Any, std: Any) -> None:

@@ -82,7 +82,7 @@ def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams
                   progress: ProgressCallback | None = None) -> SlicesReport:
     """The report for ``adapter`` on the labelled ``bundle`` (predictions from ``proba`` or the cached ones)."""
     from core.inference import predict_proba_cached
-    from core.slices.conditions import parse_slice
+    from core.slices.conditions import check_column, parse_slice
     from core.slices.frame import slice_frame
 
     params = params.validated()
@@ -97,13 +97,11 @@ def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams
     if slice_.conditions:
         slice_.mask(frame)  # a missing column, a type mismatch or no match: said before the long part
     for column in params.sensitive:
-        from core.slices.conditions import check_column
-
         check_column(frame, column, "--sensitive")
     store = store or default_store()
 
     def compute() -> dict[str, Any]:
-        return _compute(adapter.class_names, bundle, proba, params, progress).as_dict()
+        return _compute(adapter.class_names, bundle, frame, proba, params, progress).as_dict()
 
     document = store.cached(compute, op="slices", model_fingerprint=adapter.fingerprint,
                             data_fingerprint=bundle.fingerprint, params={**asdict(params), "code": source_hash(*CODE)},
@@ -111,15 +109,13 @@ def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams
     return SlicesReport(**document)
 
 
-def _compute(class_names: tuple[str, ...], bundle: DataBundle, proba: np.ndarray, params: SliceParams,
+def _compute(class_names: tuple[str, ...], bundle: DataBundle, frame: Any, proba: np.ndarray, params: SliceParams,
              progress: ProgressCallback | None) -> SlicesReport:
     from core.slices.conditions import parse_slice
-    from core.slices.frame import slice_frame
     from core.slices.metrics import group_report, slice_metrics
     from core.slices.search import weak_slices
 
     y = np.asarray(bundle.y, dtype=np.int64)
-    frame = slice_frame(bundle, proba)
     positive = params.positive
     args = {"positive": positive, "n_boot": params.n_boot, "seed": params.seed}
     report(progress, 0.1, "overall metrics")

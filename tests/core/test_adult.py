@@ -60,9 +60,9 @@ def test_an_mlp_on_raw_columns_one_hot_encodes_them_inside():
     encode = module.normalize
     out = encode(torch.tensor([[12.0, 2.0, 5.0], [10.0, 0.0, 6.0]]))
     assert out.tolist() == [[1.0, 0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0, 0.0]]
-    x = torch.tensor([[12.0, 1.0, 5.0]], requires_grad=True)  # a gradient reaches the code column
+    x = torch.tensor([[12.0, 1.5, 5.0]], requires_grad=True)  # between two codes, a gradient reaches the code column
     module(x)[0, 1].backward()
-    assert x.grad is not None and x.grad.shape == (1, 3)
+    assert x.grad[0, 1] != 0
 
 
 @pytest.mark.slow
