@@ -101,14 +101,16 @@ def sample_keys(bundle: DataBundle, near: bool) -> list[bytes]:
                 text = _NON_WORD.sub("", text.lower())
             out.append(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
         return out
+    if bundle.kind == "image":  # float32 throughout: MNIST's 47 M pixels in float64 took 11 s to quantise
+        x = np.asarray(bundle.x, dtype=np.float32).reshape(len(bundle), -1)
+        if near:
+            x = np.rint(np.clip(x, 0, 1) * 7).astype(np.uint8)
+        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in np.ascontiguousarray(x)]
     x = np.asarray(bundle.x, dtype=np.float64).reshape(len(bundle), -1)
     if near:
-        if bundle.kind == "image":
-            x = np.round(np.clip(x, 0, 1) * 7)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                digits = np.where(x == 0, 0, 3 - np.floor(np.log10(np.abs(np.where(x == 0, 1, x)))))
-            x = np.round(x * 10.0**digits) / 10.0**digits
+        with np.errstate(divide="ignore", invalid="ignore"):
+            digits = np.where(x == 0, 0, 3 - np.floor(np.log10(np.abs(np.where(x == 0, 1, x)))))
+        x = np.round(x * 10.0**digits) / 10.0**digits
     x = np.ascontiguousarray(np.nan_to_num(x, nan=np.inf).astype(np.float32))
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
 
