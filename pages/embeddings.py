@@ -30,6 +30,7 @@ from core.embeddings import (
     transform_points,
 )
 from core.embeddings.export import map_table, to_bytes
+from core.lecture import defaults
 
 METHOD_TITLES = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
 SPLIT_TITLES = {"all": "all splits", "train": "train", "val": "validation", "test": "test"}
@@ -62,8 +63,13 @@ with present.controls('Layer, points and projection'):
     if st.session_state.get("emb_layer") not in layers:
         st.session_state["emb_layer"] = default_layer(adapter)
     layer = c1.selectbox("Layer", layers, key="emb_layer", help="default: the last hidden layer")
+    n_total = sum(len(b) for b in cached.scenario_data(sel.scenario, sel.variant).values())
+    if st.session_state.get("emb_split") not in SPLIT_TITLES:
+        st.session_state["emb_split"] = defaults.embedding_split(n_total)
     split = c2.selectbox("Points", list(SPLIT_TITLES), key="emb_split", format_func=SPLIT_TITLES.get,
-                         help="'all splits' maps every sample of the dataset (70,000 for MNIST)")
+                         help=f"'all splits' maps every sample of the dataset; it opens on all of them up to "
+                              f"{defaults.EMBEDDING_ALL_SPLITS_UP_TO:,} samples, else on the test split "
+                              f"(this dataset: {n_total:,})")
     method = c3.segmented_control("Method", list(METHOD_TITLES), default="pca", key="emb_method",
                                   format_func=METHOD_TITLES.get) or "pca"
 
