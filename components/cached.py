@@ -70,29 +70,41 @@ def device_label() -> str:
 
 
 @st.cache_data(show_spinner="Computing calibration…", max_entries=64)
-def calibration_report(scenario: str, model: str, variant: str | None, n_bins: int):
-    """Test-split calibration of one model, with recalibrators fitted on the validation split."""
+def calibration_report(scenario: str, model: str, variant: str | None, n_bins: int,
+                       slice_text: str = "", slice_model: str | None = None):
+    """Test-split calibration of one model, with recalibrators fitted on the validation split.
+
+    ``slice_text``: evaluate on the test samples of that slice only (its outcome columns are
+    ``slice_model``'s, the sidebar's model); the recalibrators are still fitted on the whole validation split.
+    """
     from core.report_cache import calibration_report_cached as compute  # on disk: warm --all fills it
 
     splits = scenario_data(scenario, variant)
-    return compute(
-        model,
-        predictions(scenario, model, variant, "val"), splits["val"].y,
-        predictions(scenario, model, variant, "test"), splits["test"].y,
-        n_bins=n_bins,
-    )
+    test_proba, test_y = predictions(scenario, model, variant, "test"), np.asarray(splits["test"].y)
+    if slice_text:
+        from components.active_slice import slice_rows
+
+        rows = slice_rows(scenario, slice_model or model, variant, "test", slice_text)
+        test_proba, test_y = test_proba[rows], test_y[rows]
+    return compute(model, predictions(scenario, model, variant, "val"), splits["val"].y, test_proba, test_y,
+                   n_bins=n_bins)
 
 
 @st.cache_data(show_spinner="Computing SHAP values…", max_entries=32)
 def shap_explanation(scenario: str, model: str, variant: str | None, n_rows: int, algorithm: str, background: str,
-                     background_size: int, target: str | int):
-    """SHAP values of the first ``n_rows`` test rows (background from the train split), disk-cached by core."""
+                     background_size: int, target: str | int, slice_text: str = ""):
+    """SHAP values of the first ``n_rows`` test rows (of the slice ``slice_text``, when given; its outcome columns
+    are ``model``'s), background from the train split, disk-cached by core."""
     from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
     splits = scenario_data(scenario, variant)
     params = ShapParams(algorithm=algorithm, background=background, background_size=background_size)
     test = splits["test"]
     rows = np.arange(min(n_rows, len(test)))
+    if slice_text:
+        from components.active_slice import slice_rows
+
+        rows = slice_rows(scenario, model, variant, "test", slice_text)[:n_rows]
     return explain_tabular(trained_model(scenario, model, variant).adapter, test, rows,
                            background_data(splits["train"], params), params, target)
 

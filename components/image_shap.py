@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
-from components import cached, present
+from components import active_slice, cached, present
 from components.feedback import guarded, transient_progress
 from components.figures.attributions import attribution_grid
 from components.samples import sample_label
@@ -37,7 +37,11 @@ def image_shap_section(sel: Selection) -> None:
     test = splits["test"]
     proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
     c1, c2, c3 = st.columns([3, 1, 1])
-    picks = c1.multiselect("Test images", list(range(min(len(test), 500))), default=[0, 1, 2], max_selections=6,
+    offered = active_slice.offered(sel, len(test), "shap_image_picks")
+    if not offered:
+        st.info("No test image lies in the active slice.", icon=":material/filter_alt_off:")
+        return
+    picks = c1.multiselect("Test images", offered, default=offered[:3], max_selections=6,
                            key="shap_image_picks", format_func=lambda i: sample_label(i, test.y, proba, spec.class_names))
     samples = c2.select_slider("Samples", [50, 100, 200, 500, 1000], defaults.SHAP_IMAGE_SAMPLES, key="shap_image_samples",
                                help="(background image, path point) pairs per image")

@@ -43,7 +43,7 @@ def _p(name: str, key: str | None = None, kind: str = "str") -> Param:
 
 
 SHARED = (_p("scenario", state.SCENARIO_KEY), _p("model", state.MODEL_KEY), _p("variant", state.VARIANT_KEY),
-          _p("present", PRESENT_KEY, "bool"))
+          _p("slice", state.SLICE_KEY), _p("present", PRESENT_KEY, "bool"))
 
 
 
@@ -114,7 +114,7 @@ PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
         _p("eps", "emb_eps", "float"), _p("adv_n", "emb_adv_n", "int"),
     ),
     "slices": (
-        _p("slice", "slice_text"), _p("split", "slice_split"), _p("positive", "slice_positive"),
+        _p("split", "slice_split"), _p("positive", "slice_positive"),
         _p("conditions", "slice_conditions", "int"), _p("sensitive", "slice_sensitive", "strs"),
         _p("compare", "slice_compare"),
     ),

@@ -9,6 +9,7 @@ import streamlit as st
 from core import scenarios
 
 SCENARIO_KEY, MODEL_KEY, VARIANT_KEY = "tl_scenario", "tl_model", "tl_variant"
+SLICE_KEY = "tl_slice"  # the sidebar's active slice (components/active_slice.py), linked as ``slice``
 UPLOADS_KEY, PENDING_KEY = "tl_uploads", "tl_pending_scenario"  # this session's uploaded scenarios; one to select next run
 
 

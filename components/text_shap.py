@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from components import cached
+from components import active_slice, cached
 from components.feedback import guarded, transient_progress
 from components.text_view import show_explanation
 from components.samples import sample_label
@@ -29,7 +29,13 @@ def text_shap_section(sel: Selection) -> None:
     test = splits["test"]
     proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
     c1, c2 = st.columns([3, 1])
-    index = c1.selectbox("Test document", list(range(len(test))), key="shap_text_doc",
+    offered = active_slice.keep(sel, range(len(test)))
+    if not offered:
+        st.info("No test document lies in the active slice.", icon=":material/filter_alt_off:")
+        return
+    if st.session_state.get("shap_text_doc") not in set(offered):
+        st.session_state.pop("shap_text_doc", None)
+    index = c1.selectbox("Test document", offered, key="shap_text_doc",
                          format_func=lambda i: sample_label(i, test.y, proba, spec.class_names))
     max_evals = c2.select_slider("SHAP evaluations", [300, 1000, 3000, 10000], 1000, key="shap_text_evals",
                                  help="more evaluations split the text into finer groups (slower)")

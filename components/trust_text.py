@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import present, state
+from components import active_slice, present, state
 from components.feedback import degenerate_summary, guarded, transient_progress
 from components.figures.sanity import agreement_figure, faithfulness_figure, similarity_figure
 from components.figures.text import stability_figure
@@ -43,11 +43,14 @@ def render(sel: state.Selection) -> None:
     adapter, _splits, test, test_proba = scenario_test_split(sel)
     names = adapter.class_names
     with present.controls('Documents and methods'):
-        offered = list(range(min(len(test), 500)))  # plus linked / curated documents beyond the first 500
-        offered += sorted({int(i) for i in st.session_state.get("trust_text_picks", []) if 500 <= int(i) < len(test)})
+        offered = active_slice.offered(sel, len(test), "trust_text_picks")  # plus linked / curated ones beyond 500
+        if not offered:
+            st.info("No test document lies in the active slice.", icon=":material/filter_alt_off:")
+            st.stop()
+        active_slice.caption(sel, "test", "documents")
         c1, c2 = st.columns([3, 2])
         picks = c1.multiselect("Test documents (the numbers are averaged over them)", offered,
-                               default=list(range(min(len(test), 4))), max_selections=8, key="trust_text_picks",
+                               default=offered[:4], max_selections=8, key="trust_text_picks",
                                format_func=lambda i: sample_label(i, test.y, test_proba, names))
         available = available_methods(adapter)
         methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available],

@@ -48,7 +48,11 @@ def scenario_sidebar() -> state.Selection:
             st.session_state[state.MODEL_KEY] = spec.default_model
         st.selectbox("Model", spec.model_names, key=state.MODEL_KEY)
         st.caption(spec.model(st.session_state[state.MODEL_KEY]).description)
-    return state.current()
+    selection = state.current()
+    from components import active_slice
+
+    active_slice.sidebar(selection)
+    return selection
 
 
 def _preloaded_scenario() -> str | None:

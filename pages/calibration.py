@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.feedback import guarded
 from components.figures.calibration import reliability_figure, risk_coverage_figure
 from components.samples import render_samples
@@ -41,11 +41,15 @@ if not models:
     st.info("Pick at least one model to compare.", icon=":material/checklist:")
     st.stop()
 
+current = active_slice.active()  # the sidebar's slice: every number below is on its test samples
+active_slice.caption(sel, "test")
+slice_rows = active_slice.rows(sel, "test")
 reports = {}
 with guarded():
     for name in models:
         cached.trained_model(sel.scenario, name, sel.variant)
-        reports[name] = cached.calibration_report(sel.scenario, name, sel.variant, n_bins)
+        reports[name] = cached.calibration_report(sel.scenario, name, sel.variant, n_bins, current.text if current
+                                                  else "", sel.model)
 
 suffix = "" if method == "none" else f" after {method} scaling" if method == "temperature" else f" after {method}"
 of = st.radio("Reliability of", ["top-label", *range(len(spec.class_names))], key="cal_of", horizontal=True,
@@ -59,7 +63,7 @@ else:
               for name, report in reports.items()]
     suffix += f", P({spec.class_names[of]}) against the label being {spec.class_names[of]}"
 primary_name, primary_curve = curves[0]
-event = st.plotly_chart(present.figure(reliability_figure(curves, f"Reliability diagram (test split{suffix})")), key="cal_reliability",
+event = st.plotly_chart(present.figure(reliability_figure(curves, f"Reliability diagram (test {'slice' if current else 'split'}{suffix})")), key="cal_reliability",
                         on_select="rerun", selection_mode=("points",))
 
 # -- metrics table ----------------------------------------------------------------------------
@@ -79,7 +83,7 @@ for name, report in reports.items():
             "NLL": m.nll,
         })
 table = pd.DataFrame(rows)
-st.subheader("Metrics on the test split")
+st.subheader("Metrics on the test split" + (f" slice ({len(slice_rows):,} samples)" if current else ""))
 st.dataframe(table, hide_index=True, width="stretch", key="cal_table",
              column_config={"recalibration": st.column_config.TextColumn(width="medium"),
                             **{c: st.column_config.NumberColumn(format="%.4f")
@@ -121,4 +125,8 @@ with right:
         st.caption(f"{int(np.sum(pred[in_bin] != report.y[in_bin]))} mistakes among {len(in_bin)} samples; "
                    f"showing {len(shown)}, mistakes first.")
         test = cached.scenario_data(sel.scenario, sel.variant)["test"]
+        if slice_rows is not None:  # the report's rows are the slice's: back to test indices
+            full = np.zeros((len(test), proba.shape[1]), dtype=proba.dtype)
+            full[slice_rows] = proba
+            proba, shown = full, slice_rows[shown]
         render_samples(test, shown, proba, spec.class_names, key="cal_samples", per_row=4)

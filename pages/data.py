@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.feedback import guarded
 from components.figures.slices import balance_figure
 from components.samples import render_samples
@@ -23,6 +23,11 @@ with guarded():
     splits = cached.scenario_data(sel.scenario, sel.variant)
     report = cached.data_report(sel.scenario, sel.model, sel.variant)
 
+current = active_slice.active()
+if current is not None:  # these checks compare splits and whole datasets: a slice of one split would hide that
+    st.caption(f":material/filter_alt: The active slice (**{current.text}**) does not filter these checks: they "
+               "compare the splits of the whole dataset (a duplicate or drift outside the slice still matters). The "
+               "Slices and groups page measures the slice.")
 cols = st.columns(len(report.splits))
 for column, (split, n) in zip(cols, report.splits.items()):
     column.metric(f"{split} samples", f"{n:,}")

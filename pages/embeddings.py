@@ -12,7 +12,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.embedding_jump import follow_jump
 from components.embedding_selection import selected_rows, summarise
 from components.feedback import guarded, progress_status, transient_progress
@@ -216,6 +216,20 @@ if spec.kind == "image":
                             "name": "your images", "symbol": "star", "color": "#f03e3e", "size": 16}
                 st.text("\n".join(lines))
 
+# -- the active slice, ringed on the map ---------------------------------------------------------------
+highlighted = None
+if active_slice.active() is not None:
+    in_slice = np.zeros(len(bundle), dtype=bool)
+    for name in np.unique(split_of):
+        here = split_of == name
+        in_slice[here] = np.isin(position[here], active_slice.rows(sel, str(name)))
+    active_slice.caption(sel, "test")
+    st.caption(f"Ringed on the map: the {int(in_slice.sum()):,} of {len(bundle):,} mapped points in the slice.")
+    inside = np.flatnonzero(in_slice)
+    highlighted = {"coords": embedding.coords[inside], "name": "active slice", "symbol": "circle-open",
+                   "color": "#111111", "size": 9,
+                   "text": np.asarray([f"slice: {split_of[i]} {position[i]} ({names[y[i]]})" for i in inside], dtype=object)}
+
 # -- the map -----------------------------------------------------------------------------------------
 event_state = st.session_state.get(MAP_KEY)
 rows = selected_rows(event_state)
@@ -229,7 +243,7 @@ k_nn = int(st.session_state.get("emb_k", 8))
 neighbours = neighbours_in_activations(acts, point_choice, k_nn) if point_choice is not None else None
 title = f"{METHOD_TITLES[method].split(' ')[0]} of {layer} ({n_points})"
 event = draw(embedding.coords, title, key=MAP_KEY, highlight=point_choice, neighbours=neighbours,
-             overlay=[o for o in (overlay, uploaded) if o is not None], target=slot)
+             overlay=[o for o in (highlighted, overlay, uploaded) if o is not None], target=slot)
 rows = selected_rows(event)
 
 q = embedding.quality

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.feedback import guarded
 from components.figures.model_card import confidence_histogram, confusion_figure
 from components.samples import render_samples
@@ -34,7 +34,15 @@ cols[0].metric("Task", f"{len(info.class_names)}-class", help=f"{info.task} over
 labelled = not np.isnan(loaded.metrics.get("val_accuracy", 0.0))
 uploaded = byom.is_upload(sel.scenario)
 if labelled:
-    cols[1].metric("Test accuracy", f"{accuracy:.1%}", help=f"on {len(test)} held-out samples")
+    in_slice = active_slice.rows(sel, "test")
+    if in_slice is None or not len(in_slice):
+        cols[1].metric("Test accuracy", f"{accuracy:.1%}", help=f"on {len(test)} held-out samples")
+    else:
+        in_accuracy = float(np.mean(test_pred[in_slice] == test.y[in_slice]))
+        cols[1].metric("Test accuracy in the slice", f"{in_accuracy:.1%}", delta_color="off",
+                       delta=f"{(in_accuracy - accuracy) * 100:+.1f} pts vs all",
+                       help=f"on the {len(in_slice):,} test samples of the active slice; {accuracy:.1%} on all "
+                            f"{len(test):,}")
 else:
     cols[1].metric("Test accuracy", "no labels", help="the uploaded data has no labels, so accuracy cannot be measured; "
                    "the pages use the model's predictions where a true class is needed")
@@ -59,11 +67,19 @@ st.markdown("  \n".join(f"**{name}:** {value}" for name, value in details.items(
 if info.gradients_unavailable:
     st.info(info.gradients_unavailable, icon=":material/info:")
 
+# The test split's confusion and confidence, or the active slice's part of it.
+charted = active_slice.rows(sel, "test")
+charted = np.arange(len(test)) if charted is None else charted
+active_slice.caption(sel, "test")
 left, right = st.columns(2)
-left.plotly_chart(present.figure(confusion_figure(browse.confusion(test.y, test_pred, len(info.class_names)), info.class_names)),
+where = "test split" if active_slice.active() is None else "test samples in the slice"
+left.plotly_chart(present.figure(confusion_figure(browse.confusion(test.y[charted], test_pred[charted],
+                                                                   len(info.class_names)), info.class_names,
+                                                  f"Confusion matrix ({where})")),
                   key="confusion")
-confidence = test_proba[np.arange(len(test)), test_pred]
-right.plotly_chart(present.figure(confidence_histogram(confidence, test_pred == test.y)), key="confidence_hist")
+confidence = test_proba[charted, test_pred[charted]]
+right.plotly_chart(present.figure(confidence_histogram(confidence, test_pred[charted] == test.y[charted], where)),
+                   key="confidence_hist")
 
 # -- dataset browser ---------------------------------------------------------------------------
 st.subheader("Dataset browser")
@@ -80,6 +96,9 @@ bundle = splits[split]
 proba = test_proba if split == "test" else cached.predictions(sel.scenario, sel.model, sel.variant, split)
 with guarded():
     shown = browse.select_samples(bundle.y, proba, class_filter, correctness, sort, filter_by)
+    shown = np.asarray(active_slice.keep(sel, shown, split), dtype=int)
+if split != "test":
+    active_slice.caption(sel, split)
 
 per_page = {"image": 48, "text": 25, "tabular": 50}[spec.kind]
 n_pages = max(1, -(-len(shown) // per_page))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.attribution_form import method_params
 from components.feedback import degenerate_summary, guarded, transient_progress
@@ -44,13 +44,14 @@ with present.controls('Images, methods and settings'):
         correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="img_correctness")
         sort = c3.selectbox("Order", browse.SORTS, key="img_sort",
                             help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
-        matching = [int(i) for i in browse.select_samples(test.y, test_proba, classes, correctness, sort)]
+        matching = active_slice.keep(sel, browse.select_samples(test.y, test_proba, classes, correctness, sort))
+        active_slice.caption(sel, "test", "images")
         shown = matching[:500]
         # a linked or curated image beyond the first 500 matches stays on offer
         linked = set(st.session_state.get("img_picks", [])) & set(matching[500:])
         shown += [i for i in matching[500:] if i in linked]
         if not shown:
-            st.info("No test image matches these filters.", icon=":material/filter_alt_off:")
+            st.info("No test image matches these filters" + (" in the active slice." if active_slice.active() else "."), icon=":material/filter_alt_off:")
             st.stop()
         # Keep only picks that the current filters still offer (a widget must not hold values outside its options).
         if "img_picks" in st.session_state:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.feedback import guarded, transient_progress
 from components.params_form import params_form
 from components.image_shap import image_shap_section
@@ -94,8 +94,16 @@ with present.controls('Rows, algorithm and background'):
     source = st.radio("Rows to explain", ["Test split", "Your table (CSV)"], horizontal=True, key="shap_source",
                       help="upload rows with the model's feature columns to explain them with this model")
     c1, c2, c3, c4, c5 = st.columns([1.4, 1.2, 1.2, 1, 1.4])
-    if source == "Test split":
-        n_rows = c1.slider("Test rows to explain", 10, len(test), min(page_defaults.SHAP_ROWS, len(test)), step=10, key="shap_rows")
+    current = active_slice.active()
+    n_offered = len(test) if current is None else len(active_slice.rows(sel, "test"))
+    if source == "Test split" and n_offered > 10:
+        if st.session_state.get("shap_rows", 0) > n_offered:
+            st.session_state["shap_rows"] = n_offered
+        n_rows = c1.slider("Test rows to explain" + (" (of the slice)" if current else ""), 10, n_offered,
+                           min(page_defaults.SHAP_ROWS, n_offered), step=10, key="shap_rows")
+    elif source == "Test split":
+        n_rows = n_offered
+        c1.caption(f"All {n_offered} test rows of the slice are explained.")
     else:
         c1.caption(f"Every uploaded row is explained (up to {MAX_ROWS:,}).")
     params = params_form(ShapParams, "shap", {}, st, columns=[c2, c3, c4])
@@ -106,7 +114,9 @@ if source == "Test split":
     rows_bundle = test
     with guarded():
         expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), params.algorithm,
-                                       params.background, params.background_size, target)
+                                       params.background, params.background_size, target,
+                                       current.text if current else "")
+    active_slice.caption(sel, "test", "rows")
 else:
     u1, u2 = st.columns([3, 1])
     upload = u1.file_uploader(f"CSV with the {len(test.feature_names)} feature columns (and optionally 'label')",

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state
-from components.feedback import guarded, show_error
+from components import active_slice, cached, present, state
+from components.feedback import guarded
 from components.figures.slices import group_figure
 from components.samples import render_samples
-from core.slices import OUTCOME_COLUMNS, SliceError, parse_slice, slice_frame
+from core.slices import OUTCOME_COLUMNS, parse_slice, slice_frame
 from core.slices.metrics import MAX_GROUPS
 
 sel = state.current()
@@ -28,14 +28,6 @@ if splits["test"].y is None:
     st.info("Slices compare errors, so they need labels: this data has none.", icon=":material/label_off:")
     st.stop()
 
-APPLIED, TEXT = "slice_applied", "slice_text"
-
-
-def apply(text: str) -> None:
-    """A weak slice's button: becomes the slice (runs before the page, so the text box may be set)."""
-    st.session_state[TEXT] = text
-
-
 with present.controls("Slice and groups"):
     c1, c2, c3, c4 = st.columns([4, 1.1, 1.3, 1.2])
     split = c2.selectbox("Split", ["test", "val", "train"], key="slice_split",
@@ -44,12 +36,11 @@ with present.controls("Slice and groups"):
         proba = cached.predictions(sel.scenario, sel.model, sel.variant, split)
     bundle = splits[split]
     frame = slice_frame(bundle, proba)
-    text = c1.text_input(
-        "Slice", key=TEXT, placeholder="e.g. sex == Female and age < 30  (empty: every sample)",
-        help="Conditions COLUMN OP VALUE joined by 'and'. OP: == != < <= > >= in [a, b] and not in [a, b]; "
-             "back-quote a column with spaces (`age band` == 25-44). Columns: "
-             + ", ".join(str(c) for c in frame.columns),
-    )
+    # The slice is the sidebar's (it filters every page): its box is there, its columns are listed here.
+    current = active_slice.active()
+    c1.markdown(f"**Slice** (the sidebar's, on every page): `{current.text}`" if current else
+                "**Slice**: none, every sample. Type one in the sidebar's *Slice* box, or apply a weak slice below.")
+    c1.caption("Columns: " + ", ".join(f"`{c}`" for c in frame.columns))
     binary = len(spec.class_names) == 2
     positive_options = list(spec.class_names) if binary else ["(none)", *spec.class_names]
     positive_name = c3.selectbox("Positive class", positive_options, index=1 if binary else 0, key="slice_positive",
@@ -64,17 +55,10 @@ with present.controls("Slice and groups"):
                                help="sensitive columns (declared by the scenario) or any other; a numeric column "
                                     "with many values is grouped at its quartiles")
 
-# The slice in force: the text when it applies, else the last one that did (the page stays on it).
-applied = st.session_state.get(APPLIED, "")
-try:
-    candidate = parse_slice(text)
-    mask = candidate.mask(frame)
-    applied = candidate.text
-    st.session_state[APPLIED] = applied
-except SliceError as exc:
-    show_error(exc)
-    st.caption(f"Still showing the previous slice: **{applied or 'every sample'}**.")
-    mask = parse_slice(applied).mask(frame, allow_empty=True)
+applied = current.text if current else ""
+mask = parse_slice(applied).mask(frame, allow_empty=True)
+if current and not mask.any():
+    st.info(f"No {split} sample lies in the slice `{applied}`.", icon=":material/filter_alt_off:")
 
 with guarded():
     report = cached.slices_report(sel.scenario, sel.model, sel.variant, split, tuple(sensitive), applied, positive,
@@ -122,7 +106,7 @@ for group in report.groups:
 st.subheader("Weak slices")
 st.caption("Conjunctions of conditions whose error rate is well above the rest's (one-sided test, Bonferroni-"
            "corrected p < 0.05), ranked by excess error x √size. The label and the outcome columns (predicted, "
-           "correct, confidence) are never searched. **Apply** makes one the slice above.")
+           "correct, confidence) are never searched. **Apply** makes one the active slice (the sidebar's), on every page.")
 if not report.weak_slices:
     st.info("No slice has an error rate significantly above the rest's.", icon=":material/check_circle:")
 for i, weak in enumerate(report.weak_slices):
@@ -130,7 +114,7 @@ for i, weak in enumerate(report.weak_slices):
     lo, hi = weak["error_interval"]
     w1.markdown(f"**{i + 1}.** `{weak['slice']}`: {weak['n']:,} samples, error **{weak['error_rate']:.1%}** "
                 f"[{lo:.1%}, {hi:.1%}] vs {weak['rest_error_rate']:.1%} for the rest")
-    w2.button("Apply", key=f"slice_apply_{i}", on_click=apply, args=(weak["slice"],), width="stretch",
+    w2.button("Apply", key=f"slice_apply_{i}", on_click=active_slice.set_slice, args=(weak["slice"],), width="stretch",
               disabled=weak["slice"] == applied)
 
 # -- two models on the same slices ---------------------------------------------------------------------------
@@ -163,7 +147,7 @@ if others:
             c1, c2 = st.columns([6, 1])
             c1.markdown(f"Where they disagree most: `{w['slice']}`: {w['n']:,} samples, **{w['disagreement']:.1%}** "
                         f"vs {w['rest_disagreement']:.1%} elsewhere")
-            c2.button("Apply", key=f"slice_apply_disagree_{i}", on_click=apply, args=(w["slice"],), width="stretch",
+            c2.button("Apply", key=f"slice_apply_disagree_{i}", on_click=active_slice.set_slice, args=(w["slice"],), width="stretch",
                       disabled=w["slice"] == applied)
 
 # -- the samples behind the slice --------------------------------------------------------------------------

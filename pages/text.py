@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.feedback import guarded, transient_progress
 from components.params_form import params_form
@@ -50,9 +50,10 @@ with present.controls('Document and LIME settings'):
         correctness = c2.radio("Predictions", browse.CORRECTNESS, horizontal=True, key="text_correctness")
         sort = c3.selectbox("Order", browse.SORTS, key="text_sort",
                             help="'confidence: high first' with 'incorrect' lists the most confident mistakes first")
-        shown = browse.select_samples(test.y, test_proba, classes, correctness, sort)
+        shown = active_slice.keep(sel, browse.select_samples(test.y, test_proba, classes, correctness, sort))
+        active_slice.caption(sel, "test", "documents")
         if len(shown) == 0:
-            st.info("No test document matches these filters.", icon=":material/filter_alt_off:")
+            st.info("No test document matches these filters" + (" in the active slice." if active_slice.active() else "."), icon=":material/filter_alt_off:")
             st.stop()
         subjects = test.display["subject"] if test.display is not None else None
         index = st.selectbox(

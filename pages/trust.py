@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import cached, present, state, trust_text
+from components import active_slice, cached, present, state, trust_text
 from core.lecture import defaults
 from core.upload import byom
 from components.feedback import degenerate_summary, guarded, transient_progress
@@ -47,13 +47,16 @@ adapter, splits, test, test_proba = scenario_test_split(sel)
 context = cached.image_context(sel.scenario, sel.variant)
 names = adapter.class_names
 
-offered = list(range(min(len(test), 500)))  # plus linked / curated images beyond the first 500
-offered += sorted({int(i) for i in st.session_state.get("trust_picks", []) if 500 <= int(i) < len(test)})
+offered = active_slice.offered(sel, len(test), "trust_picks")  # plus linked / curated images beyond the first 500
+if not offered:
+    st.info("No test image lies in the active slice.", icon=":material/filter_alt_off:")
+    st.stop()
 with present.controls("Images and methods"):
     c1, c2 = st.columns([3, 2])
     picks = c1.multiselect("Test images (the numbers are averaged over them)", offered,
-                           default=list(range(min(len(test), defaults.IMAGE_PICKS))), max_selections=8, key="trust_picks",
+                           default=offered[:defaults.IMAGE_PICKS], max_selections=8, key="trust_picks",
                            format_func=lambda i: sample_label(i, test.y, test_proba, names))
+    active_slice.caption(sel, "test", "images")
     support = supported_methods(adapter)
     available = [m for m in method_names() if support[m] is None]
     methods = c2.multiselect("Methods", available,

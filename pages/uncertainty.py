@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from components import cached, present, state
+from components import active_slice, cached, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
@@ -110,6 +110,24 @@ if "fgsm" in set_names:
               delta=f"{(adv.accuracy('max') - adv.accuracy('mean')) * 100:+.1f} points vs mean")
 m4.metric("Mean epistemic (MI) clean → noise",
           f"{clean.scores['mutual_information'].mean():.3f} → {report.get('noise').scores['mutual_information'].mean():.3f}")
+
+in_slice = active_slice.rows(sel, "test")  # the sidebar's slice, on the clean test set (the first set)
+if in_slice is not None:
+    from core.uncertainty.report import rows_summary
+
+    part = rows_summary(clean, in_slice)
+    active_slice.caption(sel, "test", "images (the clean set)")
+    s1, s2, s3 = st.columns(3)
+    s1.metric("Accuracy in the slice (mean ensemble)", f"{part['accuracy_inside']:.1%}",
+              delta=None if np.isnan(part["accuracy_outside"]) else
+              f"{(part['accuracy_inside'] - part['accuracy_outside']) * 100:+.1f} points vs the rest", delta_color="off")
+    s2.metric("Mean epistemic (MI) in the slice", f"{part['score_inside']:.3f}",
+              delta=None if np.isnan(part["score_outside"]) else
+              f"{part['score_inside'] - part['score_outside']:+.3f} vs the rest", delta_color="off")
+    s3.metric("AUROC of MI for the slice's mistakes",
+              "n/a" if np.isnan(part["error_auroc_inside"]) else f"{part['error_auroc_inside']:.3f}",
+              help="how well mutual information ranks the mean ensemble's mistakes inside the slice (n/a when the "
+                   "slice has no mistake, or only mistakes)")
 
 # -- the table -------------------------------------------------------------------------------------
 st.subheader("Accuracy and AUROC per stress set")

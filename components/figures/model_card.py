@@ -44,7 +44,7 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], title: str 
     return fig
 
 
-def confidence_histogram(confidence: np.ndarray, correct: np.ndarray) -> go.Figure:
+def confidence_histogram(confidence: np.ndarray, correct: np.ndarray, where: str = "test split") -> go.Figure:
     """Overlaid histograms of the predicted-class probability for right and wrong predictions."""
     # Each group is normalised to its own size (percent of the right / of the wrong predictions),
     # so the shapes compare even when mistakes are 1 % of the data; the legend gives the counts.
@@ -52,7 +52,7 @@ def confidence_histogram(confidence: np.ndarray, correct: np.ndarray) -> go.Figu
     for mask, name, colour in ((correct, "correct", "#2b8a3e"), (~correct, "incorrect", "#c92a2a")):
         fig.add_trace(go.Histogram(x=confidence[mask], name=f"{name} ({int(mask.sum())})", marker_color=colour,
                                    histnorm="percent", xbins={"start": 0, "end": 1.0001, "size": 0.05}))
-    fig.update_layout(barmode="group", title="Confidence of right and wrong predictions (test split)",
+    fig.update_layout(barmode="group", title=f"Confidence of right and wrong predictions ({where})",
                       xaxis_title="probability of the predicted class", yaxis_title="% of the group", height=320,
                       margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -140,6 +140,28 @@ def score_set(stress: StressSet, proba: np.ndarray, extra: dict[str, np.ndarray]
     return result
 
 
+def rows_summary(result: SetResult, rows: np.ndarray, score: str = "mutual_information") -> dict[str, float]:
+    """One set's numbers on some of its inputs (a slice): size, the mean ensemble's accuracy there and elsewhere, the
+    mean ``score`` there and elsewhere, and how well ``score`` ranks the mistakes there (error AUROC; NaN when the
+    inputs are all right or all wrong, or unlabelled)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    inside = np.zeros(len(result.mean), dtype=bool)
+    inside[rows] = True
+    values = result.scores[score]
+    correct = result.correct()
+    out = {"n": int(inside.sum()), "score_inside": float(values[inside].mean()) if inside.any() else float("nan"),
+           "score_outside": float(values[~inside].mean()) if (~inside).any() else float("nan"),
+           "accuracy_inside": float("nan"), "accuracy_outside": float("nan"), "error_auroc_inside": float("nan")}
+    if correct is not None:
+        if inside.any():
+            out["accuracy_inside"] = float(correct[inside].mean())
+            if 0 < correct[inside].sum() < inside.sum():
+                out["error_auroc_inside"] = auroc(values[inside], ~correct[inside])
+        if (~inside).any():
+            out["accuracy_outside"] = float(correct[~inside].mean())
+    return out
+
+
 def uncertainty_report(
     source: Source,
     *,

@@ -1,5 +1,6 @@
-"""The slices page in a real browser (issue 23): Adult's groups, a weak slice applied with one click, a bad
-slice refused while the page stays on the previous one."""
+"""The slices page in a real browser (issue 23): Adult's groups, a weak slice applied with one click (it becomes the
+sidebar's active slice), a bad slice refused while the pages stay on the previous one, and the slice following the
+user to another page and into the link."""
 
 from __future__ import annotations
 
@@ -38,17 +39,32 @@ def test_adult_groups_weak_slice_and_a_bad_slice(page, app_url, screenshot_dir):
     first.click()
     helpers.expect(main.get_by_text("the rest", exact=True)).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)  # a grid cell
     helpers.wait_settled(page)
-    applied = main.get_by_role("textbox", name="Slice").input_value()
+    box = helpers.sidebar(page).get_by_role("textbox", name="Slice")
+    applied = box.input_value()
     assert " and " in applied or "==" in applied or ">=" in applied, applied
+    helpers.expect(main.get_by_text(re.compile(r"^Slice \(the sidebar's, on every page\)"))).to_be_visible()
     helpers.assert_no_errors(page)
 
-    # a slice naming a column the data lacks: said, and the page stays on the applied slice
-    box = main.get_by_role("textbox", name="Slice")
+    # a slice naming a column the data lacks: said, and the pages stay on the applied slice
     box.fill("salary > 50000")
     box.press("Enter")
-    helpers.expect(main.get_by_text("The slice names a column the data does not have: 'salary'.")).to_be_visible(
-        timeout=helpers.LOAD_TIMEOUT_MS)
-    helpers.expect(main.get_by_text(re.compile(r"^Still showing the previous slice"))).to_be_visible()
+    sidebar = helpers.sidebar(page)
+    helpers.expect(sidebar.get_by_text("The slice names a column the data does not have: 'salary'.", exact=False)
+                   ).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(sidebar.get_by_text(re.compile(r"^Still in force: "))).to_be_visible()
     helpers.wait_settled(page)
     helpers.wait_painted(page)
     page.screenshot(path=str(screenshot_dir / "slices-adult-bad-slice.png"), full_page=True)
+
+    # the slice follows: Home's browser and confusion matrix show only its test samples, and the link carries it
+    box.fill(applied)
+    box.press("Enter")
+    helpers.expect(sidebar.get_by_text(re.compile(r"^In force on every page: [\d,]+ of 16,281 test samples"))
+                   ).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    sidebar.get_by_role("link", name="Home").click()
+    helpers.expect(main.get_by_text(re.compile(r"Slice .+: [\d,]+ of 16,281 test samples")).first).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(page)
+    assert "slice=" in page.url, page.url
+    helpers.assert_no_errors(page)
+    page.screenshot(path=str(screenshot_dir / "slices-adult-home-in-slice.png"), full_page=True)

@@ -1,5 +1,6 @@
 """AppTest of pages/slices.py: the slice against the rest, groups with Fairlearn's disparities, weak slices
-one click from becoming the slice, a bad slice refused while the page stays on the previous one, deep links."""
+one click from becoming the (sidebar's) slice, a bad slice refused while the page stays on the previous one,
+deep links. The slice on every other page: tests/pages/test_active_slice.py."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def test_a_weak_slice_applies_with_one_click_and_lists_its_samples():
     button = next(b for b in at.button if b.key == "slice_apply_0")
     button.click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    text = at.session_state["slice_text"]
-    assert text and at.session_state["slice_applied"] == parse_slice(text).text
+    text = at.session_state["tl_slice"]  # the sidebar's slice: it filters every page
+    assert text and at.session_state["tl_slice_applied"] == parse_slice(text).text
     rows = table(at)
     assert rows["slice"].tolist() == ["all samples", parse_slice(text).text, "the rest"]
     test = scenarios.load_data("adult")["test"]
@@ -66,17 +67,17 @@ def test_a_weak_slice_applies_with_one_click_and_lists_its_samples():
 
 
 def test_a_bad_slice_is_said_and_the_page_stays_on_the_previous_one():
-    at = open_page(slice_text="Sex == female")
+    at = open_page(tl_slice="Sex == female")
     assert not at.error and table(at)["slice"].tolist()[1] == "Sex == female"
     for bad, said in (("Sexx == female", "did you mean 'Sex'"), ("Age < old", "holds numbers"),
                       ("Sex == martian", "matches no sample"), ("Sex ==", "Cannot read")):
-        at.session_state["slice_text"] = bad
+        at.session_state["tl_slice"] = bad
         at.run()
         assert not at.exception
         shown = " ".join(e.value for e in at.error) + " ".join(i.value for i in at.info)
         assert said in shown, (bad, shown)
         assert table(at)["slice"].tolist()[1] == "Sex == female"  # still the previous slice
-        assert any("Still showing the previous slice: **Sex == female**" in c.value for c in at.caption)
+        assert any("Still in force: **Sex == female**" in c.value for c in at.caption)
 
 
 @pytest.mark.slow
