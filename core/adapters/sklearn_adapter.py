@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -75,10 +78,46 @@ class SklearnAdapter(ModelAdapter):
     def estimator(self) -> Any:
         return self._estimator
 
+    _columns: tuple[str, ...] | None = None  # set by with_columns: the pipeline takes a DataFrame of raw columns
+    _categories: dict[str, tuple[str, ...]] = {}
+
+    def with_columns(self, columns: tuple[str, ...], categories: dict[str, tuple[str, ...]]) -> "SklearnAdapter":
+        """A copy that hands the estimator a DataFrame of raw columns (a pipeline fitted on one).
+
+        Rows stay numeric matrices everywhere else in TrustLens: a column in ``categories`` holds codes
+        into its texts (:func:`core.upload.data_upload.raw_matrix`), decoded here to the texts (NaN, or
+        a code outside the list, to a missing value) just before the estimator sees them, so
+        perturbation methods (SHAP, occlusion, LIME) move whole categories, one value per raw column.
+        """
+        import copy
+
+        out = copy.copy(self)
+        out._columns = tuple(str(c) for c in columns)
+        out._categories = {str(k): tuple(map(str, v)) for k, v in categories.items()}
+        extra = json.dumps([out._columns, sorted(out._categories.items())], sort_keys=True)
+        out._info = replace(self._info, fingerprint=hashlib.sha1((self._info.fingerprint + extra).encode()).hexdigest())
+        return out
+
     def _prepare(self, x: Any) -> Any:
         if self.info.input_kind == "text":
             return list(x)
-        return np.asarray(x)
+        if self._columns is None:
+            return np.asarray(x)
+        import pandas as pd
+
+        x = np.asarray(x, dtype=np.float64)
+        data = {}
+        for j, name in enumerate(self._columns):
+            texts = self._categories.get(name)
+            if texts is None:
+                data[name] = x[:, j]
+                continue
+            codes = x[:, j]
+            valid = np.isfinite(codes) & (codes >= 0) & (codes < len(texts)) & (codes == np.round(codes))
+            column = np.full(len(codes), np.nan, dtype=object)
+            column[valid] = np.asarray(texts, dtype=object)[codes[valid].astype(np.int64)]
+            data[name] = column
+        return pd.DataFrame(data, columns=list(self._columns))
 
     def predict_proba(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         self._check_input(x)
@@ -98,7 +137,10 @@ class SklearnAdapter(ModelAdapter):
         return list(steps[:-1]) if steps else []
 
     def layer_names(self) -> list[str]:
-        names = [] if self.info.input_kind == "text" else ["input"]
+        # A raw-column pipeline's "input" would be category codes and missing values, no space to map: its own
+        # steps (its encoders' output) are; a bare estimator on raw numbers keeps it.
+        raw = self._columns is not None and (bool(self._categories) or bool(self._steps()))
+        names = [] if self.info.input_kind == "text" or raw else ["input"]
         return names + [name for name, _ in self._steps()]
 
     def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:

@@ -189,7 +189,7 @@ def forget(name: str | None = None) -> None:
 
 
 def _load_data(source: DataSource, shape: tuple[int, int, int] | None, class_names: tuple[str, ...] | None,
-               feature_names: tuple[str, ...] | None) -> LoadedData:
+               feature_names: tuple[str, ...] | None, raw_columns: bool = False) -> LoadedData:
     if source.kind == "image_zip":
         return load_image_zip(source.data, shape, source.filename, class_names)
     if source.kind == "image":
@@ -198,7 +198,7 @@ def _load_data(source: DataSource, shape: tuple[int, int, int] | None, class_nam
         return load_text_csv(source.data, source.filename, source.text_column, source.label_column, class_names)
     if source.kind == "pasted_text":
         return load_pasted_text(source.data.decode("utf-8", errors="replace"), class_names)
-    return load_table(source.data, source.filename, source.target, feature_names, class_names)
+    return load_table(source.data, source.filename, source.target, feature_names, class_names, raw_columns)
 
 
 def _data_kind(source: DataSource) -> str:
@@ -259,7 +259,10 @@ def open_upload(
         shape = (int(c), int(h), int(w)) if c and h and w else None
     report(progress, 0.2, f"reading {source.filename}")
     feature_names = tuple(inferred["feature_names"]) if inferred.get("feature_names") else None
-    loaded = _load_data(source, shape, given_names or None, feature_names)
+    # A scikit-learn model fitted on a DataFrame takes its columns as they are (text, missing values: its own
+    # pipeline encodes and imputes them); any other model takes filled numbers.
+    raw_columns = kind == "tabular" and feature_names is not None and inspection.format in ("skops", "pickle")
+    loaded = _load_data(source, shape, given_names or None, feature_names, raw_columns)
     if kind == "image" and shape is None and any(overrides.get(k) or inferred.get(k) for k in ("channels", "height", "width")):
         # Some dimensions given, the rest from the first image: read again at the completed size.
         native = loaded.bundle.x.shape[1:]
@@ -294,6 +297,15 @@ def open_upload(
     report(progress, 0.4, "loading the model")
     adapter = load_model_file(model, model_filename, spec, allow_pickle=allow_pickle, confirm_pickle=confirm_pickle,
                               trusted_types=trusted_types, name=MODEL_NAME)
+    if raw_columns:
+        from core.upload.raw_columns import unseen_categories
+
+        adapter = adapter.with_columns(feature_names, loaded.categories or {})
+        for unseen in unseen_categories(adapter.estimator, loaded.categories or {}):
+            if unseen.handle_unknown == "error":
+                raise InputShapeError(f"{source.filename!r}: {unseen.text}.",
+                                      hint="drop those rows, or fit the pipeline with handle_unknown='ignore'.")
+            notes.append(unseen.text[:1].upper() + unseen.text[1:] + ".")
     if loaded.index_labels and not given_names:
         # Integer folders are output indices: the model's output width says how many classes there are.
         report(progress, 0.45, "measuring the model's output width")
@@ -318,8 +330,13 @@ def open_upload(
     except (InputShapeError, ModelRefusedError):
         raise
     except Exception as exc:  # noqa: BLE001 - a model that fails on some sample must become a message
+        gaps = [str(n) for j, n in enumerate(bundle.feature_names or ()) if np.isnan(bundle.x[:, j]).any()] \
+            if raw_columns else []
         raise InputShapeError(f"The model raised {type(exc).__name__} while predicting the data: {str(exc)[:300]}",
-                              hint="the dry run passed on the first sample: check the other samples' size and values.") from None
+                              hint=(f"columns with missing values: {', '.join(gaps)}; a pipeline without an imputer "
+                                    "cannot take them: fill them in or drop those rows." if gaps else
+                                    "the dry run passed on the first sample: check the other samples' size and "
+                                    "values.")) from None
     if not loaded.labelled:
         # No true labels: the pages' 'true class' falls back to the prediction, and say so.
         bundle = DataBundle(kind=bundle.kind, x=bundle.x, y=proba.argmax(axis=1), class_names=tuple(class_names),

@@ -52,6 +52,8 @@ class LoadedData:
     labelled: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
     index_labels: bool = False
+    # Raw-column tables (:func:`raw_matrix`): column -> its texts, whose positions are the codes in ``bundle.x``.
+    categories: dict[str, tuple[str, ...]] | None = None
 
 
 # -- class names ------------------------------------------------------------------------------------
@@ -369,8 +371,41 @@ def numeric_matrix(frame: pd.DataFrame, features: Sequence[str], prefix: str = "
     return np.column_stack(columns).astype(np.float32)
 
 
+def raw_matrix(frame: pd.DataFrame, features: Sequence[str], prefix: str = "") -> tuple[np.ndarray, dict[str, tuple[str, ...]]]:
+    """The ``features`` columns of ``frame`` as a pipeline takes them: (float32 matrix, categories).
+
+    For a model that takes raw columns (a scikit-learn pipeline fitted on a DataFrame, whose own
+    encoders and imputers turn text and missing values into numbers). A numeric column stays numeric,
+    missing values as NaN; a column holding text becomes codes into its sorted distinct texts
+    (``categories[column]``), a missing text NaN. :meth:`core.adapters.sklearn_adapter.SklearnAdapter.with_columns`
+    turns the codes back into the texts before the pipeline sees them. Infinite numbers are refused,
+    naming the column and row.
+    """
+    columns, categories = [], {}
+    for feature in features:
+        raw = frame[feature]
+        values = pd.to_numeric(raw, errors="coerce")
+        if (values.isna() & raw.notna()).any():  # some text: the whole column is categorical
+            texts = raw.astype("string").str.strip()
+            names = tuple(sorted(set(texts.dropna().tolist())))
+            codes = pd.Categorical(texts, categories=list(names)).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            categories[str(feature)] = names
+            columns.append(codes)
+            continue
+        column = values.to_numpy(dtype=np.float64)
+        bad = np.isinf(column)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            text = f"{prefix}column {feature!r} holds an infinite value in row {row + 1}."
+            raise InputShapeError(text[:1].upper() + text[1:], hint="replace it by a finite number.")
+        columns.append(column)
+    return np.column_stack(columns).astype(np.float32), categories
+
+
 def load_table(data: bytes, filename: str = "table.csv", target: str | None = "target",
-               feature_names: Sequence[str] | None = None, class_names: Sequence[str] | None = None) -> LoadedData:
+               feature_names: Sequence[str] | None = None, class_names: Sequence[str] | None = None,
+               raw_columns: bool = False) -> LoadedData:
     """A CSV / Parquet table with a ``target`` column -> tabular bundle.
 
     Parameters
@@ -380,6 +415,9 @@ def load_table(data: bytes, filename: str = "table.csv", target: str | None = "t
     feature_names : sequence of str, optional
         The model's columns, in its order (a pipeline's ``feature_names_in_``); default: every
         column except the target, in file order.
+    raw_columns : bool
+        The model takes the columns as they are (text and missing values too; :func:`raw_matrix`),
+        else every feature must be a number and filled (:func:`numeric_matrix`).
     """
     frame, notes = read_table(data, filename)
     if target is not None and target not in frame.columns:
@@ -393,12 +431,25 @@ def load_table(data: bytes, filename: str = "table.csv", target: str | None = "t
                               f"{', '.join(map(repr, missing[:8]))}.", hint="upload the table the model was trained on.")
     if not features:
         raise InputShapeError(f"{filename!r} has no feature columns besides the target {target!r}.")
-    x = numeric_matrix(frame, features, f"{filename!r}: ")
+    categories = None
+    if raw_columns:
+        x, categories = raw_matrix(frame, features, f"{filename!r}: ")
+        missing_cells = [f for f in features if frame[f].isna().any()]
+        if categories:
+            notes.append(f"Text columns given to the model as text: {', '.join(categories)} (its pipeline encodes "
+                         "them).")
+        if missing_cells:
+            notes.append(f"Missing values given to the model as they are, in {', '.join(missing_cells)} (its "
+                         "pipeline imputes them, or the dry run says it cannot).")
+        categories = categories or None
+    else:
+        x = numeric_matrix(frame, features, f"{filename!r}: ")
     display = frame.reset_index(drop=True)
     if target is None:
         return LoadedData(DataBundle(kind="tabular", x=x, y=None, class_names=tuple(class_names or ("?",)),
                                      feature_names=tuple(features), name=filename, display=display), False,
-                          tuple(notes + ["No target column: pages that need true labels show the model's prediction instead."]))
+                          tuple(notes + ["No target column: pages that need true labels show the model's prediction instead."]),
+                          categories=categories)
     labels = frame[target]
     if labels.isna().any():
         row = int(np.flatnonzero(labels.isna().to_numpy())[0])
@@ -408,7 +459,8 @@ def load_table(data: bytes, filename: str = "table.csv", target: str | None = "t
     if len(set(y.tolist())) == 1:
         notes.append(f"Only one class in the data ({classes[int(y[0])]!r}).")
     return LoadedData(DataBundle(kind="tabular", x=x, y=y, class_names=classes, feature_names=tuple(features),
-                                 name=filename, display=display), True, tuple(notes))
+                                 name=filename, display=display), True, tuple(notes),
+                      categories=categories)
 
 
 def _label_text(value: object) -> str:

@@ -362,17 +362,24 @@ def _inspect_onnx(data: bytes) -> tuple[dict[str, Any], list[str], list[str]]:
     return inferred, [], notes
 
 
+# Types skops does not trust by default but that construct no code when loaded: a numpy dtype is rebuilt from its
+# name (every OneHotEncoder saves one, its `dtype=np.float64` parameter), so a ColumnTransformer pipeline opens
+# without asking the user to trust anything.
+SKOPS_HARMLESS = ("numpy.dtype",)
+
+
 def _inspect_skops(data: bytes, trusted_types: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str], list[str]]:
     import skops.io as sio
 
     untrusted = list(sio.get_untrusted_types(data=data))
+    ask = [t for t in untrusted if t not in SKOPS_HARMLESS]
     notes = []
-    if untrusted:
+    if ask:
         notes.append("The file needs types outside skops' trusted set; they are only loaded if you accept them.")
-        if not set(untrusted) <= set(trusted_types):
-            return {}, untrusted, notes
+        if not set(ask) <= set(trusted_types):
+            return {}, ask, notes
     estimator = sio.loads(data, trusted=untrusted or None)
-    return _sklearn_inferred(estimator), untrusted, notes
+    return _sklearn_inferred(estimator), ask, notes
 
 
 def _sklearn_inferred(estimator: Any) -> dict[str, Any]:
@@ -472,7 +479,7 @@ def _load_skops(data: bytes, filename: str, trusted_types: tuple[str, ...] | lis
     import skops.io as sio
 
     untrusted = list(sio.get_untrusted_types(data=data))
-    missing = [t for t in untrusted if t not in set(trusted_types)]
+    missing = [t for t in untrusted if t not in set(trusted_types) | set(SKOPS_HARMLESS)]
     if missing:
         raise _refuse(filename, f"the skops file needs {len(missing)} type(s) outside skops' trusted set: "
                       f"{', '.join(missing)}. They could run code when loaded.",

@@ -77,3 +77,47 @@ def text_skops() -> bytes:
     docs = ["good great fine film", "bad awful poor plot", "great acting good", "poor bad boring", "fine good fun",
             "awful bad dull"]
     return sio.dumps(Pipeline([("tfidf", TfidfVectorizer()), ("clf", LogisticRegression())]).fit(docs, ["pos", "neg"] * 3))
+
+
+RAW_WEAK_SLICE = ("colour == red", "size == L")  # where raw_columns_skops flips most holdout labels
+
+
+def raw_columns_skops(handle_unknown: str = "ignore", imputer: bool = True) -> tuple[bytes, bytes]:
+    """(a skops pipeline fitted on raw columns, a holdout CSV of raw columns with a 'target' column).
+
+    The pipeline is what a data scientist saves: a ColumnTransformer one-hot encoding the text columns
+    ``colour`` and ``size`` (``handle_unknown`` as given) and imputing and scaling the numeric ``x1`` and
+    ``x2`` (which have missing values), then a logistic regression; labels 'no' / 'yes'. In the 1,500 holdout
+    rows, 85 % of the labels where ``colour == red and size == L`` are flipped (:data:`RAW_WEAK_SLICE`):
+    a weak slice of two conditions that neither condition shows alone.
+    """
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.RandomState(0)
+    n = 4000
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.choice(["S", "M", "L"], n)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    label = (x1 + 0.5 * x2 + 0.8 * (colour == "green") - 0.4 > 0).astype(int)
+    x2[rng.rand(n) < 0.05] = np.nan
+    frame = pd.DataFrame({"colour": colour, "size": size, "x1": x1.round(3), "x2": x2.round(3),
+                          "target": np.where(label == 1, "yes", "no")})
+    numeric = Pipeline([("impute", SimpleImputer())] * imputer + [("scale", StandardScaler())])
+    pipeline = Pipeline([
+        ("columns", ColumnTransformer([("text", OneHotEncoder(handle_unknown=handle_unknown), ["colour", "size"]),
+                                       ("numbers", numeric, ["x1", "x2"])])),
+        ("logreg", LogisticRegression(max_iter=1000)),
+    ])
+    train, holdout = frame.iloc[:2500], frame.iloc[2500:].copy()
+    train = train if imputer else train.dropna()  # without an imputer it is fitted on filled rows only
+    pipeline.fit(train[["colour", "size", "x1", "x2"]], train["target"])
+    planted = ((holdout["colour"] == "red") & (holdout["size"] == "L")).to_numpy()
+    flip = planted & (rng.rand(len(holdout)) < 0.85)
+    holdout.loc[flip, "target"] = np.where(holdout.loc[flip, "target"] == "yes", "no", "yes")
+    return sio.dumps(pipeline), holdout.to_csv(index=False).encode()

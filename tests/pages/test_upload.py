@@ -202,8 +202,17 @@ def uploads(digits_files):
         "onnx+zip": byom.open_upload(models.digits_onnx(), "digits.onnx", DataSource("image_zip", images, "digits.zip")),
         "skops+csv": byom.open_upload(cancer_model, "cancer.skops", DataSource("table", cancer_csv, "cancer.csv")),
         "skops-text+csv": byom.open_upload(models.text_skops(), "text.skops", DataSource("text_csv", texts, "t.csv")),
+        # a ColumnTransformer pipeline on raw text columns with missing values (core/upload/raw_columns.py)
+        "skops-raw+csv": byom.open_upload(*_raw()),
     }
     return {k: v.name for k, v in made.items()}
+
+
+def _raw():
+    from core.upload.byom import DataSource
+
+    model, table = models.raw_columns_skops()
+    return model, "raw.skops", DataSource("table", table, "holdout.csv")
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.xfail(
@@ -211,7 +220,8 @@ def uploads(digits_files):
     for p in PAGES])
 # The sweep takes 20 s cold (32 page runs): the fast tier keeps one kind, the slow tier has the others.
 @pytest.mark.parametrize("upload_kind", ["torchscript+zip"] + [pytest.param(kind, marks=pytest.mark.slow)
-                                                               for kind in ("onnx+zip", "skops+csv", "skops-text+csv")])
+                                                               for kind in ("onnx+zip", "skops+csv", "skops-text+csv",
+                                                                           "skops-raw+csv")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
