@@ -6,6 +6,10 @@ names a missing column, compares a string with a number or matches no test sampl
 its message, and the pages stay on the previous slice. A slice written for another scenario (its
 columns are not here) is said in the sidebar and not applied.
 
+A selection saved from the Embeddings map becomes the column ``map selection`` (true for its
+samples) of this session's frames, and the slice ```map selection` == true``. It lives in the
+session: a link carries the slice's text, not the points.
+
 Pages ask :func:`rows` for the samples of a split inside the slice (None: no slice in force) and
 :func:`keep` to filter their pick lists; :func:`caption` says what is filtered.
 """
@@ -44,13 +48,36 @@ def _frame(scenario: str, model: str, variant: str | None, split: str):
 
 def _mask(sel: state.Selection, split: str, text: str, allow_empty: bool = True) -> np.ndarray:
     from core.slices import parse_slice
+    from core.slices.frame import MAP_SELECTION
 
-    return parse_slice(text).mask(_frame(sel.scenario, sel.model, sel.variant, split), allow_empty=allow_empty)
+    frame = _frame(sel.scenario, sel.model, sel.variant, split)
+    chosen = selected(sel, split)
+    if chosen is not None:
+        frame = frame.copy()
+        frame[MAP_SELECTION] = np.isin(np.arange(len(frame)), np.asarray(chosen, dtype=np.int64))
+    return parse_slice(text).mask(frame, allow_empty=allow_empty)
 
 
-def slice_rows(scenario: str, model: str, variant: str | None, split: str, text: str) -> np.ndarray:
-    """Indices of ``split``'s samples in the slice ``text`` (outcome columns from ``model``'s predictions)."""
-    return np.flatnonzero(_mask(state.Selection(scenario, model, variant), split, text))
+# -- a selection saved from the Embeddings map ----------------------------------------------------------------
+MAP_KEY = "tl_map_selection"  # {"for": [scenario, variant], "rows": {split: [positions]}}, this session only
+MAP_SLICE = "`map selection` == true"
+
+
+def save_map_selection(sel: state.Selection, splits: list[str], positions: list[int]) -> None:
+    """Keep the map's selected samples (their split and position) and make them the slice (a button's on_click)."""
+    rows: dict[str, list[int]] = {}
+    for split, position in zip(splits, positions):
+        rows.setdefault(str(split), []).append(int(position))
+    st.session_state[MAP_KEY] = {"for": [sel.scenario, sel.variant], "rows": {k: sorted(set(v)) for k, v in rows.items()}}
+    set_slice(MAP_SLICE)
+
+
+def selected(sel: state.Selection, split: str) -> tuple[int, ...] | None:
+    """The saved map selection's rows of ``split`` (None when this session saved none for this data)."""
+    saved = st.session_state.get(MAP_KEY)
+    if not isinstance(saved, dict) or list(saved.get("for", [])) != [sel.scenario, sel.variant]:
+        return None
+    return tuple(int(i) for i in saved.get("rows", {}).get(split, ()))
 
 
 def sidebar(sel: state.Selection) -> None:

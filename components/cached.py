@@ -71,40 +71,34 @@ def device_label() -> str:
 
 @st.cache_data(show_spinner="Computing calibration…", max_entries=64)
 def calibration_report(scenario: str, model: str, variant: str | None, n_bins: int,
-                       slice_text: str = "", slice_model: str | None = None):
+                       rows: tuple[int, ...] | None = None):
     """Test-split calibration of one model, with recalibrators fitted on the validation split.
 
-    ``slice_text``: evaluate on the test samples of that slice only (its outcome columns are
-    ``slice_model``'s, the sidebar's model); the recalibrators are still fitted on the whole validation split.
+    ``rows``: evaluate on these test samples only (the active slice's); the recalibrators are still
+    fitted on the whole validation split.
     """
     from core.report_cache import calibration_report_cached as compute  # on disk: warm --all fills it
 
     splits = scenario_data(scenario, variant)
     test_proba, test_y = predictions(scenario, model, variant, "test"), np.asarray(splits["test"].y)
-    if slice_text:
-        from components.active_slice import slice_rows
-
-        rows = slice_rows(scenario, slice_model or model, variant, "test", slice_text)
-        test_proba, test_y = test_proba[rows], test_y[rows]
+    if rows is not None:
+        index = np.asarray(rows, dtype=np.int64)
+        test_proba, test_y = test_proba[index], test_y[index]
     return compute(model, predictions(scenario, model, variant, "val"), splits["val"].y, test_proba, test_y,
                    n_bins=n_bins)
 
 
 @st.cache_data(show_spinner="Computing SHAP values…", max_entries=32)
 def shap_explanation(scenario: str, model: str, variant: str | None, n_rows: int, algorithm: str, background: str,
-                     background_size: int, target: str | int, slice_text: str = ""):
-    """SHAP values of the first ``n_rows`` test rows (of the slice ``slice_text``, when given; its outcome columns
-    are ``model``'s), background from the train split, disk-cached by core."""
+                     background_size: int, target: str | int, rows: tuple[int, ...] | None = None):
+    """SHAP values of the first ``n_rows`` test rows (of ``rows``, the active slice's, when given), background from
+    the train split, disk-cached by core."""
     from core.tabular.shap_tabular import ShapParams, background_data, explain_tabular
 
     splits = scenario_data(scenario, variant)
     params = ShapParams(algorithm=algorithm, background=background, background_size=background_size)
     test = splits["test"]
-    rows = np.arange(min(n_rows, len(test)))
-    if slice_text:
-        from components.active_slice import slice_rows
-
-        rows = slice_rows(scenario, model, variant, "test", slice_text)[:n_rows]
+    rows = np.arange(min(n_rows, len(test))) if rows is None else np.asarray(rows, dtype=np.int64)[:n_rows]
     return explain_tabular(trained_model(scenario, model, variant).adapter, test, rows,
                            background_data(splits["train"], params), params, target)
 
@@ -328,14 +322,16 @@ def upload_uncertainty_report(scenario: str, kind: str, n: int, epsilon: float, 
 
 @st.cache_data(show_spinner="Scoring the slice, the groups and searching for weak slices…", max_entries=32)
 def slices_report(scenario: str, model: str, variant: str | None, split: str, sensitive: tuple[str, ...],
-                  slice_text: str, positive: int | None, max_conditions: int):
-    """The slices report of one model on one split (core.slices.report), disk-cached by core."""
+                  slice_text: str, positive: int | None, max_conditions: int, selected: tuple[int, ...] | None = None):
+    """The slices report of one model on one split (core.slices.report), disk-cached by core; ``selected``: the
+    split's rows of a selection saved from the Embeddings map."""
     from core.slices.report import SliceParams, slices_report as compute
 
     bundle = scenario_data(scenario, variant)[split]
     params = SliceParams(sensitive=sensitive, slice=slice_text, positive=positive, max_conditions=max_conditions)
     return compute(trained_model(scenario, model, variant).adapter, bundle, params,
-                   proba=predictions(scenario, model, variant, split))
+                   proba=predictions(scenario, model, variant, split),
+                   selected=None if selected is None else np.asarray(selected, dtype=np.int64))
 
 
 @st.cache_data(show_spinner="Checking the data: duplicates, drift, label errors…", max_entries=16)
@@ -352,13 +348,15 @@ def data_report(scenario: str, model: str, variant: str | None):
 
 @st.cache_data(show_spinner="Comparing the two models on the slices…", max_entries=16)
 def slices_comparison(scenario: str, model: str, other: str, variant: str | None, split: str,
-                      sensitive: tuple[str, ...], slice_text: str, positive: int | None, max_conditions: int):
+                      sensitive: tuple[str, ...], slice_text: str, positive: int | None, max_conditions: int,
+                      selected: tuple[int, ...] | None = None):
     """Both models' error rates on the report's slices, their disagreement and where it concentrates."""
     from core.slices.compare import compare_models, comparison_slices
     from core.slices.frame import slice_frame
 
     bundle = scenario_data(scenario, variant)[split]
-    report = slices_report(scenario, model, variant, split, sensitive, slice_text, positive, max_conditions).as_dict()
+    report = slices_report(scenario, model, variant, split, sensitive, slice_text, positive, max_conditions,
+                           selected).as_dict()
     proba_a, proba_b = predictions(scenario, model, variant, split), predictions(scenario, other, variant, split)
-    frame = slice_frame(bundle, proba_a)
+    frame = slice_frame(bundle, proba_a, None if selected is None else np.asarray(selected, dtype=np.int64))
     return compare_models(frame, bundle.y, proba_a, proba_b, (model, other), comparison_slices(report, frame), positive)

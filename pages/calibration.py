@@ -48,8 +48,8 @@ reports = {}
 with guarded():
     for name in models:
         cached.trained_model(sel.scenario, name, sel.variant)
-        reports[name] = cached.calibration_report(sel.scenario, name, sel.variant, n_bins, current.text if current
-                                                  else "", sel.model)
+        reports[name] = cached.calibration_report(sel.scenario, name, sel.variant, n_bins,
+                                                  None if slice_rows is None else tuple(slice_rows.tolist()))
 
 suffix = "" if method == "none" else f" after {method} scaling" if method == "temperature" else f" after {method}"
 of = st.radio("Reliability of", ["top-label", *range(len(spec.class_names))], key="cal_of", horizontal=True,

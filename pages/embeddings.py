@@ -271,7 +271,14 @@ e2.download_button("Coordinates as Parquet", lambda: to_bytes(table, "parquet"),
 # -- what is selected --------------------------------------------------------------------------------
 if len(rows) > 1:
     summary = summarise(rows, y, pred, len(class_names))
-    st.subheader(f"Selection: {summary.n:,} points")
+    h1, h2 = st.columns([3, 1.3], vertical_alignment="bottom")
+    h1.subheader(f"Selection: {summary.n:,} points")
+    has_test = bool(np.any(split_of[rows] == "test"))
+    h2.button("Make it the slice", icon=":material/filter_alt:", key="emb_save_slice", width="stretch",
+              on_click=active_slice.save_map_selection, args=(sel, split_of[rows].tolist(), position[rows].tolist()),
+              disabled=not has_test,
+              help="the selected samples become the active slice (`map selection` == true) on every page of this "
+                   "session" if has_test else "the selection holds no test sample, and the pages list test samples")
     s1, s2 = st.columns([1, 2])
     s1.metric("Accuracy of the selection", f"{summary.accuracy:.1%}")
     s1.metric("Most frequent true class", class_names[summary.majority],

@@ -115,7 +115,7 @@ if source == "Test split":
     with guarded():
         expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), params.algorithm,
                                        params.background, params.background_size, target,
-                                       current.text if current else "")
+                                       None if current is None else tuple(active_slice.rows(sel, "test").tolist()))
     active_slice.caption(sel, "test", "rows")
 else:
     u1, u2 = st.columns([3, 1])

@@ -35,7 +35,8 @@ with present.controls("Slice and groups"):
     with guarded():
         proba = cached.predictions(sel.scenario, sel.model, sel.variant, split)
     bundle = splits[split]
-    frame = slice_frame(bundle, proba)
+    selected = active_slice.selected(sel, split)  # a selection saved from the Embeddings map, if any
+    frame = slice_frame(bundle, proba, None if selected is None else list(selected))
     # The slice is the sidebar's (it filters every page): its box is there, its columns are listed here.
     current = active_slice.active()
     c1.markdown(f"**Slice** (the sidebar's, on every page): `{current.text}`" if current else
@@ -62,7 +63,7 @@ if current and not mask.any():
 
 with guarded():
     report = cached.slices_report(sel.scenario, sel.model, sel.variant, split, tuple(sensitive), applied, positive,
-                                  int(depth))
+                                  int(depth), selected)
 
 # -- the slice against the rest --------------------------------------------------------------------------
 rows = [report.overall] + ([report.slice, report.rest] if report.slice else [])
@@ -127,7 +128,7 @@ if others:
         with guarded():
             cached.trained_model(sel.scenario, other, sel.variant)
             comparison = cached.slices_comparison(sel.scenario, sel.model, other, sel.variant, split, tuple(sensitive),
-                                                  applied, positive, int(depth))
+                                                  applied, positive, int(depth), selected)
 
         def cell(row: dict, name: str) -> str:
             m = row[name]

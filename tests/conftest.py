@@ -105,10 +105,6 @@ def is_browser_test(item) -> bool:
 LONG_BROWSER_FILES = ("test_every_page.py",  # 456 s: mnist 137, adult 110, newsgroups 91, titanic 61, ...
                       "test_upload_page.py",  # 263 s, 161 of them the four every-page-with-an-upload tests
                       "test_many_sessions.py")  # 134 s
-# Browser tests shared out one by one rather than with the rest of their file (pytest.ini: --dist loadgroup, one
-# group per file otherwise): each visits a dozen pages and takes 25-140 s, and a whole file of them on one worker
-# left the other idle at the end. They share no module state but the upload files (built in seconds).
-SPLIT_BROWSER_TESTS = ("test_every_page_opens_for_the_scenario", "test_every_page_in_the_browser_with_an_upload")
 
 
 def parallel_order(item) -> tuple[int, int]:
@@ -119,14 +115,6 @@ def parallel_order(item) -> tuple[int, int]:
     return (1, LONG_BROWSER_FILES.index(name) if name in LONG_BROWSER_FILES else len(LONG_BROWSER_FILES))
 
 
-def work_unit(item) -> str:
-    """The xdist group an item runs in: its file, or itself for the long browser tests of SPLIT_BROWSER_TESTS."""
-    path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
-    if is_browser_test(item) and getattr(item, "originalname", item.name) in SPLIT_BROWSER_TESTS:
-        return f"{path}::{item.name}"
-    return path
-
-
 def uses_slow_model(item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     if (params.get("scenario"), params.get("model")) in SLOW_MODELS:
@@ -134,17 +122,15 @@ def uses_slow_model(item) -> bool:
     return any(isinstance(v, tuple) and tuple(v[:2]) in SLOW_MODELS for v in params.values())
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which names each item's group from these markers
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Parallel run (pytest.ini: -n 2 --dist loadgroup, work units shared out in this order as workers free up;
-        # a unit is a whole file, or one long browser test, see work_unit): the browser files go last, after the
-        # engine and AppTest files have trained the models and filled the run's cache that both workers' Streamlit
-        # servers read; the longest browser files first, so that neither worker is left running a long one alone
-        # at the end.
+        # Parallel run (pytest.ini: -n 2 --dist loadfile, whole files shared out in this order as workers free up):
+        # the browser files go last, after the engine and AppTest files have trained the models and filled the run's
+        # cache that both workers' Streamlit servers read; the longest browser files first, so that neither worker
+        # is left running a long file alone at the end. (Not --dist loadgroup: with pytest 9 xdist 3.8 cannot rename
+        # an item's nodeid, so the groups are ignored and every test is shared out on its own; measured, that made
+        # a whole run 27 min instead of 21-25, files' module fixtures and models built on both workers at once.)
         items.sort(key=parallel_order)  # stable
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(work_unit(item)))
     for item in items:
         if is_browser_test(item):
             item.add_marker(pytest.mark.e2e)  # every browser test, whether or not its module says so

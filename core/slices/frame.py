@@ -25,13 +25,16 @@ from core.bundle import DataBundle
 OUTCOME_COLUMNS = ("predicted", "correct", "confidence", "confidence band")
 # Never searched for weak slices: the outcome columns, and the label (a slice of one class has the error rate
 # 1 - recall of that class, which the per-class groups already show).
-NOT_SEARCHED = (*OUTCOME_COLUMNS, "true")
+# A selection saved from the Embeddings map (true for its samples): a filter the user drew, never searched.
+MAP_SELECTION = "map selection"
+NOT_SEARCHED = (*OUTCOME_COLUMNS, "true", MAP_SELECTION)
 CONFIDENCE_BANDS = ((0.0, 0.6, "under 60%"), (0.6, 0.8, "60-80%"), (0.8, 0.95, "80-95%"), (0.95, 1.01, "95% and over"))
 _HEADER = re.compile(r"^[A-Za-z][\w-]*: ", re.MULTILINE)
 
 
-def slice_frame(bundle: DataBundle, proba: np.ndarray | None = None) -> pd.DataFrame:
-    """The slice frame of ``bundle`` (aligned with it), with outcome columns when ``proba`` is given."""
+def slice_frame(bundle: DataBundle, proba: np.ndarray | None = None, selected: np.ndarray | None = None) -> pd.DataFrame:
+    """The slice frame of ``bundle`` (aligned with it), with outcome columns when ``proba`` is given and a
+    ``map selection`` column when ``selected`` (row indices of a selection saved from the Embeddings map) is."""
     if bundle.kind == "tabular":
         if bundle.display is not None and len(bundle.display) == len(bundle):
             frame = bundle.display.reset_index(drop=True).copy()
@@ -60,6 +63,10 @@ def slice_frame(bundle: DataBundle, proba: np.ndarray | None = None) -> pd.DataF
             frame["correct"] = predicted == np.asarray(bundle.y)
         frame["confidence"] = confidence
         frame["confidence band"] = confidence_band(confidence)
+    if selected is not None:
+        chosen = np.zeros(len(bundle), dtype=bool)
+        chosen[np.asarray(selected, dtype=np.int64)] = True
+        frame[MAP_SELECTION] = chosen
     return frame
 
 

@@ -79,8 +79,9 @@ class SlicesReport:
 
 def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams = SliceParams(),
                   proba: np.ndarray | None = None, store: ArtifactStore | None = None,
-                  progress: ProgressCallback | None = None) -> SlicesReport:
-    """The report for ``adapter`` on the labelled ``bundle`` (predictions from ``proba`` or the cached ones)."""
+                  progress: ProgressCallback | None = None, selected: np.ndarray | None = None) -> SlicesReport:
+    """The report for ``adapter`` on the labelled ``bundle`` (predictions from ``proba`` or the cached ones);
+    ``selected``: rows of a selection saved from the Embeddings map (the frame's ``map selection`` column)."""
     from core.inference import predict_proba_cached
     from core.slices.conditions import check_column, parse_slice
     from core.slices.frame import slice_frame
@@ -93,7 +94,7 @@ def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams
     if proba is None:
         report(progress, 0.0, "predicting")
         proba = predict_proba_cached(adapter, bundle, store=store)
-    frame = slice_frame(bundle, proba)
+    frame = slice_frame(bundle, proba, selected)
     if slice_.conditions:
         slice_.mask(frame)  # a missing column, a type mismatch or no match: said before the long part
     for column in params.sensitive:
@@ -103,8 +104,10 @@ def slices_report(adapter: ModelAdapter, bundle: DataBundle, params: SliceParams
     def compute() -> dict[str, Any]:
         return _compute(adapter.class_names, bundle, frame, proba, params, progress).as_dict()
 
+    chosen = None if selected is None else np.unique(np.asarray(selected, dtype=np.int64)).tolist()
     document = store.cached(compute, op="slices", model_fingerprint=adapter.fingerprint,
-                            data_fingerprint=bundle.fingerprint, params={**asdict(params), "code": source_hash(*CODE)},
+                            data_fingerprint=bundle.fingerprint,
+                            params={**asdict(params), "code": source_hash(*CODE), "selected": chosen},
                             libraries=LIBRARIES)
     return SlicesReport(**document)
 

@@ -212,8 +212,26 @@ def test_outcome_columns_are_not_searched():
     data, errors, _ = planted()
     data["correct"] = ~errors
     data["confidence band"] = np.where(errors, "under 60%", "95% and over")
+    data["map selection"] = errors  # a selection the user drew around the mistakes
     found = weak_slices(data, errors)
-    assert all(c.column not in ("correct", "confidence band") for w in found for c in w.slice.conditions)
+    assert all(c.column not in ("correct", "confidence band", "map selection") for w in found for c in w.slice.conditions)
+
+
+def test_a_map_selection_is_a_column_of_the_frame_and_keys_the_report(tmp_path):
+    from core import scenarios
+    from core.slices.report import SliceParams, slices_report
+    from core.store import ArtifactStore
+
+    test = scenarios.load_data("breast-cancer")["test"]
+    adapter = scenarios.load_model("breast-cancer", "logreg").adapter
+    frame = slice_frame(test, adapter.predict_proba(test.x), selected=np.array([0, 5, 7]))
+    assert np.flatnonzero(frame["map selection"]).tolist() == [0, 5, 7]
+    assert parse_slice("`map selection` == true").mask(frame).sum() == 3
+    store = ArtifactStore(tmp_path / "cache")
+    params = SliceParams(slice="`map selection` == true", n_boot=0)
+    first = slices_report(adapter, test, params, store=store, selected=np.array([0, 5, 7]))
+    other = slices_report(adapter, test, params, store=store, selected=np.arange(20))
+    assert first.slice["n"] == 3 and other.slice["n"] == 20  # the selection is part of the cache key
 
 
 def test_the_slice_frame_of_texts_and_tables():

@@ -225,3 +225,22 @@ def test_uploaded_images_are_placed_into_the_map_with_escaped_names(digits):
     own = int(position[row])
     assert own in rows[np.argsort(distance)[:3]]
     assert distance[rows == own][0] < 0.01 * extent
+
+
+def test_a_map_selection_becomes_the_slice_of_every_page(digits):
+    _, split_of, position = digits
+    at = open_page("digits", "cnn")
+    test_rows = np.flatnonzero(split_of == "test")[:30]
+    rows = test_rows.tolist() + [int(np.flatnonzero(split_of == "train")[0])]  # a train point too: ringed, not listed
+    rerun(at, emb_map=points(rows))
+    at.button(key="emb_save_slice").click().run()
+    check(at)
+    assert at.session_state["tl_slice"] == "`map selection` == true"
+    assert at.session_state["tl_slice_applied"] == "`map selection` == true"
+    assert any(c.value.startswith("In force on every page: 30 of 450 test samples") for c in at.sidebar.caption)
+    assert any(c.value.startswith("Ringed on the map: the 31 of 1,797 mapped points") for c in at.caption)
+    at.switch_page("pages/images.py").run()
+    check(at)
+    picks = at.multiselect(key="img_picks")
+    assert picks.label.startswith("Test images (30 match")
+    assert set(picks.value) <= {int(p) for p in position[test_rows]}
