@@ -122,3 +122,36 @@ def test_the_slice_rides_in_the_deep_link():
     assert at.query_params["slice"] == [text] or at.query_params["slice"] == text
     rows = set(inside("digits", "cnn", DIGITS_SLICE).tolist())
     assert set(at.multiselect(key="img_picks").value) <= rows
+
+
+EVERY_PAGE = (None, "pages/calibration.py", "pages/images.py", "pages/text.py", "pages/trust.py", "pages/shapley.py",
+              "pages/uncertainty.py", "pages/embeddings.py", "pages/slices.py", "pages/data.py", "pages/upload.py")
+
+
+@pytest.mark.parametrize("page", EVERY_PAGE)
+def test_every_page_opens_with_a_slice_in_force(page):
+    at = open_page(page)
+    assert at.session_state["tl_slice_applied"] == parse_slice(DIGITS_SLICE).text
+    if page != "pages/upload.py":  # (AppTest's tree of that page's run holds no sidebar elements)
+        assert any(c.value.startswith("In force on every page: ") for c in at.sidebar.caption)
+
+
+@pytest.mark.slow
+def test_the_text_pages_pick_lists_offer_only_the_slice():
+    text = "`has header` == true and `length (words)` < 120"
+    rows = set(inside("newsgroups", "bag", text).tolist())
+    at = open_page("pages/text.py", "newsgroups", "bag", text)
+    assert at.selectbox(key="text_doc").value in rows
+    assert at.selectbox(key="text_doc").label.startswith(f"Test document ({len(rows)} match)")
+
+
+@pytest.mark.parametrize("text", ['true in ["3", "8"]', "confidence < 0.9", "`confidence band` != \"95% and over\"",
+                                  'correct == false', "`mean intensity` >= 0.3"])
+def test_every_kind_of_slice_round_trips_through_a_link(text):
+    from urllib.parse import parse_qs, urlencode
+
+    canonical = parse_slice(text).text
+    query = parse_qs(urlencode({"view": "images", "slice": canonical}))  # what the address bar carries
+    at = open_page("pages/images.py", text=None, query={k: v[0] for k, v in query.items()})
+    assert at.session_state["tl_slice_applied"] == canonical
+    assert parse_slice(at.session_state["tl_slice_applied"]).text == canonical
