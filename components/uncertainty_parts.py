@@ -117,3 +117,28 @@ def set_controls(set_names: list[str], set_titles: dict[str, str], colour_option
     colour_by = s2.radio("Colour by", colour_options, horizontal=True, key="unc_colour",
                          format_func={"correct": "right / wrong", "set": "stress set"}.get)
     return shown or ["clean"], colour_by
+
+
+def slice_metrics(sel: Any, clean: SetResult, score: str = "mutual_information") -> None:
+    """The active slice's accuracy, mean ``score`` and error AUROC on the clean test set, against the rest (the
+    clean set is the test split, row for row); nothing without a slice."""
+    from components import active_slice
+    from core.uncertainty.report import rows_summary
+
+    in_slice = active_slice.rows(sel, "test")
+    if in_slice is None:
+        return
+    part = rows_summary(clean, in_slice, score)
+    active_slice.caption(sel, "test", "samples (the clean set)")
+    name = SCORE_TITLES[score].split(" (")[0]
+    s1, s2, s3 = st.columns(3)
+    s1.metric("Accuracy in the slice", "n/a" if np.isnan(part["accuracy_inside"]) else f"{part['accuracy_inside']:.1%}",
+              delta=None if np.isnan(part["accuracy_outside"]) or np.isnan(part["accuracy_inside"]) else
+              f"{(part['accuracy_inside'] - part['accuracy_outside']) * 100:+.1f} points vs the rest", delta_color="off")
+    s2.metric(f"Mean {name} in the slice", f"{part['score_inside']:.3f}",
+              delta=None if np.isnan(part["score_outside"]) else
+              f"{part['score_inside'] - part['score_outside']:+.3f} vs the rest", delta_color="off")
+    s3.metric(f"AUROC of {name} for the slice's mistakes",
+              "n/a" if np.isnan(part["error_auroc_inside"]) else f"{part['error_auroc_inside']:.3f}",
+              help=f"how well {name} ranks the mistakes inside the slice (n/a when the slice has no mistake, only "
+                   "mistakes, or no labels)")

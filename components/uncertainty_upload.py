@@ -14,7 +14,7 @@ from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, uncertainty_scatter
 from components.images import to_display
 from components.uncertainty_parts import (auroc_section, gallery_controls, image_gallery, inspect_button, keep_valid,
-                                          picked_input, set_controls)
+                                          picked_input, set_controls, slice_metrics)
 from components.uncertainty_view import (
     accuracy_table,
     has_labels,
@@ -105,6 +105,8 @@ def render(sel: state.Selection) -> None:
         last = shifted[-1]
         m3.metric(f"Mean {SCORE_TITLES[y_score].split(' (')[0]}: clean → {last.set.title}",
                   f"{clean.scores[y_score].mean():.3f} → {last.scores[y_score].mean():.3f}")
+
+    slice_metrics(sel, clean, y_score)  # the sidebar's slice on the clean set (the upload's test split)
 
     st.subheader("Accuracy and AUROC per stress set")
     st.dataframe(numbers(accuracy_table(report)), hide_index=True, width="stretch", key="unc_accuracy")

@@ -3,12 +3,13 @@
 import numpy as np
 import streamlit as st
 
-from components import active_slice, cached, present, state
+from components import cached, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
 from components.uncertainty_parts import (ask_to_train, auroc_section, gallery_controls, image_gallery, inspect_button,
-                                          keep_valid, picked_input, request_training, set_controls, training_requested)
+                                          keep_valid, picked_input, request_training, set_controls, slice_metrics,
+                                          training_requested)
 from components.uncertainty_upload import render as render_upload
 from components.uncertainty_view import (accuracy_table, numbers, published_scores, scatter_points, train_label,
                                          training_offer)
@@ -111,23 +112,7 @@ if "fgsm" in set_names:
 m4.metric("Mean epistemic (MI) clean → noise",
           f"{clean.scores['mutual_information'].mean():.3f} → {report.get('noise').scores['mutual_information'].mean():.3f}")
 
-in_slice = active_slice.rows(sel, "test")  # the sidebar's slice, on the clean test set (the first set)
-if in_slice is not None:
-    from core.uncertainty.report import rows_summary
-
-    part = rows_summary(clean, in_slice)
-    active_slice.caption(sel, "test", "images (the clean set)")
-    s1, s2, s3 = st.columns(3)
-    s1.metric("Accuracy in the slice (mean ensemble)", f"{part['accuracy_inside']:.1%}",
-              delta=None if np.isnan(part["accuracy_outside"]) else
-              f"{(part['accuracy_inside'] - part['accuracy_outside']) * 100:+.1f} points vs the rest", delta_color="off")
-    s2.metric("Mean epistemic (MI) in the slice", f"{part['score_inside']:.3f}",
-              delta=None if np.isnan(part["score_outside"]) else
-              f"{part['score_inside'] - part['score_outside']:+.3f} vs the rest", delta_color="off")
-    s3.metric("AUROC of MI for the slice's mistakes",
-              "n/a" if np.isnan(part["error_auroc_inside"]) else f"{part['error_auroc_inside']:.3f}",
-              help="how well mutual information ranks the mean ensemble's mistakes inside the slice (n/a when the "
-                   "slice has no mistake, or only mistakes)")
+slice_metrics(sel, clean)  # the sidebar's slice, on the clean test set (the first set)
 
 # -- the table -------------------------------------------------------------------------------------
 st.subheader("Accuracy and AUROC per stress set")
