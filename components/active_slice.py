@@ -48,13 +48,12 @@ def _frame(scenario: str, model: str, variant: str | None, split: str):
 
 def _mask(sel: state.Selection, split: str, text: str, allow_empty: bool = True) -> np.ndarray:
     from core.slices import parse_slice
-    from core.slices.frame import MAP_SELECTION
+    from core.slices.frame import with_selection
 
     frame = _frame(sel.scenario, sel.model, sel.variant, split)
     chosen = selected(sel, split)
-    if chosen is not None:
-        frame = frame.copy()
-        frame[MAP_SELECTION] = np.isin(np.arange(len(frame)), np.asarray(chosen, dtype=np.int64))
+    if chosen is not None:  # the cached frame is shared: the session's selection goes on a copy
+        frame = with_selection(frame.copy(), chosen)
     return parse_slice(text).mask(frame, allow_empty=allow_empty)
 
 
@@ -159,10 +158,11 @@ def caption(sel: state.Selection, split: str = "test", what: str = "samples") ->
                "(set in the sidebar; clear it there to see every sample).")
 
 
-def offered(sel: state.Selection, n_samples: int, key: str, limit: int = 500, split: str = "test") -> list[int]:
+def offered(sel: state.Selection, n_samples: int, key: str, default: int, limit: int = 500,
+            split: str = "test") -> list[int]:
     """A pick list's options: the first ``limit`` samples of ``split`` in the active slice, plus any picked (linked
     or curated) sample of the slice beyond them. Picks in ``st.session_state[key]`` outside the options are dropped
-    (a widget must not hold values it does not offer)."""
+    (a widget must not hold values it does not offer); when none is left, the first ``default`` options are picked."""
     inside = rows(sel, split)
     members = np.arange(n_samples) if inside is None else inside
     options = [int(i) for i in members[:limit]]
@@ -170,5 +170,5 @@ def offered(sel: state.Selection, n_samples: int, key: str, limit: int = 500, sp
     picked = [int(i) for i in st.session_state.get(key, []) if int(i) in allowed]
     options += sorted(i for i in set(picked) if i not in set(options))
     if key in st.session_state:
-        st.session_state[key] = picked
+        st.session_state[key] = picked or options[:default]
     return options

@@ -37,7 +37,7 @@ def image_shap_section(sel: Selection) -> None:
     test = splits["test"]
     proba = cached.predictions(sel.scenario, sel.model, sel.variant, "test")
     c1, c2, c3 = st.columns([3, 1, 1])
-    offered = active_slice.offered(sel, len(test), "shap_image_picks")
+    offered = active_slice.offered(sel, len(test), "shap_image_picks", 3)
     if not offered:
         st.info("No test image lies in the active slice.", icon=":material/filter_alt_off:")
         return

@@ -43,7 +43,7 @@ def render(sel: state.Selection) -> None:
     adapter, _splits, test, test_proba = scenario_test_split(sel)
     names = adapter.class_names
     with present.controls('Documents and methods'):
-        offered = active_slice.offered(sel, len(test), "trust_text_picks")  # plus linked / curated ones beyond 500
+        offered = active_slice.offered(sel, len(test), "trust_text_picks", 4)  # plus linked / curated ones beyond 500
         if not offered:
             st.info("No test document lies in the active slice.", icon=":material/filter_alt_off:")
             st.stop()

@@ -47,7 +47,7 @@ adapter, splits, test, test_proba = scenario_test_split(sel)
 context = cached.image_context(sel.scenario, sel.variant)
 names = adapter.class_names
 
-offered = active_slice.offered(sel, len(test), "trust_picks")  # plus linked / curated images beyond the first 500
+offered = active_slice.offered(sel, len(test), "trust_picks", defaults.IMAGE_PICKS)  # plus linked / curated images beyond the first 500
 if not offered:
     st.info("No test image lies in the active slice.", icon=":material/filter_alt_off:")
     st.stop()

@@ -63,10 +63,14 @@ def slice_frame(bundle: DataBundle, proba: np.ndarray | None = None, selected: n
             frame["correct"] = predicted == np.asarray(bundle.y)
         frame["confidence"] = confidence
         frame["confidence band"] = confidence_band(confidence)
-    if selected is not None:
-        chosen = np.zeros(len(bundle), dtype=bool)
-        chosen[np.asarray(selected, dtype=np.int64)] = True
-        frame[MAP_SELECTION] = chosen
+    return frame if selected is None else with_selection(frame, selected)
+
+
+def with_selection(frame: pd.DataFrame, selected) -> pd.DataFrame:
+    """``frame`` with its ``map selection`` column: true on the rows ``selected`` (indices), false elsewhere."""
+    chosen = np.zeros(len(frame), dtype=bool)
+    chosen[np.asarray(selected, dtype=np.int64)] = True
+    frame[MAP_SELECTION] = chosen
     return frame
 
 

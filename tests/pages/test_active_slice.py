@@ -174,3 +174,10 @@ def test_an_uploaded_models_uncertainty_is_measured_on_the_slice():
     rows = np.flatnonzero(parse_slice("colour == red and size == L").mask(frame))
     pred = byom.get(name).trained.adapter.predict(test.x[rows])
     assert metrics["Accuracy in the slice"].value == f"{np.mean(pred == test.y[rows]):.1%}"
+
+
+def test_picks_outside_the_slice_give_way_to_the_slices_first_samples():
+    rows = inside("digits", "cnn", DIGITS_SLICE)
+    outside = [i for i in range(10) if i not in set(rows.tolist())][:2]
+    at = open_page("pages/trust.py", trust_picks=outside)
+    assert at.multiselect(key="trust_picks").value == rows[:4].tolist()
