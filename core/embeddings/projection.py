@@ -135,6 +135,45 @@ def principal_axes(centred: np.ndarray, k: int) -> np.ndarray:
     return axes * np.where(signs == 0, 1.0, signs)[:, None]
 
 
+SPARSE_DENSITY = 0.1  # a wide layer with at most this share of non-zero values is handled as a sparse matrix
+
+
+def wide_sparse(x: np.ndarray):
+    """``x`` as a float64 scipy CSR matrix when it has more columns than rows and at most
+    :data:`SPARSE_DENSITY` of its values are non-zero (a tf-idf layer: newsgroups' 21,665 words hold ~0.5 %
+    non-zero values), else None."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] <= x.shape[0] or np.count_nonzero(x) > SPARSE_DENSITY * x.size:
+        return None
+    from scipy import sparse
+
+    return sparse.csr_matrix(x, dtype=np.float64)
+
+
+def principal_axes_sparse(scaled, mean: np.ndarray, k: int) -> np.ndarray:
+    """:func:`principal_axes` of ``scaled - mean`` (``scaled``: a sparse (n, d) matrix, d > n), through the
+    same n x n Gram matrix, built from sparse products: (S - 1m')(S - 1m')' = SS' - (Sm)1' - 1(Sm)' + m'm.
+
+    Own code, for speed: measured on newsgroups' tf-idf layer (1,796 x 21,665, 50 axes), the dense Gram
+    matrix of the centred points took most of the Embeddings page's 38 s cold default here.
+    """
+    n, d = scaled.shape
+    k = min(int(k), n, d)
+    if k < 1:
+        return np.zeros((0, d))
+    from scipy.linalg import eigh
+
+    sm = np.asarray(scaled @ mean).ravel()
+    gram = np.asarray((scaled @ scaled.T).toarray()) - sm[:, None] - sm[None, :] + float(mean @ mean)
+    values, u = eigh(gram, subset_by_index=(n - k, n - 1))  # the k largest only (1,796 x 1,796: 0.2 s, not 2 s)
+    order = np.argsort(values)[::-1]
+    keep = values[order] > values[order].max(initial=0.0) * 1e-12
+    v = u[:, order[keep]]
+    axes = (np.asarray(scaled.T @ v) - mean[:, None] * v.sum(axis=0)[None, :]).T / np.sqrt(values[order[keep]])[:, None]
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]) if len(axes) else np.zeros(0)
+    return axes * np.where(signs == 0, 1.0, signs)[:, None]
+
+
 @dataclass(frozen=True)
 class Preprocessor:
     """Standardisation then PCA, fitted on the map's points and applied unchanged to new points."""
@@ -145,26 +184,42 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, x: np.ndarray, standardize: bool, pca_dims: int) -> "Preprocessor":
-        x = np.asarray(x, dtype=np.float64)
-        mean = x.mean(axis=0)
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float64)
+        mean = x.mean(axis=0, dtype=np.float64)  # float64 sums without a float64 copy of x
         if standardize:
-            std = x.std(axis=0)
+            std = x.std(axis=0, dtype=np.float64)
             scale = np.where(std > 1e-12, std, 1.0)
         else:
             scale = np.ones(x.shape[1])
         components = None
         if pca_dims and x.shape[1] > pca_dims:
-            components = principal_axes((x - mean) / scale, pca_dims)
+            sparse = wide_sparse(x)
+            if sparse is not None:  # a tf-idf layer: never materialise the centred points
+                components = principal_axes_sparse(sparse.multiply(1.0 / scale).tocsr(), mean / scale, pca_dims)
+            else:
+                components = principal_axes((x - mean) / scale, pca_dims)
         return cls(mean, scale, components)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
         if self.components is not None:
-            z = z @ self.components.T
+            # ((x - mean) / scale) @ C.T, without the (n, d) float64 copy of x (d may be 21,665 words)
+            axes = self.components / self.scale
+            z = np.asarray(x, dtype=np.float64) @ axes.T - self.mean @ axes.T
+        else:
+            z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
         return np.ascontiguousarray(z, dtype=np.float32)
 
-    def scaled(self, x: np.ndarray) -> np.ndarray:
-        """Standardised (not reduced) activations: the 'original space' the quality is measured in."""
+    def scaled(self, x: np.ndarray):
+        """Standardised (not reduced) activations: the 'original space' the quality is measured in.
+
+        A wide, mostly-zero layer comes back as a scipy CSR matrix scaled but not centred: distances,
+        all the quality measures look at, do not change with a shift, and sparse products are what make
+        them fast there (core.embeddings.quality accepts either)."""
+        sparse = wide_sparse(x)
+        if sparse is not None:
+            return sparse.multiply(1.0 / self.scale).tocsr()
         return np.ascontiguousarray((np.asarray(x, dtype=np.float64) - self.mean) / self.scale, dtype=np.float32)
 
 

@@ -47,19 +47,36 @@ class MapQuality:
                 "n": self.n}
 
 
-def _sq_norms(a: np.ndarray) -> np.ndarray:
+def _sq_norms(a) -> np.ndarray:
+    if _is_sparse(a):
+        return np.asarray(a.multiply(a).sum(axis=1)).ravel()
     return np.einsum("ij,ij->i", a, a)
 
 
-def _distance_chunks(data: np.ndarray, queries: np.ndarray):
-    """Yield (start, stop, squared distances of queries[start:stop] to every row of data)."""
-    data = np.asarray(data, dtype=np.float64)
+def _is_sparse(a) -> bool:
+    from scipy import sparse
+
+    return sparse.issparse(a)
+
+
+def _as_points(a):
+    """float64 points: a scipy sparse matrix stays sparse (CSR), anything else becomes an ndarray."""
+    return a.tocsr().astype(np.float64) if _is_sparse(a) else np.asarray(a, dtype=np.float64)
+
+
+def _distance_chunks(data, queries: np.ndarray):
+    """Yield (start, stop, squared distances of queries[start:stop] to every row of data).
+
+    ``data``: an ndarray or a scipy sparse matrix (a wide tf-idf layer, see Preprocessor.scaled)."""
+    data = _as_points(data)
     norms = _sq_norms(data)
-    step = max(1, _CHUNK_CELLS // max(1, len(data)))
+    step = max(1, _CHUNK_CELLS // max(1, data.shape[0]))
     for start in range(0, len(queries), step):
         rows = queries[start:start + step]
         q = data[rows]
-        d = _sq_norms(q)[:, None] + norms[None, :] - 2.0 * (q @ data.T)
+        product = q @ data.T
+        product = product.toarray() if _is_sparse(product) else product
+        d = _sq_norms(q)[:, None] + norms[None, :] - 2.0 * product
         np.maximum(d, 0.0, out=d)
         d[np.arange(len(rows)), rows] = np.inf  # a point is not its own neighbour
         yield start, start + len(rows), d
@@ -88,11 +105,11 @@ def nearest(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     # cases came out 1.1-3x instead: OpenMP threads wait for cores the most).
     from sklearn.neighbors import NearestNeighbors
 
-    data = np.asarray(data, dtype=np.float64)
+    data = _as_points(data)  # sparse stays sparse: scikit-learn then takes sparse dot products (brute force)
     queries = np.asarray(queries, dtype=np.int64).reshape(-1)
     k = check_int("k", k, "nearest")
-    if k >= len(data):
-        raise InputShapeError(f"nearest needs k < n; got k={k} for n={len(data)} points.")
+    if k >= data.shape[0]:
+        raise InputShapeError(f"nearest needs k < n; got k={k} for n={data.shape[0]} points.")
     found = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data[queries], return_distance=False)
     own = found == queries[:, None]
     own[~own.any(axis=1), -1] = True  # more than k copies of the row at distance 0: drop the farthest copy
@@ -107,7 +124,7 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 5, max_queries: 
     this is scikit-learn's ``sklearn.manifold.trustworthiness(high, low, n_neighbors=k)``.
     """
     high, low = _check_pair(high, low)
-    n = len(high)
+    n = high.shape[0]
     k = check_int("k", k, "trustworthiness")
     if k >= n / 2:
         raise InputShapeError(f"trustworthiness needs k < n / 2; got k={k} for n={n} points.",
@@ -129,14 +146,15 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 5, max_queries: 
 
 def knn_accuracy(data: np.ndarray, labels: np.ndarray, k: int = 10, max_queries: int = 5000, seed: int = 0) -> float:
     """Leave-one-out k-NN accuracy of ``labels`` in ``data`` (majority vote, ties to the lower class)."""
-    data = np.asarray(data)
+    data = data if _is_sparse(data) else np.asarray(data)
     labels = np.asarray(labels)
-    if len(labels) != len(data):
-        raise InputShapeError(f"knn_accuracy got {len(data)} points but {len(labels)} labels.")
+    n = data.shape[0]
+    if len(labels) != n:
+        raise InputShapeError(f"knn_accuracy got {n} points but {len(labels)} labels.")
     k = check_int("k", k, "knn_accuracy")
-    if k >= len(data):
-        raise InputShapeError(f"knn_accuracy needs k < n; got k={k} for n={len(data)} points.")
-    queries = query_points(len(data), max_queries, seed)
+    if k >= n:
+        raise InputShapeError(f"knn_accuracy needs k < n; got k={k} for n={n} points.")
+    queries = query_points(n, max_queries, seed)
     nn = nearest(data, queries, k)
     votes = labels[nn]
     n_classes = int(labels.max()) + 1
@@ -149,7 +167,7 @@ def map_quality(high: np.ndarray, low: np.ndarray, labels: np.ndarray | None, k:
                 max_queries: int = 5000, seed: int = 0) -> MapQuality:
     """Trustworthiness (k neighbours) and kNN accuracy in the map and in the original space."""
     high, low = _check_pair(high, low)
-    n = len(high)
+    n = high.shape[0]
     k = min(check_int("k", k, "map_quality"), max(1, (n - 1) // 2 - 1))
     trust = trustworthiness(high, low, k, max_queries, seed)
     if labels is None:
@@ -160,12 +178,13 @@ def map_quality(high: np.ndarray, low: np.ndarray, labels: np.ndarray | None, k:
     return MapQuality(trust, acc_map, acc_high, k, int(min(n, max_queries)), n)
 
 
-def _check_pair(high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    high = np.asarray(high)
+def _check_pair(high, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``high`` may be a scipy sparse matrix (kept sparse); ``low`` is the map."""
+    high = high if _is_sparse(high) else np.asarray(high)
     low = np.asarray(low)
-    if high.ndim != 2 or low.ndim != 2 or len(high) != len(low):
+    if high.ndim != 2 or low.ndim != 2 or high.shape[0] != len(low):
         raise InputShapeError(
             f"Map quality needs two 2-D arrays with one row per point; got shapes {high.shape} and {low.shape}.")
-    if len(high) < 4:
-        raise InputShapeError(f"Map quality needs at least 4 points; got {len(high)}.")
+    if len(low) < 4:
+        raise InputShapeError(f"Map quality needs at least 4 points; got {len(low)}.")
     return high, low

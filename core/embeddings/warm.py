@@ -74,8 +74,23 @@ def warm_umap(n_points: int = 4500, metrics: tuple[str, ...] = ("euclidean",)) -
     return seconds
 
 
-def warm_in_background() -> threading.Thread:
-    """Start :func:`warm_umap` in a daemon thread (once per process is enough; later calls return at once)."""
+WARMUP_ENV_VAR = "TRUSTLENS_UMAP_WARMUP"  # "0": no background compile (the first UMAP map compiles instead)
+
+
+def warmup_enabled() -> bool:
+    """False when ``TRUSTLENS_UMAP_WARMUP=0``: a server where nobody draws UMAP maps, or whose cores are too
+    few to spare a minute of compiling (measured here: 60-75 s of one core per process, numba's disk cache
+    warm or not), skips it; the first UMAP map then compiles on its own request instead."""
+    return os.environ.get(WARMUP_ENV_VAR, "1").strip() != "0"
+
+
+def warm_in_background() -> threading.Thread | None:
+    """Start :func:`warm_umap` in a daemon thread (once per process is enough; later calls return at once).
+
+    None when :func:`warmup_enabled` says no; :func:`warm_status` then stays ``cold``.
+    """
+    if not warmup_enabled():
+        return None
     thread = threading.Thread(target=warm_umap, name="trustlens-umap-warmup", daemon=True)
     thread.start()
     return thread

@@ -365,3 +365,40 @@ def test_principal_axes_drop_directions_without_variance(shape):
     np.testing.assert_allclose(np.abs(axes @ vt[:3].T), np.eye(3), atol=1e-8)
     coords, _ = pca_coords(x, 5)
     assert coords.shape == (shape[0], 5) and not coords[:, 3:].any()
+
+
+def test_a_wide_mostly_zero_layer_takes_the_sparse_path_with_the_dense_path_s_numbers():
+    """A tf-idf-like layer (wide, ~1 % non-zero) goes through sparse products; scikit-learn's PCA and the dense
+    path (forced by a density threshold of 0) are the oracles for the axes, the reduced points and the quality."""
+    from sklearn.decomposition import PCA
+
+    from core.embeddings import projection, quality
+
+    rng = np.random.default_rng(3)
+    n, d = 120, 3000
+    x = np.where(rng.random((n, d)) < 0.01, rng.random((n, d)) * np.linspace(2.0, 0.5, d), 0.0).astype(np.float32)
+    labels = rng.integers(0, 3, n)
+    assert projection.wide_sparse(x) is not None and projection.wide_sparse(x.T.copy()) is None  # tall: dense
+
+    sparse_pre = projection.Preprocessor.fit(x, standardize=True, pca_dims=10)
+    sparse_high = sparse_pre.scaled(x)
+    assert quality._is_sparse(sparse_high)
+    original = projection.SPARSE_DENSITY
+    try:
+        projection.SPARSE_DENSITY = 0.0  # the dense path on the same points
+        dense_pre = projection.Preprocessor.fit(x, standardize=True, pca_dims=10)
+        dense_high = dense_pre.scaled(x)
+    finally:
+        projection.SPARSE_DENSITY = original
+    assert not quality._is_sparse(dense_high)
+    np.testing.assert_allclose(sparse_pre.components, dense_pre.components, atol=1e-8)
+    standardised = (x - x.mean(axis=0)) / dense_pre.scale
+    reference = PCA(10, svd_solver="full").fit(standardised).components_
+    np.testing.assert_allclose(np.abs(np.sum(sparse_pre.components * reference, axis=1)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(sparse_pre.transform(x), dense_pre.transform(x), atol=1e-4)
+
+    low = sparse_pre.transform(x)[:, :2]
+    assert quality.map_quality(sparse_high, low, labels).as_dict() == quality.map_quality(dense_high, low, labels).as_dict()
+    from sklearn.manifold import trustworthiness
+
+    assert quality.trustworthiness(sparse_high, low, k=5) == pytest.approx(trustworthiness(standardised, low, n_neighbors=5))

@@ -49,3 +49,13 @@ def test_the_unseeded_warm_up_fit_holds_the_global_generator_lock(fake_umap):
     unseeded = [owned for state, owned in fake_umap.calls if state is None]
     assert unseeded == [True, True]  # fit and transform, both under the lock
     assert np.random.rand() == expected  # and the generator's state was put back afterwards
+
+
+def test_warmup_can_be_switched_off_by_the_environment(fake_umap, monkeypatch):
+    monkeypatch.setenv(warm.WARMUP_ENV_VAR, "0")
+    assert warm.warm_in_background() is None
+    assert fake_umap.calls == [] and warm.warm_status()["status"] == "cold"
+    monkeypatch.setenv(warm.WARMUP_ENV_VAR, "1")
+    thread = warm.warm_in_background()
+    thread.join(timeout=30)
+    assert fake_umap.calls and warm.warm_status()["status"] == "warm"

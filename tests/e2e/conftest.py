@@ -94,9 +94,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def streamlit_server(log_dir: Path) -> Iterator[str]:
+def streamlit_server(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run app.py under ``streamlit run`` on a free port; yields its base URL once healthy."""
-    with streamlit_process(log_dir) as (url, _proc):
+    with streamlit_process(log_dir, env=env) as (url, _proc):
         yield url
 
 
@@ -138,10 +138,15 @@ def app_url(e2e_available, browser, tmp_path_factory) -> Iterator[str]:
     is trained (when the cache is cold) outside the tests' own time limits and no test depends on
     being the first session of the process (test_server_start.py covers that case on servers of
     its own).
+
+    No browser test draws a UMAP map, so the server skips UMAP's background compile
+    (``TRUSTLENS_UMAP_WARMUP=0``): 60-75 s of one of the machine's two cores per server, taken from
+    the other tests (tests/core/test_umap_warm.py tests the warm-up itself).
     """
+    from core.embeddings.warm import WARMUP_ENV_VAR
     from tests.e2e import helpers
 
-    with streamlit_server(tmp_path_factory.mktemp("e2e-server")) as url:
+    with streamlit_server(tmp_path_factory.mktemp("e2e-server"), env={WARMUP_ENV_VAR: "0"}) as url:
         context = browser.new_context(viewport=VIEWPORT)
         try:
             helpers.open_app(context.new_page(), url)

@@ -68,6 +68,25 @@ def wait_painted(page, timeout: int = 60_000) -> None:
     page.wait_for_function(_PAINTED_JS, timeout=timeout)
 
 
+_VISIBLE_PAINTED_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main || document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const shown = (el) => el.offsetParent !== null;
+  for (const img of main.querySelectorAll('[data-testid="stImage"] img'))
+    if (shown(img) && (!img.complete || img.naturalWidth === 0)) return false;
+  for (const chart of main.querySelectorAll('[data-testid="stPlotlyChart"]'))
+    if (shown(chart) && !chart.querySelector('.js-plotly-plot .main-svg .cartesianlayer, .js-plotly-plot .main-svg .polarlayer'))
+      return false;  // drawn (image grids hide their axes, so ticks cannot be the signal)
+  return true;
+}"""
+
+
+def wait_visible_painted(page, timeout: int = 60_000) -> None:
+    """:func:`wait_painted` for what is visible only: a chart in a tab that is not open is never drawn,
+    and waiting for it would only run into the timeout."""
+    page.wait_for_function(_VISIBLE_PAINTED_JS, timeout=timeout)
+
+
 def open_app(page, url: str, timeout: int = LOAD_TIMEOUT_MS) -> float:
     """Load the app and wait for its first full render; returns the seconds it took."""
     started = time.perf_counter()

@@ -36,20 +36,6 @@ PAGES = {
 }
 
 
-# helpers.wait_painted, but only for what is visible (charts in a tab that is not open are never drawn)
-_VISIBLE_PAINTED_JS = """() => {
-  const main = document.querySelector('[data-testid="stMain"]');
-  if (!main || document.querySelector('[data-testid="stSkeleton"]')) return false;
-  const shown = (el) => el.offsetParent !== null;
-  for (const img of main.querySelectorAll('[data-testid="stImage"] img'))
-    if (shown(img) && (!img.complete || img.naturalWidth === 0)) return false;
-  for (const chart of main.querySelectorAll('[data-testid="stPlotlyChart"]'))
-    if (shown(chart) && !chart.querySelector('.js-plotly-plot .main-svg .cartesianlayer, .js-plotly-plot .main-svg .polarlayer'))
-      return false;  // drawn (image grids hide their axes, so ticks cannot be the signal)
-  return true;
-}"""
-
-
 def open_view(page, url: str, heading: str) -> float:
     started = time.perf_counter()
     page.goto(url)
@@ -57,7 +43,7 @@ def open_view(page, url: str, heading: str) -> float:
         timeout=helpers.UI_TIMEOUT_MS)
     helpers.expect(helpers.title(page).filter(has_text=heading).first).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
     helpers.wait_settled(page)
-    page.wait_for_function(_VISIBLE_PAINTED_JS, timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_visible_painted(page, timeout=helpers.LOAD_TIMEOUT_MS)
     return time.perf_counter() - started
 
 
