@@ -38,7 +38,7 @@ def ask_to_train(kind: str, offer: str, label: str, note: str) -> None:
     it is pressed."""
     st.info(offer, icon=":material/model_training:")
     st.button(label, key="unc_train", type="primary", on_click=request_training, args=(kind,),
-              help="trains with a progress bar, then shows this source")
+              help="trains in the background with a progress bar (the other pages keep working), then shows this source")
     st.caption(note)
     st.stop()
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from components import cached, present, state
+from components import cached, jobs_view, present, state
 from components.feedback import guarded, transient_progress
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
@@ -75,6 +75,19 @@ with present.controls('Source, members and attack'):
         o2.button(train_label(heavy, estimate), key="unc_train_ensemble", on_click=request_training, args=(heavy,),
                   width="stretch")
 
+# Training runs as a job (core.jobs): off this request, shared with any session asking for the same source, and
+# found again by a reload. The page follows it until the source is in the store.
+job_params = {"scenario": sel.scenario, "model": sel.model, "variant": sel.variant, "kind": kind, "n": int(n)}
+job = None if ready else jobs_view.find("uncertainty_source", job_params)
+if not ready and asked:
+    with guarded():
+        job = jobs_view.start("uncertainty_source", job_params,
+                              title=f"Training the {SOURCES[kind]} of {sel.scenario}/{sel.model}"
+                                    + (f" ({int(n)} members)" if ensemble else ""))
+if not ready and job is not None and job.status != "done":
+    estimate = cached.uncertainty_estimate(sel.scenario, sel.model, sel.variant, kind, int(n)) if job.active else None
+    jobs_view.follow(job, estimate=f"{estimate.about} in all" if estimate is not None else None,
+                     restart=request_training, restart_args=(kind,))
 if not ready and not asked:
     with guarded():
         estimate = cached.uncertainty_estimate(sel.scenario, sel.model, sel.variant, kind, int(n))
@@ -84,8 +97,9 @@ if not ready and not asked:
                  train_label(kind, estimate),
                  "Nothing is trained until you press the button. " + (
                      f"Ready now, without training: {', '.join(others)} (the Source control above)." if others else
-                     "Every source this model offers needs training (not offered: "
-                     + "; ".join(f"{SOURCES[k]}, {r}" for k, r in support.items() if r) + ")."))
+                     "Every source this model offers needs training" + (
+                         " (not offered: " + "; ".join(f"{SOURCES[k]}, {r}" for k, r in support.items() if r) + ")."
+                         if any(support.values()) else ".")))
 with guarded():
     source = cached.uncertainty_source(sel.scenario, sel.model, sel.variant, kind, int(n))
 with guarded(), transient_progress("Scoring the stress sets") as progress:

@@ -429,7 +429,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     )
     p.add_argument("--epsilon", type=float, default=0.1, help="FGSM step per pixel (default 0.1)")
     p.add_argument(
-        "--n-ood", type=int, default=1000, metavar="N", help="images per out-of-distribution set (default 1000)"
+        "--n-ood", type=int, default=1000, metavar="N", help="images per FGSM and out-of-distribution set (default 1000)"
     )
     p.add_argument("--no-autoencoder", action="store_true", help="skip the autoencoder's reconstruction-error score")
     p.set_defaults(func=cmd_uncertainty, parser=p)

@@ -80,3 +80,14 @@ def open_app(
     if title is not None:
         assert at.title[0].value == title, [t.value for t in at.title]
     return at
+
+
+def finish_jobs(at, timeout: float = 600):
+    """Wait until every job (core.jobs) of this process has ended, check that each succeeded, then run the page
+    again: what a page shows after its background job, as the user sees it when the progress bar is done."""
+    from core import jobs
+
+    for status in jobs.runner().jobs(active_only=True):
+        final = jobs.runner().wait(status.id, timeout)
+        assert final.status == "done", f"{final.title}: {final.status} {final.error or ''}"
+    return at.run()

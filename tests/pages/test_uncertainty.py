@@ -20,7 +20,7 @@ from core import scenarios
 from core.store import MODEL_CACHE_ENV_VAR, default_store, model_store
 from core.uncertainty import load_source
 from core.uncertainty.report import uncertainty_report
-from tests.pages.helpers import check, open_app, sidebar_state
+from tests.pages.helpers import check, finish_jobs, open_app, sidebar_state
 
 TIMEOUT = 300  # first use trains the members inside the run
 PAGE = "pages/uncertainty.py"
@@ -34,7 +34,8 @@ def open_page(scenario: str = "digits", model: str | None = None, uploads: list[
     at = open_app(PAGE, state={**state, **sidebar_state(scenario, model)}, page_state=widgets, page_query=query,
                   timeout=TIMEOUT, errors=True, title="Uncertainty")
     if train and any(b.key == "unc_train" for b in at.button):
-        check(at.button(key="unc_train").click().run())
+        at.button(key="unc_train").click().run()  # starts the training job: the page follows its progress
+        check(finish_jobs(at))
     return at
 
 
@@ -174,6 +175,10 @@ def test_sklearn_model_offers_bagging_behind_a_button_with_its_time(fresh_store)
     assert "Every source this model offers needs training" in " ".join(c.value for c in at.caption)
     assert at.button(key="unc_train").label.startswith("Train the bootstrap ensemble (about ")
     at.button(key="unc_train").click().run()
+    # the training runs as a job: the page answers at once with its progress, then shows the source
+    assert not at.exception and not at.dataframe
+    assert any("runs in the background" in i.value for i in at.info), [i.value for i in at.info]
+    finish_jobs(at)
     assert not at.exception and not at.error
     assert any("scikit-learn models" in c.value for c in at.caption)
     assert "FGSM ε=0.1" not in list(at.dataframe[0].value["set"])  # no gradients, no attack
@@ -183,6 +188,7 @@ def test_sklearn_model_offers_bagging_behind_a_button_with_its_time(fresh_store)
 def test_a_link_that_names_an_ensemble_trains_it_without_asking(fresh_store):
     at = open_page(model="logreg", query={"source": "bootstrap", "members": "2", "autoencoder": "0"})
     assert not any(b.key == "unc_train" for b in at.button)
+    finish_jobs(at)
     assert at.session_state["unc_source"] == "bootstrap"
     assert list(at.dataframe[0].value.columns)[:2] == ["set", "inputs"]
     # the next visit of the same session asks again before training more members
@@ -194,3 +200,37 @@ def test_a_link_that_names_an_ensemble_trains_it_without_asking(fresh_store):
 def test_text_scenario_points_to_the_image_scenarios():
     at = open_app(PAGE, state=sidebar_state("breast-cancer"), timeout=TIMEOUT)
     assert any("image scenario" in i.value for i in at.info)
+
+
+def test_a_job_interrupted_by_a_restart_is_said_and_can_be_started_again(fresh_store, monkeypatch, tmp_path):
+    """A server that stopped while training left a 'running' record; the next server marks it interrupted, the
+    page says so (instead of offering a fresh start as if nothing had happened) and starts it again on request."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from core import jobs
+    from core.jobs import pool
+
+    params = {"scenario": "digits", "model": "logreg", "variant": None, "kind": "bootstrap", "n": 2}
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    records = tmp_path / "jobs"
+    records.mkdir()
+    jid = jobs.job_id("uncertainty_source", params)
+    (records / f"{jid}.json").write_text(json.dumps({
+        "id": jid, "kind": "uncertainty_source", "title": "Training the bootstrap ensemble of digits/logreg (2 members)",
+        "params": params, "status": "running", "fraction": 0.5, "message": "member 2 of 2", "submitted": 1.0,
+        "started": 2.0, "finished": None, "error": None, "pid": gone, "host": socket.gethostname()}))
+    assert gone != os.getpid()
+    monkeypatch.setattr(pool, "_runner", pool.JobRunner(records=records))  # the restarted server's runner
+    at = open_page(model="logreg", unc_members=2, unc_autoencoder=False)
+    assert not at.exception
+    assert any("was interrupted at 50%" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not at.dataframe and not any(b.key == "unc_train" for b in at.button)
+    at.button(key=f"job_restart_{jid[:12]}").click().run()
+    assert any("runs in the background" in i.value for i in at.info)
+    finish_jobs(at)
+    assert not at.exception and not at.error and at.dataframe
+    assert json.loads((records / f"{jid}.json").read_text())["status"] == "done"

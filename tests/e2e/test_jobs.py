@@ -1,0 +1,80 @@
+"""Training as a background job, in a real browser (issue 22's done-when): two sessions asking for the same
+deep ensemble share one job, and a reload finds its progress again.
+
+A server of its own with empty caches, so the ensemble really trains (the session server's model cache may
+hold its members from an earlier run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.embeddings.warm import WARMUP_ENV_VAR
+from tests.conftest import require_dataset
+from tests.e2e import helpers
+from tests.e2e.conftest import _page_factory, streamlit_server
+
+pytestmark = pytest.mark.e2e
+RUNNING = re.compile(r"runs in the background")
+
+
+def _records(cache) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((cache / "jobs").glob("*.json"))]
+
+
+@pytest.fixture
+def empty_server(request, e2e_available, browser, tmp_path):
+    """(url, cache folder, page factory): a server of its own whose caches start empty."""
+    cache = tmp_path / "cache"
+    env = {"TRUSTLENS_CACHE_DIR": str(cache), "TRUSTLENS_MODEL_CACHE_DIR": str(tmp_path / "models"),
+           WARMUP_ENV_VAR: "0"}
+    with streamlit_server(tmp_path, env=env) as url:
+        pages = _page_factory(request, browser)
+        yield url, cache, next(pages)
+        next(pages, None)  # screenshots of every page when the test failed, then the contexts close
+
+
+def test_two_sessions_share_one_training_job_and_a_reload_finds_it(empty_server, screenshot_dir):
+    require_dataset("digits")
+    url, cache, make = empty_server
+    first = make()
+    helpers.open_app(first, url)  # digits, the default scenario: its CNN trains on this first visit
+    first.goto(f"{url}/uncertainty?scenario=digits&members=2")
+    helpers.expect(helpers.title(first).filter(has_text="Uncertainty")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.wait_settled(first)
+    train = helpers.main(first).get_by_role("button", name=re.compile(r"^Train the deep ensemble \(about "))
+    helpers.expect(train).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    train.click()
+    # the page answers at once with the job's progress instead of blocking on the training
+    helpers.expect(helpers.main(first).get_by_text(RUNNING)).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
+    helpers.expect(first.get_by_test_id("stProgress")).to_be_visible()
+    assert "source=deep" in first.url  # the view's link names the source now: a reload asks for the same work
+
+    # a second session asking for the same ensemble attaches to the running job
+    second = make()
+    second.goto(f"{url}/uncertainty?scenario=digits&source=deep&members=2")
+    helpers.expect(helpers.main(second).get_by_text(re.compile(r"2 sessions asked for it"))).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+    second.screenshot(path=str(screenshot_dir / "jobs-second-session.png"))
+    records = _records(cache)
+    assert len(records) == 1 and records[0]["status"] in ("queued", "running"), records
+
+    # a reload of the first session finds the job again, with its progress
+    first.reload()
+    helpers.expect(helpers.main(first).get_by_text(RUNNING)).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    helpers.expect(first.get_by_test_id("stProgress")).to_be_visible()
+    helpers.expect(first.get_by_test_id("stProgress")).to_contain_text(re.compile(r"so far"))
+    first.screenshot(path=str(screenshot_dir / "jobs-reloaded.png"))
+
+    # both show the ensemble once the one job is done
+    for page in (first, second):
+        helpers.expect(helpers.main(page).locator(".js-plotly-plot").get_by_text("member 2", exact=True).first
+                       ).to_be_visible(timeout=600_000)
+        helpers.wait_settled(page)
+        helpers.assert_no_errors(page)
+    records = _records(cache)
+    assert len(records) == 1 and records[0]["status"] == "done", records
+    assert records[0]["params"] == {"scenario": "digits", "model": "cnn", "variant": None, "kind": "deep", "n": 2}
