@@ -104,7 +104,8 @@ def is_browser_test(item) -> bool:
 # The longest browser files, longest first (seconds in one process, fresh cache, trained models, 2 cores).
 LONG_BROWSER_FILES = ("test_every_page.py",  # 456 s: mnist 137, adult 110, newsgroups 91, titanic 61, ...
                       "test_upload_page.py",  # 263 s, 161 of them the four every-page-with-an-upload tests
-                      "test_many_sessions.py")  # 134 s
+                      "test_many_sessions.py",  # 134-180 s
+                      "test_jobs.py")  # 77-110 s: a server of its own, empty caches, an ensemble trained
 
 
 def parallel_order(item) -> tuple[int, int]:
