@@ -103,6 +103,12 @@ class EmbeddingParams:
         return shared
 
 
+def _signed(axes: np.ndarray) -> np.ndarray:
+    """Each axis signed so that its largest loading is positive (scikit-learn's ``svd_flip`` convention)."""
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]) if len(axes) else np.zeros(0)
+    return axes * np.where(signs == 0, 1.0, signs)[:, None]
+
+
 # -- preprocessing -----------------------------------------------------------------------------
 def principal_axes(centred: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` leading principal axes (k, d) of centred points (n, d), each signed so that its largest
@@ -131,8 +137,7 @@ def principal_axes(centred: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(values)[::-1][:k]
     keep = values[order] > values[order].max(initial=0.0) * 1e-12  # drop null directions (rank < k)
     axes = (centred.T @ u[:, order[keep]]).T / np.sqrt(values[order[keep]])[:, None]
-    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]) if len(axes) else np.zeros(0)
-    return axes * np.where(signs == 0, 1.0, signs)[:, None]
+    return _signed(axes)
 
 
 SPARSE_DENSITY = 0.1  # a wide layer with at most this share of non-zero values is handled as a sparse matrix
@@ -170,8 +175,7 @@ def principal_axes_sparse(scaled, mean: np.ndarray, k: int) -> np.ndarray:
     keep = values[order] > values[order].max(initial=0.0) * 1e-12
     v = u[:, order[keep]]
     axes = (np.asarray(scaled.T @ v) - mean[:, None] * v.sum(axis=0)[None, :]).T / np.sqrt(values[order[keep]])[:, None]
-    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]) if len(axes) else np.zeros(0)
-    return axes * np.where(signs == 0, 1.0, signs)[:, None]
+    return _signed(axes)
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,7 @@ class Preprocessor:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         if self.components is not None:
-            # ((x - mean) / scale) @ C.T, without the (n, d) float64 copy of x (d may be 21,665 words)
+            # ((x - mean) / scale) @ C.T without building the centred, scaled (n, d) points (d may be 21,665 words)
             axes = self.components / self.scale
             z = np.asarray(x, dtype=np.float64) @ axes.T - self.mean @ axes.T
         else:
