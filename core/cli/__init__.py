@@ -7,7 +7,8 @@ One verb per kind of work, each in the module of its group:
   ``shapley-game``;
 - :mod:`core.cli.checks`: ``sanity``, ``calibration``, ``uncertainty``;
 - :mod:`core.cli.maps`: ``embed``;
-- :mod:`core.cli.slices`: ``slices``.
+- :mod:`core.cli.slices`: ``slices``;
+- :mod:`core.cli.precompute`: ``precompute`` (dataset-scale work into a store, local engine or Ray).
 
 Every verb that works on a scenario takes a user's model instead (``--upload MODEL --data DATA
 [--spec FILE] [--trust-types]``: the upload page's dry run and refusals). Shared flags come from
@@ -25,7 +26,7 @@ import argparse
 import os
 import sys
 
-from core.cli import checks, explain, maps, models, slices
+from core.cli import checks, explain, maps, models, precompute, slices
 from core.cli.common import (
     EXIT_BELOW_TARGET,
     EXIT_ERROR,
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     shared = parents()
-    for group in (models, explain, checks, maps, slices):
+    for group in (models, explain, checks, maps, slices, precompute):
         group.add_parsers(sub, shared)
     return parser
 

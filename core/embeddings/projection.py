@@ -20,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from core.embeddings.quality import MapQuality, map_quality
-from core.errors import ParameterError, check_int
+from core.errors import ParameterError, TrustLensError, check_int
 from core.progress import ProgressCallback, report, subrange
 from core.rng import exclusive_global_rng
-from core.store import ArtifactStore, default_store
+from core.store import ArtifactStore, StoreReadError, default_store
 
 log = logging.getLogger(__name__)
+# Fitted maps (model key -> FittedMap) a read-only store could not keep: the last few, for placing new points.
+_unsaved: dict[str, Any] = {}
+_UNSAVED_MAX = 4
 
 METHODS = ("pca", "tsne", "umap")
 METRICS = ("euclidean", "cosine", "manhattan", "correlation")
@@ -438,8 +441,13 @@ def embed_activations(
         seconds = time.perf_counter() - started
         report(progress, 0.9, "measuring trustworthiness and kNN accuracy")
         quality = map_quality(pre.scaled(activations), coords, labels, max_queries=quality_queries)
+        fitted = FittedMap(pre, params, model, coords)
+        if store.readonly:  # a read-only server keeps its own fits in memory (the last few)
+            _unsaved[model_key] = fitted
+            while len(_unsaved) > _UNSAVED_MAX:
+                _unsaved.pop(next(iter(_unsaved)))
         try:
-            store.save(model_key, FittedMap(pre, params, model, coords), {"op": "embedding_model"})
+            store.save(model_key, fitted, {"op": "embedding_model"})
         except Exception as exc:  # an unpicklable fitted model only costs a refit when placing points
             log.warning("could not store the fitted %s map: %s", params.method, exc)
         report(progress, 1.0, "done")
@@ -467,15 +475,22 @@ def fitted_map(
     store = store or default_store()
     map_doc, model_doc = _keys(model_fingerprint, data_fingerprint, layer, params)
     key = cache_key(**model_doc)
-    try:
-        return store.load(key)
-    except (KeyError, ValueError):
-        pass
-    # The map exists without its model (evicted, or written by an older version): recompute both.
-    store.path_for(cache_key(**map_doc)).unlink(missing_ok=True)
-    embed_activations(activations, labels, params, layer=layer, model_fingerprint=model_fingerprint,
-                      data_fingerprint=data_fingerprint, store=store, progress=progress)
-    return store.load(key)
+    for attempt in range(2):
+        found = _unsaved.get(key)
+        if found is not None:
+            return found
+        try:
+            return store.load(key)
+        except (KeyError, ValueError, StoreReadError):
+            if attempt:
+                break
+        # The map exists without its model (evicted, or written by an older version): recompute both.
+        store.discard(cache_key(**map_doc))
+        _unsaved.pop(key, None)
+        embed_activations(activations, labels, params, layer=layer, model_fingerprint=model_fingerprint,
+                          data_fingerprint=data_fingerprint, store=store, progress=progress)
+    raise TrustLensError(f"The fitted {params.method} map of layer {layer!r} could not be kept: placing new "
+                           "points needs it.", hint="check the server log for why the store did not keep it.")
 
 
 def is_computed(params: EmbeddingParams, *, layer: str, model_fingerprint: str, data_fingerprint: str,

@@ -19,3 +19,35 @@ def train_uncertainty_source(scenario: str, model: str | None, variant: str | No
 
     load_source(scenario, model, variant, kind, int(n), progress=progress)
     return True
+
+
+@register("precompute", "Precomputing a dataset")
+def precompute_dataset(ops: list[str], scenario: str | None = None, model: str | None = None,
+                       variant: str | None = None, upload: dict | None = None, split: str = "test",
+                       limit: int | None = None, methods: list[str] | None = None,
+                       method_params: dict | None = None, op_params: dict | None = None, store: str | None = None,
+                       engine: str | None = None, workers: int = 1, batch_size: int | None = None,
+                       retries: int = 2, progress: ProgressCallback | None = None) -> dict:
+    """Precompute ``ops`` over a split of a built-in scenario (or an upload's files, ``upload``: the fields of
+    :class:`core.precompute.plan.SourceSpec`) into ``store`` (default: the artifact store's folder). With
+    ``TRUSTLENS_RAY_ADDRESS`` set (and no ``engine``), it runs on that Ray cluster. Cancelling stops it
+    between two batches and removes what it wrote: nothing is published. Returns the run's report."""
+    from core.precompute.plan import SourceSpec
+    from core.precompute.run import job_engine, precompute
+    from core.store import default_store
+
+    chosen, address = job_engine(engine)
+    source = SourceSpec(**upload) if upload else SourceSpec(scenario=scenario, model=model, variant=variant)
+    if store is None:
+        default = default_store()
+        if getattr(default, "readonly", False):
+            from core.errors import ConfigurationError
+
+            raise ConfigurationError("The artifact store is read-only here, and a precompute job writes its results.",
+                                     hint="give the job a store it may write to (store=...), or run it where the "
+                                          "store is writable.")
+        store = str(getattr(default, "url", None) or default.root)
+    return precompute(source, list(ops), store=store, split=split, limit=limit,
+                      methods=list(methods or ()), method_params=method_params, op_params=op_params, engine=chosen,
+                      address=address, workers=int(workers), batch_size=batch_size, retries=int(retries),
+                      progress=progress).as_dict()

@@ -340,12 +340,13 @@ def _env_int(name: str, default: int) -> int:
 
 
 def runner() -> JobRunner:
-    """The process's job runner (records in the artifact store's folder, ``jobs/``)."""
+    """The process's job runner (records in ``jobs/`` of the store's local folder: for a remote store,
+    ``TRUSTLENS_CACHE_DIR``; job records are this server's, not shared)."""
     global _runner
     with _runner_guard:
         if _runner is None:
             from core.store import default_store
 
             _runner = JobRunner(_env_int(WORKERS_ENV_VAR, 1), _env_int(PER_SESSION_ENV_VAR, 2),
-                                records=default_store().root / "jobs")
+                                records=default_store().local_dir / "jobs")
         return _runner

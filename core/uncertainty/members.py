@@ -148,6 +148,7 @@ def ensemble_members(
     store = model_store(store)
     keys = [member_key(spec.name, mspec.name, variant, kind, i, overrides) for i in range(k)]
     trained_now: set[int] = set()
+    fresh: dict[int, dict[str, Any]] = {}
     if not all(store.contains(key) for key in keys):
         splits = scenarios.load_data(spec.name, variant)
         with _train_lock:  # one training at a time per process: two sessions asking at once share the result
@@ -157,6 +158,8 @@ def ensemble_members(
             for g, group in enumerate(groups):
                 part = subrange(progress, 0.95 * g / len(groups), 0.95 * (g + 1) / len(groups))
                 for i, artifact in zip(group, _train_members(spec, mspec, kind, group, overrides, splits, part)):
+                    if store.readonly:  # nothing is saved: use what was just trained instead of training it again
+                        fresh[i] = artifact
                     store.save(keys[i], artifact, description={"op": "uncertainty_member", "scenario": spec.name,
                                                               "model": mspec.name, "kind": kind, "index": i})
                 trained_now.update(group)
@@ -169,7 +172,7 @@ def ensemble_members(
             def retrain(i: int = i) -> dict[str, Any]:  # the entry vanished or was corrupt since the check
                 return _train_members(spec, mspec, kind, [i], overrides, scenarios.load_data(spec.name, variant), None)[0]
 
-            artifact = store.get_or_compute(key, retrain)
+            artifact = fresh[i] if i in fresh else store.get_or_compute(key, retrain)
             adapter = scenarios._build_adapter(spec, _member_spec(mspec, i, overrides), artifact["state"])
             cached = Member(i, i, kind == "bootstrap", adapter, float(artifact["metrics"]["train_seconds"]),
                             float(artifact["metrics"]["test_accuracy"]), False)

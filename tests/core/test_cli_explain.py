@@ -262,7 +262,7 @@ def test_shared_flags_come_from_parent_parsers_and_json_is_declared_once():
     verbs = build_parser()._subparsers._group_actions[0].choices
     with_scenario = {name for name, p in verbs.items() if any(a.dest == "scenario" for a in p._actions)}
     assert with_scenario == {"warm", "explain", "lime", "shap", "sanity", "calibration", "uncertainty", "embed",
-                            "slices", "data"}
+                            "slices", "data", "precompute"}
     for name, p in verbs.items():
         flags = {s for a in p._actions for s in a.option_strings}
         assert {"--json", "--out", "--quiet"} <= flags or name == "serve", name
