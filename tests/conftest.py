@@ -36,6 +36,14 @@ from components.runtime import configure_server  # noqa: E402 - imports neither 
 
 configure_server()
 
+# A shared store or read-only mode set in a developer's shell would send every test's results there: tests that
+# want them set them (tests/core/test_store_url.py, the servers they start).
+for _name in ("TRUSTLENS_STORE", "TRUSTLENS_STORE_READONLY"):
+    os.environ.pop(_name, None)
+# Every app server the tests start (the browser tests' session servers, `serve`, the README server of the file-
+# watcher test) would compile UMAP in a background thread: 60-75 s of one of the 2 cores each, and no browser test
+# draws a UMAP map. tests/core/test_umap_warm.py sets the variable itself to test the warm-up.
+os.environ.setdefault("TRUSTLENS_UMAP_WARMUP", "0")
 if not os.environ.get("TRUSTLENS_CACHE_DIR"):
     # One fresh folder per run. Parallel workers (pytest -n, pytest-xdist) share their run's folder (named by the
     # run's id, which every worker of one run sees), so a model one worker trains the other reads; the store's
@@ -105,7 +113,7 @@ def is_browser_test(item) -> bool:
 LONG_BROWSER_FILES = ("test_every_page.py",  # 456 s: mnist 137, adult 110, newsgroups 91, titanic 61, ...
                       "test_upload_page.py",  # 263 s, 161 of them the four every-page-with-an-upload tests
                       "test_many_sessions.py",  # 134-180 s
-                      "test_jobs.py")  # 77-110 s: a server of its own, empty caches, an ensemble trained
+                      "test_jobs.py")  # 93-116 s under load: a server of its own, the digits CNN copied in, an ensemble trained
 
 
 def parallel_order(item) -> tuple[int, int]:

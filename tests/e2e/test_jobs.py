@@ -1,14 +1,17 @@
 """Training as a background job, in a real browser (issue 22's done-when): two sessions asking for the same
 deep ensemble share one job, and a reload finds its progress again.
 
-A server of its own with empty caches, so the ensemble really trains (the session server's model cache may
-hold its members from an earlier run).
+A server of its own whose caches hold nothing but the digits CNN (copied in, so the test spends its time on the
+ensemble it trains, not on the scenario's model): the session server's model cache may hold the ensemble's
+members from an earlier run. Before the Train click the page's whole first run is drawn: a click on a button that
+run is still redrawing was lost, or waited past its timeout, under the other worker's load.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -27,10 +30,18 @@ def _records(cache) -> list[dict]:
 
 @pytest.fixture
 def empty_server(request, e2e_available, browser, tmp_path):
-    """(url, cache folder, page factory): a server of its own whose caches start empty."""
-    cache = tmp_path / "cache"
-    env = {"TRUSTLENS_CACHE_DIR": str(cache), "TRUSTLENS_MODEL_CACHE_DIR": str(tmp_path / "models"),
-           WARMUP_ENV_VAR: "0"}
+    """(url, cache folder, page factory): a server of its own whose caches hold only the digits CNN, copied from
+    this run's model store (the ensemble, not the scenario's model, is what the test trains)."""
+    require_dataset("digits")
+    from core import scenarios
+    from core.store import model_store
+
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    key = scenarios.load_model("digits", "cnn").key
+    target = models / key[:2] / f"{key}.pkl"
+    target.parent.mkdir(parents=True)
+    shutil.copy2(model_store().path_for(key), target)
+    env = {"TRUSTLENS_CACHE_DIR": str(cache), "TRUSTLENS_MODEL_CACHE_DIR": str(models), WARMUP_ENV_VAR: "0"}
     with streamlit_server(tmp_path, env=env) as url:
         pages = _page_factory(request, browser)
         yield url, cache, next(pages)
@@ -38,13 +49,14 @@ def empty_server(request, e2e_available, browser, tmp_path):
 
 
 def test_two_sessions_share_one_training_job_and_a_reload_finds_it(empty_server, screenshot_dir):
-    require_dataset("digits")
     url, cache, make = empty_server
     first = make()
-    helpers.open_app(first, url)  # digits, the default scenario: its CNN trains on this first visit
     first.goto(f"{url}/uncertainty?scenario=digits&members=2")
     helpers.expect(helpers.title(first).filter(has_text="Uncertainty")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+    # the whole first run drawn (MC dropout, the page's default) before the click: a click on a button the run is
+    # still redrawing is lost, or waits for a stable button past its timeout under the other worker's load
     helpers.wait_settled(first)
+    helpers.wait_visible_painted(first, timeout=helpers.LOAD_TIMEOUT_MS)
     train = helpers.main(first).get_by_role("button", name=re.compile(r"^Train the deep ensemble \(about "))
     helpers.expect(train).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
     train.click()
