@@ -26,7 +26,7 @@ from typing import Any
 
 from core.errors import ParameterError, TrustLensError
 from core.precompute.engines import ADDRESS_ENV_VAR, ENGINES, RETRIES, batches, import_ray, make_engine
-from core.precompute.output import FORMAT, VERSION, Prefix, filesystem, now_iso, sha256
+from core.precompute.output import FOLDER, FORMAT, VERSION, Prefix, filesystem, now_iso, sha256
 from core.precompute.plan import Context, SourceSpec, Task, open_context, plan_tasks
 from core.progress import ProgressCallback, report
 from core.store import library_versions
@@ -74,7 +74,7 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "model": self.model, "split": self.split, "limit": self.limit,
                 "rows": self.rows, "engine": self.engine, "workers": self.workers, "store": self.store,
-                "ops": [r.as_dict() for r in self.ops]}
+                "ops": [{**r.as_dict(), "store": f"{self.store.rstrip('/')}/{FOLDER}/{r.key}"} for r in self.ops]}
 
 
 def _from_manifest(manifest: dict[str, Any], task: Task, seconds: float) -> OpResult:

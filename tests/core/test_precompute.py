@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,8 @@ def test_cli_json_then_a_second_run_skips(tmp_path, capsys, digits):
     assert activations["op"] == "activations" and activations["columns"] == ["activations"]
     assert [o["rows"] for o in out["ops"]] == [40, 40] and [o["shards"] for o in out["ops"]] == [3, 3]
     assert not any(o["skipped"] for o in out["ops"])
+    for o in out["ops"]:  # where each op's result lies: its manifest is there
+        assert o["store"] == f"{store}/precomputed/{o['key']}" and (Path(o["store"]) / "manifest.json").is_file()
 
     rows = splits["test"][0:40]
     expected = {"proba": adapter.predict_proba(rows.x), "activations": adapter.activations(rows.x, "relu3")}
