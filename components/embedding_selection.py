@@ -57,3 +57,34 @@ def summarise(rows: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: int)
     total = correct + wrong
     return SelectionSummary(len(rows), float(right.mean()) if len(rows) else float("nan"), correct, wrong,
                             int(total.argmax()) if len(rows) else -1)
+
+
+def region_rows(event: Any, coords: np.ndarray) -> np.ndarray | None:
+    """Every map row inside the event's boxes and lassos (over all ``coords``, not only the drawn points),
+    sorted; None when the event holds no region (a click: use :func:`selected_rows`)."""
+    from core.precompute.maps import select_box, select_polygon
+
+    try:
+        selection = event["selection"]
+    except (KeyError, TypeError):
+        return None
+    parts = []
+    for box in _get(selection, "box"):
+        x, y = _get(box, "x"), _get(box, "y")
+        if len(x) >= 2 and len(y) >= 2:
+            parts.append(select_box(coords, (min(x), max(x)), (min(y), max(y))))
+    for lasso in _get(selection, "lasso"):
+        x, y = _get(lasso, "x"), _get(lasso, "y")
+        if len(x) >= 3:
+            parts.append(select_polygon(coords, x, y))
+    if not parts:
+        return None
+    return np.unique(np.concatenate(parts))
+
+
+def _get(mapping: Any, key: str) -> list:
+    try:
+        value = mapping[key]
+    except (KeyError, TypeError, IndexError):
+        return []
+    return list(value or [])

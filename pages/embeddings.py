@@ -12,7 +12,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from components import active_slice, cached, present, state
+from components import active_slice, cached, precomputed_map, present, state
 from components.embedding_jump import follow_jump
 from components.embedding_selection import selected_rows, summarise
 from components.feedback import guarded, progress_status, transient_progress
@@ -94,6 +94,12 @@ params = EmbeddingParams(method=method, standardize=standardize, pca_dims=int(pc
 # -- data, activations, predictions ------------------------------------------------------------------
 with guarded():
     bundle, split_of, position = cached.embedding_points(sel.scenario, sel.variant, split)
+    # Activations of these rows published by `python -m core precompute`: the map of all of them instead.
+    found = precomputed_map.offer(adapter, bundle, layer)
+    if found is not None:
+        precomputed_map.render(sel, adapter, bundle, layer, found,
+                               lambda: cached.embedding_predictions(sel.scenario, sel.model, sel.variant, split))
+        st.stop()
     proba = cached.embedding_predictions(sel.scenario, sel.model, sel.variant, split)
     with transient_progress(f"Activations of {layer}") as progress:
         acts = collect_activations(adapter, bundle, layer, progress=progress)

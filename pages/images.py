@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import active_slice, cached, present, state
+from components import active_slice, cached, precomputed, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.attribution_form import method_params
 from components.feedback import degenerate_summary, guarded, transient_progress
@@ -138,8 +138,8 @@ with present.controls('Images, methods and settings'):
 # -- compute and show ---------------------------------------------------------------------------------
 methods_key = tuple((m, json.dumps(asdict(params[m]), sort_keys=True)) for m in chosen)
 with guarded(), transient_progress("Computing attributions") as progress:
-    results = cached.image_attributions(sel.scenario, sel.model, sel.variant, images, tuple(int(t) for t in targets),
-                                        methods_key, int(batch_size), _progress=progress)
+    results, read = precomputed.image_attributions(sel, test, rows, images, tuple(int(t) for t in targets),
+                                                   methods_key, int(batch_size), _progress=progress)
 titles = {m: get_method(m).title for m in chosen}
 for m in chosen:  # a blank map is said, never shown as a silent flat tint
     blank = results[m].degenerate
@@ -148,6 +148,7 @@ for m in chosen:  # a blank map is said, never shown as a silent flat tint
 
 st.plotly_chart(present.figure(attribution_grid(images, results, titles, row_labels, proba, class_names, opacity=opacity,
                                  percentile=percentile, overlay=overlay)), key="img_grid")
+precomputed.caption(read, titles, len(images))
 signed = [titles[m] for m in chosen if results[m].signed]
 st.caption(
     f"Red pushes the score of the explained class up, blue pushes it down ({', '.join(signed) or 'none'}); "

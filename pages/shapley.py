@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import active_slice, cached, present, state
+from components import active_slice, cached, precomputed, present, state
 from components.feedback import guarded, transient_progress
 from components.params_form import params_form
 from components.image_shap import image_shap_section
@@ -113,10 +113,11 @@ with present.controls('Rows, algorithm and background'):
 if source == "Test split":
     rows_bundle = test
     with guarded():
-        expl = cached.shap_explanation(sel.scenario, sel.model, sel.variant, int(n_rows), params.algorithm,
-                                       params.background, params.background_size, target,
-                                       None if current is None else tuple(active_slice.rows(sel, "test").tolist()))
+        expl, read = precomputed.shap_explanation(sel, int(n_rows), params.algorithm, params.background,
+                                                  params.background_size, target,
+                                                  None if current is None else tuple(active_slice.rows(sel, "test").tolist()))
     active_slice.caption(sel, "test", "rows")
+    precomputed.caption(read, what="SHAP values")
 else:
     u1, u2 = st.columns([3, 1])
     upload = u1.file_uploader(f"CSV with the {len(test.feature_names)} feature columns (and optionally 'label')",

@@ -139,3 +139,76 @@ def selection_histogram(counts_correct: np.ndarray, counts_wrong: np.ndarray, cl
                       xaxis={"title": "true class", "type": "category"}, yaxis={"title": "points"},
                       legend={"orientation": "h", "y": -0.3})
     return fig
+
+
+def palette_rgb(n: int) -> np.ndarray:
+    """(n, 3) uint8: the class colours of the map as RGB."""
+    hexes = [CLASS_COLOURS[k % len(CLASS_COLOURS)] for k in range(max(1, n))]
+    return np.asarray([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in hexes], dtype=np.uint8)
+
+
+def _png_uri(image: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def density_map_figure(image: np.ndarray, x0: float, y0: float, step: float, *, coords: np.ndarray,
+                       rows: np.ndarray, codes: np.ndarray | None, category_names: Sequence[str],
+                       true_names: np.ndarray, pred_names: np.ndarray, confidence: np.ndarray, title: str,
+                       colour_name: str, highlight: np.ndarray | None = None, height: int = 640) -> go.Figure:
+    """Every point as a density raster (an RGB image, row 0 the lowest y, drawn as a PNG so the browser gets
+    one small picture instead of a million markers) under a WebGL overlay of sampled points.
+
+    ``coords`` / ``codes`` / the name arrays are the overlay's (one entry each); ``rows`` their row indices in
+    the map (``customdata[0]``: a click or a selection maps back to rows, as :func:`map_figure`).
+    ``highlight``: (m, 2) coordinates drawn with a ring (the clicked point).
+    """
+    fig = go.Figure(go.Image(source=_png_uri(np.ascontiguousarray(image)), x0=x0 + step / 2, y0=y0 + step / 2,
+                             dx=step, dy=step, hoverinfo="skip", name="all points (density)"))
+    coords = np.asarray(coords, dtype=np.float32)
+    groups = [(None, np.arange(len(coords)))] if codes is None else [
+        (k, np.flatnonzero(codes == k)) for k in range(len(category_names))]
+    for code, members in groups:
+        if not len(members):
+            continue
+        colour = "#343a40" if code is None else CLASS_COLOURS[code % len(CLASS_COLOURS)]
+        fig.add_trace(go.Scattergl(
+            x=coords[members, 0], y=coords[members, 1], mode="markers",
+            name="sampled points" if code is None else str(category_names[code]),
+            marker={"size": 3.5, "color": colour, "opacity": 0.9, "line": {"width": 0.4, "color": "#ffffff"}},
+            customdata=_columns(np.asarray(rows)[members], true_names[members], pred_names[members],
+                                np.round(confidence[members], 4)),
+            hovertemplate="#%{customdata[0]}<br>label %{customdata[1]}<br>prediction %{customdata[2]}"
+                          "<br>confidence %{customdata[3]:.3f}<extra></extra>",
+        ))
+    if highlight is not None and len(highlight):
+        fig.add_trace(go.Scattergl(x=highlight[:, 0], y=highlight[:, 1], mode="markers", name="selected",
+                                   marker={"size": 16, "symbol": "circle-open", "color": "#000000",
+                                           "line": {"width": 3}}, hoverinfo="skip"))
+    side = step * image.shape[0]
+    fig.update_layout(
+        title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10}, plot_bgcolor="#ffffff",
+        legend={"title": {"text": colour_name}, "itemsizing": "constant"},
+        xaxis={"zeroline": False, "showgrid": False, "title": None, "range": [x0, x0 + side],
+               "tickfont": {"size": 9, "color": "#adb5bd"}},
+        # an image reverses the y axis unless told otherwise: row 0 is the lowest y here
+        yaxis={"zeroline": False, "showgrid": False, "title": None, "range": [y0, y0 + side], "autorange": False,
+               "tickfont": {"size": 9, "color": "#adb5bd"}, "scaleanchor": "x", "scaleratio": 1},
+        uirevision="precomputed-map",
+    )
+    return fig
+
+
+def class_counts_figure(counts: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
+    """Bars of the selected points per predicted class (rows without a true label)."""
+    fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=counts, marker_color="#1f77b4",
+                           name="predicted class"))
+    fig.update_layout(title=title, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "predicted class", "type": "category"}, yaxis={"title": "points"})
+    return fig

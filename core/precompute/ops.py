@@ -44,6 +44,7 @@ MODALITY = {"image": "image", "text": "text", "tabular": "table"}  # DataBundle 
 DEFAULT_METHOD = {"image": "integrated_gradients", "text": "occlusion", "table": "shap"}
 TOP_WORDS = 20  # text: the words kept per document, by decreasing |weight|
 FORWARD_BATCH = 256  # rows per forward pass inside an op (never part of a key)
+EXTRA = "extra_"  # images: the column prefix of a method's extras (``extra_completeness_gap``...)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,8 @@ def _method_resolve(adapter: ModelAdapter, bundle: DataBundle, params: dict[str,
 
         values = dataclasses.replace(values, algorithm=resolve_algorithm(adapter, bundle.x.shape[1], values.algorithm))
     out = {"modality": modality, "method": name, "params": dataclasses.asdict(values), "target": "predicted"}
+    if modality == "image":
+        out["columns"] = "maps+extras"  # images store their extras too (keys of results stored without them differ)
     if modality == "text":
         out["top"] = int(params.get("top") or TOP_WORDS)
     return out
@@ -290,15 +293,16 @@ def _image_values(adapter: ModelAdapter, rows: Rows, params: dict[str, Any]) -> 
     x = np.asarray(rows.x, dtype=np.float32)
     targets = np.asarray(adapter.predict(x, rows.forward_batch_size), dtype=np.int64)
 
-    def explain(part: slice) -> np.ndarray:
+    def explain(part: slice) -> Any:
         return explain_images(adapter, x[part], targets[part], name, values, batch_size=rows.forward_batch_size,
-                              context=rows.state, store=UNCACHED).maps
+                              context=rows.state, store=UNCACHED)
 
-    if per_input(name, values):
-        maps = np.concatenate([explain(slice(i, i + 1)) for i in range(len(x))])
-    else:
-        maps = explain(slice(None))
-    return {"values": np.ascontiguousarray(maps, dtype=np.float32), "target": targets}
+    parts = [explain(slice(i, i + 1)) for i in range(len(x))] if per_input(name, values) else [explain(slice(None))]
+    out = {"values": np.ascontiguousarray(np.concatenate([p.maps for p in parts]), dtype=np.float32),
+           "target": targets}
+    for extra in parts[0].extras:  # what the image page shows beside the maps (IG's completeness, occlusion's map)
+        out[EXTRA + extra] = np.concatenate([np.asarray(p.extras[extra]) for p in parts])
+    return out
 
 
 def _text_values(adapter: ModelAdapter, rows: Rows, params: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -23,8 +23,8 @@ from core import store as store_mod
 from core.errors import ConfigurationError
 from core.store import ArtifactStore, CorruptEntryWarning, cache_key, default_store, model_store
 from tests.conftest import ROOT
+from tests.moto_support import CREDENTIALS, moto_server
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 STORE_VARS = ("TRUSTLENS_STORE", "TRUSTLENS_STORE_READONLY", "TRUSTLENS_MODEL_CACHE_DIR")
 
 
@@ -45,18 +45,8 @@ class Counter:
 # -- the S3-compatible server -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()  # no cached client outlives the server
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ def open_app(
     if query:
         at.query_params.update(query)
     at.run()
+    _after_first_use(at)
     if page is not None:
         for key, value in (page_state or {}).items():
             at.session_state[key] = value
@@ -76,10 +77,21 @@ def open_app(
             at.query_params.clear()
             at.query_params.update({**(query or {}), **(page_query or {})})
         at.switch_page(page).run()
+        _after_first_use(at)
     check(at, errors=errors)
     if title is not None:
         assert at.title[0].value == title, [t.value for t in at.title]
     return at
+
+
+def _after_first_use(at) -> None:
+    """A model that was not trained yet trains as a background job and the page shows its progress: finish it and
+    run the page again, as the page does by itself in a browser (on a fresh machine, the first test to open a
+    scenario trains its model)."""
+    from core import jobs
+
+    if any(s.kind == "train_model" for s in jobs.runner().jobs(active_only=True)):
+        finish_jobs(at)
 
 
 def finish_jobs(at, timeout: float = 600):
