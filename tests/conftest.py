@@ -113,7 +113,8 @@ def is_browser_test(item) -> bool:
 LONG_BROWSER_FILES = ("test_every_page.py",  # 456 s: mnist 137, adult 110, newsgroups 91, titanic 61, ...
                       "test_upload_page.py",  # 263 s, 161 of them the four every-page-with-an-upload tests
                       "test_many_sessions.py",  # 134-180 s
-                      "test_jobs.py")  # 93-116 s under load: a server of its own, the digits CNN copied in, an ensemble trained
+                      "test_jobs.py",  # 93-116 s under load: a server of its own, the digits CNN copied in, an ensemble trained
+                      "test_shared_store.py")  # 56-67 s: a precompute into a local S3 server, two servers of its own
 
 
 def parallel_order(item) -> tuple[int, int]:
