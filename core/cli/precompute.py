@@ -46,7 +46,7 @@ def _method_params(methods: list[str], kind: str, args: argparse.Namespace) -> d
 def cmd_precompute(args: argparse.Namespace) -> int:
     from core.precompute.engines import ADDRESS_ENV_VAR, import_ray
     from core.precompute.plan import SourceSpec, open_context
-    from core.precompute.run import precompute
+    from core.jobs import run_in_foreground
 
     ops = _ops(args.ops)
     methods = [m.strip() for chunk in (args.method or []) for m in chunk.split(",") if m.strip()]
@@ -61,20 +61,25 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     kind = open_context(spec, args.split, args.limit).kind
     op_params: dict[str, dict[str, Any]] = {"activations": {"layer": args.layer},
                                             "uncertainty": {"passes": args.mc_samples, "seed": args.mc_seed}}
-    report = precompute(
-        spec, ops, store=args.store, split=args.split, limit=args.limit, methods=methods,
-        method_params=_method_params(methods, kind, args), op_params=op_params, engine=args.engine,
-        address=address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-        batch_size=None if args.batch_size is None else batch_size(args, 1), progress=progress(args))
-    result = report.as_dict()
+    source = dataclasses.asdict(spec)
+    where = ({"upload": source} if spec.upload else
+             {"scenario": spec.scenario, "model": spec.model, "variant": spec.variant})
+    # The same job a page would start (core/jobs/kinds.py), run here to its end: Ctrl-C cancels it between two
+    # batches and nothing half-written is published.
+    result = run_in_foreground("precompute", {
+        "ops": ops, **where, "split": args.split, "limit": args.limit, "methods": methods,
+        "method_params": _method_params(methods, kind, args), "op_params": op_params, "store": args.store,
+        "engine": args.engine, "address": address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
+        "batch_size": None if args.batch_size is None else batch_size(args, 1)}, progress=progress(args))
 
     def human() -> None:
-        print(f"{report.scenario}/{report.model} {report.split}: {report.rows:,} rows, {report.engine} engine, "
-              f"{report.workers} worker{'s' if report.workers > 1 else ''}, store {report.store}")
-        for r in report.ops:
-            what = r.op + (f" ({r.method})" if r.method else "")
-            state = "skipped (already precomputed)" if r.skipped else f"{r.seconds:.1f} s, {r.shards} shards"
-            print(f"  {what:<34} {r.rows:>9,} rows  sum {r.sum:.6g}  |sum| {r.abs_sum:.6g}  key {r.key[:12]}  {state}")
+        print(f"{result['scenario']}/{result['model']} {result['split']}: {result['rows']:,} rows, {result['engine']} "
+              f"engine, {result['workers']} worker{'s' if result['workers'] > 1 else ''}, store {result['store']}")
+        for r in result["ops"]:
+            what = r["op"] + (f" ({r['method']})" if r["method"] else "")
+            state = "skipped (already precomputed)" if r["skipped"] else f"{r['seconds']:.1f} s, {r['shards']} shards"
+            print(f"  {what:<34} {r['rows']:>9,} rows  sum {r['sum']:.6g}  |sum| {r['abs_sum']:.6g}  key {r['key'][:12]}"
+                  f"  {state}")
 
     emit(args, result, human)
     return EXIT_OK

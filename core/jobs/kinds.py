@@ -43,17 +43,20 @@ def precompute_dataset(ops: list[str], scenario: str | None = None, model: str |
                        variant: str | None = None, upload: dict | None = None, split: str = "test",
                        limit: int | None = None, methods: list[str] | None = None,
                        method_params: dict | None = None, op_params: dict | None = None, store: str | None = None,
-                       engine: str | None = None, workers: int = 1, batch_size: int | None = None,
-                       retries: int = 2, progress: ProgressCallback | None = None) -> dict:
+                       engine: str | None = None, address: str | None = None, workers: int = 1,
+                       gpus_per_worker: float = 0.0, batch_size: int | None = None, retries: int = 2,
+                       progress: ProgressCallback | None = None) -> dict:
     """Precompute ``ops`` over a split of a built-in scenario (or an upload's files, ``upload``: the fields of
     :class:`core.precompute.plan.SourceSpec`) into ``store`` (default: the artifact store's folder). With
-    ``TRUSTLENS_RAY_ADDRESS`` set (and no ``engine``), it runs on that Ray cluster. Cancelling stops it
+    ``TRUSTLENS_RAY_ADDRESS`` set (and no ``engine``), it runs on that Ray cluster; ``address`` names another
+    (``python -m core precompute --address``, which runs this job too). Cancelling stops it
     between two batches and removes what it wrote: nothing is published. Returns the run's report."""
     from core.precompute.plan import SourceSpec
     from core.precompute.run import job_engine, precompute
     from core.store import default_store
 
-    chosen, address = job_engine(engine)
+    chosen, cluster = job_engine(engine)
+    address = address or cluster if chosen == "ray" else None
     source = SourceSpec(**upload) if upload else SourceSpec(scenario=scenario, model=model, variant=variant)
     if store is None:
         default = default_store()
@@ -66,5 +69,6 @@ def precompute_dataset(ops: list[str], scenario: str | None = None, model: str |
         store = str(getattr(default, "url", None) or default.root)
     return precompute(source, list(ops), store=store, split=split, limit=limit,
                       methods=list(methods or ()), method_params=method_params, op_params=op_params, engine=chosen,
-                      address=address, workers=int(workers), batch_size=batch_size, retries=int(retries),
+                      address=address, workers=int(workers), gpus_per_worker=float(gpus_per_worker),
+                      batch_size=batch_size, retries=int(retries),
                       progress=progress).as_dict()

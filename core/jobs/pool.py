@@ -162,7 +162,9 @@ class JobRunner:
         Folder for the jobs' JSON records (none: records are kept in memory only).
     """
 
-    def __init__(self, workers: int = 1, per_owner: int = 2, records: Path | None = None) -> None:
+    def __init__(self, workers: int = 1, per_owner: int = 2, records: Path | None = None,
+                 observer: Callable[[str, float, str], None] | None = None) -> None:
+        self.observer = observer  # called with (job id, fraction, message) on every progress report
         self.workers = max(1, int(workers))
         self.per_owner = max(1, int(per_owner))
         self.records = Path(records) if records is not None else None
@@ -262,6 +264,8 @@ class JobRunner:
             if job.cancel.is_set():
                 raise JobCancelled(job.id)
             job.fraction, job.message = min(1.0, max(job.fraction, float(fraction))), str(message)
+            if self.observer is not None:
+                self.observer(job.id, job.fraction, job.message)
             now = time.monotonic()
             if now - last_write[0] > 2.0:  # the record is for restarts, not for live progress
                 last_write[0] = now
@@ -350,3 +354,28 @@ def runner() -> JobRunner:
             _runner = JobRunner(_env_int(WORKERS_ENV_VAR, 1), _env_int(PER_SESSION_ENV_VAR, 2),
                                 records=default_store().local_dir / "jobs")
         return _runner
+
+
+def run_in_foreground(kind: str, params: dict[str, Any], *, title: str | None = None,
+                      progress: Callable[[float, str], None] | None = None) -> Any:
+    """Run one job of ``kind`` to its end through a runner of its own, for a command line: every progress report of
+    the job is passed on to ``progress`` (from the job's thread), Ctrl-C cancels the job (it stops at its next step, as from a page)
+    and re-raises, and a job that failed raises its message as a :class:`~core.errors.TrustLensError`.
+    Returns the work's value."""
+    from core.errors import TrustLensError
+
+    forward = None if progress is None else (lambda _jid, fraction, message: progress(fraction, message))
+    own = JobRunner(workers=1, per_owner=1, records=None, observer=forward)  # progress from the job's own thread
+    jid = own.submit(kind, params, owner="cli", title=title)
+    try:
+        now = own.wait(jid)
+    except KeyboardInterrupt:
+        own.cancel(jid)
+        own.wait(jid)
+        raise
+    finally:
+        own.shutdown()
+    if now.status != "done":
+        raise TrustLensError(f"{now.title}: {now.status}" + (f": {now.error}" if now.error else "."))
+    return own.result(jid)
+

@@ -155,3 +155,23 @@ def test_jobs_of_a_stopped_server_are_marked_interrupted(tmp_path):
     assert status.status == "interrupted" and "start it again" in status.error and status.fraction == 0.4
     assert json.loads((tmp_path / f"{'ab' * 32}.json").read_text())["status"] == "interrupted"
     assert runner.status("cd" * 32) is None  # a live process's job is not ours to judge
+
+
+def test_a_command_line_runs_a_job_in_the_foreground_with_its_progress(monkeypatch):
+    """`python -m core precompute` runs its job through run_in_foreground: progress passed on, value returned,
+    a failure raised with the job's message."""
+    from core.errors import TrustLensError
+
+    seen = []
+
+    def counted(n: int, progress=None):
+        for i in range(n):
+            progress(i / n, f"batch {i + 1} of {n}")
+        return {"rows": n}
+
+    monkeypatch.setitem(jobs.KINDS, "counted", ("A counted test job", counted))
+    monkeypatch.setitem(jobs.KINDS, "broken", ("A failing test job", _broken))
+    assert jobs.run_in_foreground("counted", {"n": 3}, progress=lambda f, m: seen.append(m)) == {"rows": 3}
+    assert seen == ["batch 1 of 3", "batch 2 of 3", "batch 3 of 3"]  # every report, in order
+    with pytest.raises(TrustLensError, match="A failing test job: failed: .*"):
+        jobs.run_in_foreground("broken", {})
