@@ -98,6 +98,20 @@ def shap_explanation(sel: Any, n_rows: int, algorithm: str, background: str, bac
                                    background_size, target, rows), None
 
 
+def text_explanation(adapter: Any, test: Any, index: int | None, text: str, method: str, params: Any,
+                     target: str | int = "predicted", progress: Any = None) -> tuple[Any, lookup.Hit | None]:
+    """The text page's explanation of ``text`` (as :func:`core.text.text_methods.explain_text`), read from a
+    precompute of the test split when ``index`` is a test document it holds with this method and these
+    settings, towards its predicted class; else computed. ``index`` None: a text of the user's, computed."""
+    from core.text import text_methods
+
+    if index is not None:
+        expl, hit = lookup.text_explanation(store_url(), adapter, test, index, method, params, target)
+        if expl is not None:
+            return expl, hit
+    return text_methods.explain_text(adapter, text, method, params, target, progress), None
+
+
 def caption(read: dict[str, tuple[lookup.Hit, int]] | lookup.Hit | None, titles: dict[str, str] | None = None,
             total: int | None = None, where: Any = st, what: str | None = None) -> None:
     """One line saying what was read from a precompute: when and on which engine it ran."""

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from components import active_slice, cached, present, state
+from components import active_slice, cached, precomputed, present, state
 from components.widgets import require_kind, scenario_test_split
 from components.feedback import guarded, transient_progress
 from components.params_form import params_form
@@ -76,9 +76,12 @@ with present.controls('Document and LIME settings'):
                                      format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
 
 
-def lime_for(model_adapter, label: str):
+doc_index = index if source == "A test document" else None  # a test document: read from a precompute if any
+
+
+def lime_for(model_adapter, label: str, at: int | None = None):
     with guarded(), transient_progress(f"LIME on {label}") as progress:
-        return explain_text(model_adapter, text, "lime", params, target_choice, progress)
+        return precomputed.text_explanation(model_adapter, test, at, text, "lime", params, target_choice, progress)
 
 
 def reliance_caption(explanation, k: int = 6) -> str:
@@ -94,7 +97,7 @@ def reliance_caption(explanation, k: int = 6) -> str:
 
 
 # -- 1. the selected model ----------------------------------------------------------------------------
-main = lime_for(adapter, sel.model)
+main, main_read = lime_for(adapter, sel.model, doc_index)
 variant = f" [{sel.variant}]" if sel.variant else ""
 st.subheader(f"{sel.model}{variant}: predicts {main.class_names[main.predicted]} "
              f"({main.proba[main.predicted]:.1%}); explaining P({main.target_name})")
@@ -110,6 +113,7 @@ with right:
     st.caption(reliance_caption(main))
     route = "one sparse matrix, one classifier call" if main.path == "sklearn-sparse" else "texts in batches"
     st.caption(f"{params.num_samples:,} samples ({route}), seed {params.seed}.")
+    precomputed.caption(main_read, what="LIME")
 
 # -- 2. which model do you trust? -------------------------------------------------------------------
 st.divider()
@@ -124,7 +128,7 @@ other = st.selectbox("Compare with", combos, index=combos.index(default_b), key=
                      format_func=lambda c: f"{c[0]}" + (f" [{c[1]}]" if c[1] else ""))
 with guarded():
     other_model = cached.trained_model(sel.scenario, other[0], other[1])
-other_expl = lime_for(other_model.adapter, other[0])
+other_expl, _ = lime_for(other_model.adapter, other[0])
 col_a, col_b = st.columns(2)
 for col, expl, name, key in ((col_a, main, f"{sel.model}{variant}", "cmp_a"),
                              (col_b, other_expl, f"{other[0]}" + (f" [{other[1]}]" if other[1] else ""), "cmp_b")):
@@ -149,10 +153,15 @@ chosen = st.multiselect("Methods", available, default=[m for m in available if m
                         help="SHAP (partition) costs about a thousand model calls: add it when you want it; "
                              "the Shapley values page compares it with LIME in detail")
 explanations = {"lime": main}
+methods_read = {}
 for method in chosen:
     if method not in explanations:
         with guarded(), transient_progress(METHOD_TITLES[method]) as progress:
-            explanations[method] = explain_text(adapter, text, method, params, main.target, progress)
+            explanations[method], hit = precomputed.text_explanation(adapter, test, doc_index, text, method, params,
+                                                                     main.target, progress)
+        if hit is not None:
+            methods_read[method] = (hit, 1)
+precomputed.caption(methods_read, METHOD_TITLES)
 if chosen:
     columns = st.columns(len(chosen))
     for col, method in zip(columns, chosen):
@@ -183,7 +192,7 @@ with t2:
         orders["lime"] = full.ranking()
         for method in chosen:
             if method != "lime":
-                orders[method] = explain_text(adapter, text, method, params, main.target).ranking()
+                orders[method] = explanations[method].ranking()  # computed or read above
         curves = deletion_curves(adapter, text, main.target, orders, steps=int(steps))
     st.plotly_chart(present.figure(deletion_figure(curves, {**METHOD_TITLES, "random": "Random order (mean of 10)"},
                                     main.target_name)), key="deletion_curves")

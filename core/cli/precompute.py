@@ -43,6 +43,14 @@ def _method_params(methods: list[str], kind: str, args: argparse.Namespace) -> d
     return out
 
 
+def _op_methods(ops: list[str], kind: str) -> list[str]:
+    """The methods that ``shap`` / ``lime`` run on data of ``kind``: their flags (``--lime-samples``...) count too,
+    as for ``--method`` (without this, ``--ops lime --lime-samples 500`` ran LIME's defaults)."""
+    from core.precompute.ops import MODALITY, OP_METHODS
+
+    return [m for op in ops if op in OP_METHODS for m in [OP_METHODS[op][MODALITY[kind]]] if m is not None]
+
+
 def cmd_precompute(args: argparse.Namespace) -> int:
     from core.precompute.engines import ADDRESS_ENV_VAR, import_ray
     from core.precompute.plan import SourceSpec, open_context
@@ -68,7 +76,8 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     # batches and nothing half-written is published.
     result = run_in_foreground("precompute", {
         "ops": ops, **where, "split": args.split, "limit": args.limit, "methods": methods,
-        "method_params": _method_params(methods, kind, args), "op_params": op_params, "store": args.store,
+        "method_params": _method_params(methods + _op_methods(ops, kind), kind, args), "op_params": op_params,
+        "store": args.store,
         "engine": args.engine, "address": address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
         "batch_size": None if args.batch_size is None else batch_size(args, 1)}, progress=progress(args))
 

@@ -194,3 +194,63 @@ def table_attribution(store_url: str, adapter: Any, bundle: Any, rows: Any, para
                               feature_names=tuple(names), target=hit.columns["target"], output=hit.columns["output"],
                               rows=np.asarray(sub.index, dtype=np.int64), method=f"shap/{algorithm}",
                               params=key_params, signed=True), hit
+
+
+def text_explanation(store_url: str, adapter: Any, bundle: Any, index: int, method: str, params: Any = None,
+                     target: str | int = "predicted") -> tuple[Any, Hit | None]:
+    """The precomputed explanation of document ``index`` of ``bundle`` by text ``method`` with ``params`` (as
+    :func:`core.text.text_methods.explain_text` takes them: the method's params dataclass, or the page's LIME
+    settings for another method), as the :class:`~core.text.lime_text.TextExplanation` ``explain_text``
+    returns, or ``(None, None)``.
+
+    Found only towards the document's predicted class (what the precompute explained: ``target`` "predicted"
+    or that class's index) and for LIME, leave-one-word-out and gradient x embedding (SHAP's partition
+    explainer keeps more numbers than a precompute stores).
+    """
+    from dataclasses import asdict
+
+    from core.explanation import get_method
+    from core.precompute.ops import EXTRA, TEXT_PATHS
+    from core.text.lime_text import TextExplanation
+    from core.text.text_methods import OcclusionTextParams
+    from core.text.words import WordDocument
+
+    if method not in ("lime", "occlusion", "gradient_x_embedding"):
+        return None, None
+    spec = get_method(method, "text")
+    if params is None or not isinstance(params, spec.params_type):  # as explain_text reads another method's params
+        batch = getattr(params, "batch_size", None)
+        params = (OcclusionTextParams(batch) if spec.params_type is OcclusionTextParams and batch
+                  else spec.params_type())
+    resolved = task_params("attributions", adapter, bundle, {"modality": "text", "method": method,
+                                                             "params": asdict(params)})
+    ops = ("attributions", "lime") if method == "lime" else ("attributions",)
+    hit = _first(store_url, adapter, bundle, ops, resolved, np.array([int(index)]))
+    if hit is None:
+        return None, None
+    row = {name: value[0] for name, value in hit.columns.items()}
+    k = int(row["target"])
+    if k < 0 or (target != "predicted" and int(target) != k):
+        return None, None
+    doc = WordDocument.parse(str(bundle.x[int(index)]))
+    n = int(row["n_words"])
+    if n != doc.n_words:
+        return None, None
+    path = TEXT_PATHS[int(row["path"])]
+    if method == "lime":
+        from core.text.text_perturb import perturber
+
+        reason = perturber(adapter, doc, params.fast_path).reason if path == "strings" else ""
+        params_dict = {**asdict(params), "path_reason": reason}
+    elif method == "occlusion":
+        params_dict = {"batch_size": params.batch_size}
+    else:
+        params_dict = {}
+    surrogate = {name: float(row[EXTRA + name]) if EXTRA + name in row else None
+                 for name in ("intercept", "score", "local_pred")}
+    explanation = TextExplanation(
+        method=method, doc=doc, weights=np.asarray(row["values"][:n], dtype=np.float64),
+        selected=np.asarray(row["selected"][:int(row["n_selected"])], dtype=np.int64), target=k,
+        class_names=tuple(adapter.class_names), proba=np.asarray(row["proba"], dtype=np.float64), path=path,
+        params=params_dict, **surrogate)
+    return explanation, hit

@@ -42,9 +42,10 @@ from core.errors import InputShapeError, ParameterError, check_int, unknown_name
 OP_NAMES = ("predictions", "activations", "attributions", "uncertainty", "shap", "lime")
 MODALITY = {"image": "image", "text": "text", "tabular": "table"}  # DataBundle kind -> registry modality
 DEFAULT_METHOD = {"image": "integrated_gradients", "text": "occlusion", "table": "shap"}
-TOP_WORDS = 20  # text: the words kept per document, by decreasing |weight|
+TEXT_MAX_WORDS = 10_000  # text: every word's weight is stored, padded to the rows' longest document, up to this
+TEXT_PATHS = ("", "sklearn-sparse", "strings", "gradient")  # text: how perturbations were predicted, stored as a code
 FORWARD_BATCH = 256  # rows per forward pass inside an op (never part of a key)
-EXTRA = "extra_"  # images: the column prefix of a method's extras (``extra_completeness_gap``...)
+EXTRA = "extra_"  # the column prefix of a method's extras (images' ``extra_completeness_gap``, LIME's ``extra_score``...)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,27 @@ ARTICLE = {"image": "an image", "text": "a text", "table": "a tabular"}
 def _method_unsupported(adapter: ModelAdapter, bundle: DataBundle, params: dict[str, Any]) -> str | None:
     if params.get("method") is None:  # this op has no method for the modality (lime on tables, shap on images)
         return params.get("reason") or "no method of this operation explains this kind of data."
-    return _checked_record(bundle, params).unsupported(adapter) or None
+    reason = _checked_record(bundle, params).unsupported(adapter)
+    if not reason and bundle.kind == "text" and longest_document(bundle) > TEXT_MAX_WORDS:
+        reason = (f"its longest document has {longest_document(bundle):,} distinct words; a text precompute stores "
+                  f"every word's weight, for documents of up to {TEXT_MAX_WORDS:,} words.")
+    return reason or None
+
+
+_longest: dict[str, int] = {}
+
+
+def longest_document(bundle: DataBundle) -> int:
+    """The most distinct words of any document of ``bundle`` (the width of a text precompute's columns);
+    remembered per bundle fingerprint, since the pages resolve a text op's params on every run."""
+    key = bundle.fingerprint
+    if key not in _longest:
+        from core.text.words import WordDocument
+
+        if len(_longest) > 16:
+            _longest.clear()
+        _longest[key] = max((WordDocument.parse(str(t)).n_words for t in bundle.x), default=0)
+    return _longest[key]
 
 
 def _method_resolve(adapter: ModelAdapter, bundle: DataBundle, params: dict[str, Any]) -> dict[str, Any]:
@@ -258,8 +279,9 @@ def _method_resolve(adapter: ModelAdapter, bundle: DataBundle, params: dict[str,
     out = {"modality": modality, "method": name, "params": dataclasses.asdict(values), "target": "predicted"}
     if modality == "image":
         out["columns"] = "maps+extras"  # images store their extras too (keys of results stored without them differ)
-    if modality == "text":
-        out["top"] = int(params.get("top") or TOP_WORDS)
+    if modality == "text":  # every word's weight (older results kept the top 20 words: another key)
+        out["columns"] = "all-words+extras"
+        out["width"] = max(1, longest_document(bundle))
     return out
 
 
@@ -306,26 +328,44 @@ def _image_values(adapter: ModelAdapter, rows: Rows, params: dict[str, Any]) -> 
 
 
 def _text_values(adapter: ModelAdapter, rows: Rows, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Every word's weight (in the order of ``WordDocument.words``, zero-padded to ``width``), the explanation's
+    selected words (padded with -1), the document's probabilities, how it was predicted and LIME's surrogate
+    numbers: what :func:`core.precompute.lookup.text_explanation` turns back into the page's TextExplanation."""
     from core.text.text_methods import explain_text
 
-    name, k = params["method"], int(params["top"])
+    name, width = params["method"], int(params["width"])
     values = build_params(_method_record(params).params_type, params["params"])
-    n = len(rows)
-    weights = np.zeros((n, k), dtype=np.float64)
-    words = np.full((n, k), "", dtype=object)
+    n, classes = len(rows), len(adapter.class_names)
+    weights = np.zeros((n, width), dtype=np.float64)
+    selected = np.full((n, width), -1, dtype=np.int32)
+    n_selected = np.zeros(n, dtype=np.int64)
     n_words = np.zeros(n, dtype=np.int64)
     targets = np.full(n, -1, dtype=np.int64)  # -1: a document without words, nothing explained
+    proba = np.zeros((n, classes), dtype=np.float64)
+    path = np.zeros(n, dtype=np.int8)
+    surrogate = {k: np.full(n, np.nan) for k in ("intercept", "score", "local_pred")}
     for i, text in enumerate(rows.x):
         try:
             e = explain_text(adapter, str(text), name, values, "predicted", store=UNCACHED)
         except InputShapeError:  # no words to remove: the row stays empty
             continue
         w = np.asarray(e.weights, dtype=np.float64)
-        order = np.argsort(-np.abs(w), kind="stable")[:k]
-        weights[i, :len(order)] = w[order]
-        words[i, :len(order)] = [e.doc.words[j] for j in order]
-        n_words[i], targets[i] = len(w), int(e.target)
-    return {"values": weights, "words": words.astype(str), "n_words": n_words, "target": targets}
+        if len(w) > width:
+            raise InputShapeError(f"Row {rows.start + i} has {len(w)} distinct words, more than the {width} "
+                                  "columns of this precompute.")
+        weights[i, :len(w)] = w
+        selected[i, :len(e.selected)] = e.selected
+        n_selected[i], n_words[i], targets[i] = len(e.selected), len(w), int(e.target)
+        proba[i] = e.proba
+        path[i] = TEXT_PATHS.index(e.path)
+        for k, column in surrogate.items():
+            value = getattr(e, k)
+            column[i] = np.nan if value is None else float(value)
+    out = {"values": weights, "selected": selected, "n_selected": n_selected, "n_words": n_words,
+           "target": targets, "proba": proba, "path": path}
+    if name == "lime":
+        out.update({EXTRA + k: v for k, v in surrogate.items()})
+    return out
 
 
 def _table_values(adapter: ModelAdapter, rows: Rows, params: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -155,30 +155,75 @@ def test_tabular_shap_is_explain_tabular(tmp_path, tmp_store):
 
 
 def test_text_lime_and_occlusion_are_explain_text_per_document(tmp_path, tmp_store):
+    """Every word's weight and LIME's surrogate numbers are stored, and read back as the TextExplanation
+    explain_text returns (what the text page shows)."""
     from tests.conftest import require_dataset
 
     require_dataset("newsgroups")
+    from dataclasses import replace
+
     from core.explanation import get_method
+    from core.precompute import lookup
     from core.text.text_methods import explain_text
+    from core.text.words import WordDocument
 
     source = SourceSpec(scenario="newsgroups", model="logreg")
     settings = {"lime": {"num_samples": 300}}
+    store = str(tmp_path / "s")
     run = precompute(source, ["lime", "attributions"], methods=["occlusion"], method_params=settings,
-                     store=str(tmp_path / "s"), limit=4, batch_size=3)
+                     store=store, limit=4, batch_size=3)
     assert [(o.op, o.method) for o in run.ops] == [("lime", "lime"), ("attributions", "occlusion")]
     adapter = scenarios.load_model("newsgroups", "logreg").adapter
-    texts = scenarios.load_data("newsgroups")["test"].x[:4]
+    rows = scenarios.load_data("newsgroups")["test"][0:4]
+    width = max(WordDocument.parse(str(t)).n_words for t in rows.x)
+    lookup.clear_cache()
     for result in run.ops:
-        got = Prefix(str(tmp_path / "s"), result.key).open().read()
-        assert got["values"].shape == (4, 20) and got["words"].shape == (4, 20)
+        got = Prefix(store, result.key).open().read()
+        assert got["values"].shape == got["selected"].shape == (4, width)
+        assert (EXTRA_COLUMNS <= set(got)) == (result.method == "lime")
         params = get_method(result.method, "text").params_type(**settings.get(result.method, {}))
-        for i, text in enumerate(texts):
+        for i, text in enumerate(rows.x):
             e = explain_text(adapter, str(text), result.method, params, store=tmp_store)
-            order = np.argsort(-np.abs(e.weights), kind="stable")[:20]
-            np.testing.assert_allclose(got["values"][i, :len(order)], e.weights[order], rtol=0, atol=1e-9)
-            assert got["words"][i, :len(order)].tolist() == [e.doc.words[j] for j in order]
-            assert (got["n_words"][i], got["target"][i]) == (len(e.weights), e.target)
+            n = len(e.weights)
+            np.testing.assert_array_equal(got["values"][i, :n], e.weights)
+            assert not got["values"][i, n:].any()
+            assert (got["n_words"][i], got["target"][i]) == (n, e.target)
+            read, hit = lookup.text_explanation(store, adapter, rows, i, result.method, params)
+            assert hit is not None and hit.key == result.key
+            np.testing.assert_array_equal(read.weights, e.weights)
+            np.testing.assert_array_equal(read.selected, e.selected)
+            np.testing.assert_array_equal(read.proba, e.proba)
+            assert (read.method, read.target, read.class_names, read.words, read.path, read.params) == (
+                e.method, e.target, e.class_names, e.words, e.path, e.params)
+            assert (read.intercept, read.score, read.local_pred) == (e.intercept, e.score, e.local_pred)
+            if result.method == "lime":
+                assert e.score is not None and 0 < len(e.selected) < n
         assert np.count_nonzero(got["values"]) > 0
+    # another class than the predicted one, other settings: not what was precomputed
+    lime_params = get_method("lime", "text").params_type(num_samples=300)
+    other = (int(got["target"][0]) + 1) % len(adapter.class_names)
+    assert lookup.text_explanation(store, adapter, rows, 0, "lime", lime_params, other) == (None, None)
+    assert lookup.text_explanation(store, adapter, rows, 0, "lime", replace(lime_params, seed=1)) == (None, None)
+    assert lookup.text_explanation(store, adapter, rows, 0, "lime", None)[0] is None  # the default 5000 samples
+    lookup.clear_cache()
+
+
+EXTRA_COLUMNS = {"extra_intercept", "extra_score", "extra_local_pred"}
+
+
+def test_text_documents_longer_than_the_stored_width_are_refused(tmp_path, capsys, monkeypatch):
+    from tests.conftest import require_dataset
+
+    require_dataset("newsgroups")
+    from core.precompute import ops
+
+    monkeypatch.setattr(ops, "TEXT_MAX_WORDS", 5)
+    store = tmp_path / "s"
+    assert main(["precompute", "newsgroups", "--model", "logreg", "--ops", "lime", "--limit", "2",
+                 "--store", str(store), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "distinct words" in err and "up to 5 words" in err, err
+    assert files_under(store) == []
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -150,3 +150,72 @@ def test_lookup_reads_one_sample_with_the_clis_key(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-8] + b"\0" * 8)
     assert lookup.lookup(store, adapter.fingerprint, test.fingerprint, "predictions", params, 3) is None
     lookup.clear_cache()
+
+
+def counting_text(monkeypatch) -> list:
+    """Record each (method, params) the text page computes through ``explain_text``."""
+    from core.text import text_methods
+
+    calls: list = []
+    original = text_methods.explain_text
+
+    def wrapper(adapter, text, method="lime", params=None, *args, **kwargs):
+        calls.append((method, params, adapter.fingerprint))
+        return original(adapter, text, method, params, *args, **kwargs)
+
+    monkeypatch.setattr(text_methods, "explain_text", wrapper)
+    return calls
+
+
+def text_numbers(at, keys: tuple[str, ...]) -> tuple:
+    charts = {c.key: json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")}
+    metrics = {m.label: m.value for m in at.metric}
+    return metrics, [charts[k] for k in keys], [h.proto.body for h in at.get("html")]
+
+
+TEXT_STATE = {"tl_scenario": "newsgroups", "tl_model": "logreg", "lime_samples": 500, "lime_features": 5}
+
+
+def test_text_page_reads_precomputed_leave_one_word_out(own_store, monkeypatch):
+    """The fastest text method on the fastest model: the whole test split (717 posts) in about 15 s."""
+    require_dataset("newsgroups")
+    page = {"text_methods": ["occlusion"]}
+    calls = counting_text(monkeypatch)
+    before = open_app("pages/text.py", state=TEXT_STATE, page_state=page, errors=True, timeout=300)
+    assert ("occlusion", ) == tuple({c[0] for c in calls} & {"occlusion"}) and not captions(before)
+    assert cli(["precompute", "newsgroups", "--model", "logreg", "--ops", "attributions", "--method", "occlusion",
+                "--store", str(own_store), "--quiet", "--json"]) == 0
+    lookup.clear_cache()
+    calls.clear()
+    after = open_app("pages/text.py", state=TEXT_STATE, page_state=page, errors=True, timeout=300)
+    assert [c for c in calls if c[0] == "occlusion"] == [], "the page computed what the precompute holds"
+    (line,) = captions(after)
+    assert line.startswith(":material/bolt: Leave one word out: precomputed") and "engine local" in line
+    keys = ("method_occlusion_bars", "deletion_curves")
+    assert text_numbers(after, keys) == text_numbers(before, keys)
+
+
+@pytest.mark.slow  # LIME on the 717 test posts: about 35 s with 500 samples and 5 words
+def test_text_page_reads_precomputed_lime(own_store, monkeypatch):
+    require_dataset("newsgroups")
+    page = {"text_methods": []}
+    calls = counting_text(monkeypatch)
+    before = open_app("pages/text.py", state=TEXT_STATE, page_state=page, errors=True, timeout=300)
+    assert not captions(before)
+    assert cli(["precompute", "newsgroups", "--model", "logreg", "--ops", "lime", "--lime-samples", "500",
+                "--lime-features", "5", "--store", str(own_store), "--quiet", "--json"]) == 0
+    lookup.clear_cache()
+    calls.clear()
+    after = open_app("pages/text.py", state=TEXT_STATE, page_state=page, errors=True, timeout=300)
+    from core import scenarios
+
+    main_model = scenarios.load_model("newsgroups", "logreg").adapter.fingerprint
+    lime = {fp for m, p, fp in calls if m == "lime" and p.feature_selection != "none"}  # not the deletion curves'
+    assert lime and main_model not in lime, "the page computed the LIME the precompute holds"  # the compared model's
+    (line,) = captions(after)
+    assert line.startswith(":material/bolt: LIME: precomputed")
+    keys = ("lime_main_bars", "text_proba", "lime_main_bars")
+    m_before, charts_before, html_before = text_numbers(before, keys)
+    m_after, charts_after, html_after = text_numbers(after, keys)
+    assert m_after == m_before and {"Local fit (weighted R²)", "Intercept"} <= set(m_after)
+    assert charts_after == charts_before and html_after == html_before
