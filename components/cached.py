@@ -264,15 +264,30 @@ def _uncertainty_report_memo(scenario: str, model: str, variant: str | None, kin
 
 
 def uncertainty_report(scenario: str, model: str, variant: str | None, kind: str, n: int, epsilon: float,
-                       autoencoder: bool, _progress=None):
-    """The stress-set report of one source; parts cached on disk by core, the whole report in memory
-    (shared, read-only) so that a click on the page does not rebuild it."""
-    from core.uncertainty.report import uncertainty_report as compute
+                       autoencoder: bool):
+    """The stress-set report of one source, computed by a job (kind ``uncertainty_report``); parts cached on disk
+    by core, the whole report in memory (shared, read-only) so that a click on the page does not rebuild it."""
+
+    from components import jobs_view
+    from core import jobs
 
     memo = _uncertainty_report_memo(scenario, model, variant, kind, n, float(epsilon), bool(autoencoder))
     if "report" not in memo:
-        source = uncertainty_source(scenario, model, variant, kind, n)
-        memo["report"] = compute(source, epsilon=epsilon, autoencoder=autoencoder, progress=_progress)
+        uncertainty_source(scenario, model, variant, kind, n)  # trained (the page asked for it before)
+        # Scoring every stress set (MNIST's MC dropout: 30 passes over 14,000 images, about 30 s here) is a job, as
+        # a first-use training is: waited for briefly, else the page shows its progress and draws itself when done.
+        params = {"scenario": scenario, "model": model, "variant": variant, "kind": kind, "n": int(n),
+                  "epsilon": float(epsilon), "autoencoder": bool(autoencoder)}
+        status = jobs_view.find("uncertainty_report", params)
+        if status is None or status.status != "done":
+            if status is None or not status.active:
+                status = jobs_view.start("uncertainty_report", params,
+                                         f"Scoring the stress sets of {scenario}/{model}")
+            status = jobs.runner().wait(status.id, FIRST_USE_WAIT_S)
+            if status.status != "done":
+                jobs_view.follow(status, restart=jobs_view.start,
+                                 restart_args=("uncertainty_report", params, status.title))
+        memo["report"] = jobs.runner().result(status.id)
     return memo["report"]
 
 

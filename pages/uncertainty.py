@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from components import cached, jobs_view, present, state
-from components.feedback import guarded, transient_progress
+from components.feedback import guarded
 from components.figures.uncertainty import agreement_heatmap, member_heatmap, saliency_strip, uncertainty_scatter
 from components.images import to_display
 from components.uncertainty_parts import (ask_to_train, auroc_section, gallery_controls, image_gallery, inspect_button,
@@ -102,9 +102,9 @@ if not ready and not asked:
                          if any(support.values()) else ".")))
 with guarded():
     source = cached.uncertainty_source(sel.scenario, sel.model, sel.variant, kind, int(n))
-with guarded(), transient_progress("Scoring the stress sets") as progress:
+with guarded():  # a job: the page shows its progress until the report is ready
     report = cached.uncertainty_report(sel.scenario, sel.model, sel.variant, kind, int(n), float(epsilon),
-                                       bool(use_autoencoder), _progress=progress)
+                                       bool(use_autoencoder))
 st.session_state["uncertainty_scores"] = published_scores(report)  # the embeddings page colours by these
 
 set_names = [r.name for r in report.sets]

@@ -72,3 +72,16 @@ def precompute_dataset(ops: list[str], scenario: str | None = None, model: str |
                       address=address, workers=int(workers), gpus_per_worker=float(gpus_per_worker),
                       batch_size=batch_size, retries=int(retries),
                       progress=progress).as_dict()
+
+
+@register("uncertainty_report", "Scoring the stress sets")
+def score_stress_sets(scenario: str, model: str | None, variant: str | None, kind: str, n: int, epsilon: float,
+                      autoencoder: bool, progress: ProgressCallback | None = None):
+    """The uncertainty page's report of one (trained) source over the clean test split and every stress set; its
+    parts are cached in the artifact store by core, the report itself is the job's value."""
+    from core.uncertainty.report import uncertainty_report
+    from core.uncertainty.sources import load_source
+
+    source = load_source(scenario, model, variant, kind, int(n))
+    return uncertainty_report(source, epsilon=float(epsilon), autoencoder=bool(autoencoder), progress=progress)
+

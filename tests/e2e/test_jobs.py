@@ -25,7 +25,9 @@ RUNNING = re.compile(r"runs in the background")
 
 
 def _records(cache) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((cache / "jobs").glob("*.json"))]
+    """The training jobs' records (the page scores the stress sets as a job of its own afterwards)."""
+    found = [json.loads(p.read_text()) for p in sorted((cache / "jobs").glob("*.json"))]
+    return [r for r in found if r["kind"] == "uncertainty_source"]
 
 
 @pytest.fixture
@@ -53,8 +55,10 @@ def test_two_sessions_share_one_training_job_and_a_reload_finds_it(empty_server,
     first = make()
     first.goto(f"{url}/uncertainty?scenario=digits&members=2")
     helpers.expect(helpers.title(first).filter(has_text="Uncertainty")).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
-    # the whole first run drawn (MC dropout, the page's default) before the click: a click on a button the run is
-    # still redrawing is lost, or waits for a stable button past its timeout under the other worker's load
+    # the default view drawn first (MC dropout; its stress sets are scored by a job of their own, whose progress
+    # bar redraws every second): a click on a button a run is still redrawing is lost, or waits for a stable button
+    # past its timeout under the other worker's load
+    helpers.expect(helpers.main(first).locator(".js-plotly-plot").first).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
     helpers.wait_settled(first)
     helpers.wait_visible_painted(first, timeout=helpers.LOAD_TIMEOUT_MS)
     train = helpers.main(first).get_by_role("button", name=re.compile(r"^Train the deep ensemble \(about "))

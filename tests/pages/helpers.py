@@ -85,12 +85,12 @@ def open_app(
 
 
 def _after_first_use(at) -> None:
-    """A model that was not trained yet trains as a background job and the page shows its progress: finish it and
-    run the page again, as the page does by itself in a browser (on a fresh machine, the first test to open a
-    scenario trains its model)."""
+    """A model that was not trained yet trains as a background job (and the uncertainty page scores its stress
+    sets as one) while the page shows its progress: finish it and run the page again, as the page does by itself
+    in a browser (on a fresh machine, the first test to open a scenario trains its model)."""
     from core import jobs
 
-    if any(s.kind == "train_model" for s in jobs.runner().jobs(active_only=True)):
+    if any(s.kind in ("train_model", "uncertainty_report") for s in jobs.runner().jobs(active_only=True)):
         finish_jobs(at)
 
 
