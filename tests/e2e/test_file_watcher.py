@@ -129,9 +129,9 @@ def readme_server(e2e_available, tmp_path):
             shutil.rmtree(cache_root, ignore_errors=True)
 
 
-def test_readme_server_does_not_watch_venv_cache_or_data(request, browser, readme_server):
+def test_readme_server_does_not_watch_venv_cache_or_data(request, browser_context, readme_server):
     url, proc, log_path, cache = readme_server
-    pages = _page_factory(request, browser)
+    pages = _page_factory(request, browser_context)
     page = next(pages)()
     try:
         started = time.perf_counter()

@@ -31,7 +31,7 @@ def _records(cache) -> list[dict]:
 
 
 @pytest.fixture
-def empty_server(request, e2e_available, browser, tmp_path):
+def empty_server(request, e2e_available, browser_context, tmp_path):
     """(url, cache folder, page factory): a server of its own whose caches hold only the digits CNN, copied from
     this run's model store (the ensemble, not the scenario's model, is what the test trains)."""
     require_dataset("digits")
@@ -45,7 +45,7 @@ def empty_server(request, e2e_available, browser, tmp_path):
     shutil.copy2(model_store().path_for(key), target)
     env = {"TRUSTLENS_CACHE_DIR": str(cache), "TRUSTLENS_MODEL_CACHE_DIR": str(models), WARMUP_ENV_VAR: "0"}
     with streamlit_server(tmp_path, env=env) as url:
-        pages = _page_factory(request, browser)
+        pages = _page_factory(request, browser_context)
         yield url, cache, next(pages)
         next(pages, None)  # screenshots of every page when the test failed, then the contexts close
 

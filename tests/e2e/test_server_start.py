@@ -23,10 +23,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def fresh_page(request, e2e_available, browser, tmp_path):
+def fresh_page(request, e2e_available, browser_context, tmp_path):
     """(url, page): a new server process and one browser page; the server has served nobody yet."""
     with streamlit_server(tmp_path) as url:
-        factory = _page_factory(request, browser)
+        factory = _page_factory(request, browser_context)
         yield url, next(factory)()
         next(factory, None)
 
