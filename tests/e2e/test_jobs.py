@@ -47,7 +47,7 @@ def empty_server(request, e2e_available, browser_context, tmp_path):
     with streamlit_server(tmp_path, env=env) as url:
         pages = _page_factory(request, browser_context)
         yield url, cache, next(pages)
-        next(pages, None)  # screenshots of every page when the test failed, then the contexts close
+        next(pages, None)  # screenshots of every page when the test failed, then the pages close
 
 
 def test_two_sessions_share_one_training_job_and_a_reload_finds_it(empty_server, screenshot_dir):

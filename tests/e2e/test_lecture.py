@@ -44,7 +44,7 @@ def test_a_copied_link_reopens_the_same_view(new_page, app_url, screenshot_dir):
     assert link.startswith(app_url + "/images?"), link
     a.keyboard.press("Escape")
 
-    b = new_page()  # a colleague: another browser context, another Streamlit session
+    b = new_page()  # a colleague: another page, another Streamlit session (a session is a websocket, not a cookie)
     b.goto(link)
     wait_page(b, "Image explanations")
     helpers.assert_no_errors(b)
