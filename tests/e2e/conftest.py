@@ -177,11 +177,27 @@ def browser_context(browser):
     fetch and compile Streamlit's JavaScript again. Measured on the data page, eight loads: 33 s in a fresh
     context each, 26 s in one context. Tests that need a context of their own (ten concurrent sessions, the
     servers of the shared-store test) open one."""
-    context = browser.new_context(viewport=VIEWPORT)
+    context = new_context(browser)
     try:
         yield context
     finally:
         context.close()
+
+
+def new_context(browser):
+    """A browser context with the suite's viewport and the suite's patience.
+
+    Playwright's defaults (30 s for a navigation, 5 s for an ``expect``) are for a machine with cores to spare. On
+    the 2-core CI machine a reload next to the ten-session test or a training job waited past 30 s for its load
+    event (tests/e2e/test_jobs.py failed so and passed on its rerun, 140 s lost): a navigation gets the load
+    timeout, and any other action the UI timeout. A test that needs a state soon still says its own timeout.
+    """
+    from tests.e2e import helpers
+
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_navigation_timeout(helpers.LOAD_TIMEOUT_MS)
+    context.set_default_timeout(helpers.UI_TIMEOUT_MS)
+    return context
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -212,6 +228,8 @@ def _page_factory(request, context) -> Iterator[Callable[[], object]]:
     if report is not None and report.failed:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        # pytest-rerunfailures prints nothing of a failure whose rerun passed: its reason is kept beside the pages
+        (SCREENSHOTS / f"FAILED-{name}.txt").write_text(str(report.longrepr))
         for n, page in enumerate(pages):
             try:
                 page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}-{n}.png"))

@@ -22,8 +22,11 @@ UI_TIMEOUT_MS = 30_000
 
 
 def expect(*args, **kwargs):
+    """Playwright's ``expect`` with the UI timeout as its default instead of 5 s (see ``new_context`` in
+    tests/e2e/conftest.py): a state the app reaches at once can still take seconds on the loaded 2-core machine."""
     from playwright.sync_api import expect as _expect
 
+    _expect.set_options(timeout=UI_TIMEOUT_MS)
     return _expect(*args, **kwargs)
 
 

@@ -21,7 +21,7 @@ from core.embeddings.warm import WARMUP_ENV_VAR
 from core.store import ENV_VAR, MODEL_CACHE_ENV_VAR, READONLY_ENV_VAR, STORE_ENV_VAR
 from tests.conftest import ROOT, require_dataset
 from tests.e2e import helpers
-from tests.e2e.conftest import VIEWPORT, streamlit_server
+from tests.e2e.conftest import new_context, streamlit_server
 from tests.moto_support import CREDENTIALS, bucket_keys, client, moto_server
 
 PREFIX = "team"
@@ -59,7 +59,7 @@ def test_a_read_only_server_shows_the_precompute_and_writes_nothing(browser, tmp
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(streamlit_server(_folder(tmp_path, "rw"), env=env))
             reader = stack.enter_context(streamlit_server(_folder(tmp_path, "ro"), env={**env, READONLY_ENV_VAR: "1"}))
-            context = stack.enter_context(contextlib.closing(browser.new_context(viewport=VIEWPORT)))
+            context = stack.enter_context(contextlib.closing(new_context(browser)))
             served = time.monotonic()
 
             # 1. the read-write server: a method the precompute does not hold, beside one it holds

@@ -165,7 +165,7 @@ def test_serve_starts_the_app_with_the_model_preloaded(browser, screenshot_dir, 
     import os
     import sys
 
-    from tests.e2e.conftest import VIEWPORT, _free_port
+    from tests.e2e.conftest import _free_port, new_context
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -182,7 +182,7 @@ def test_serve_starts_the_app_with_the_model_preloaded(browser, screenshot_dir, 
         command = [sys.executable, "-c", code]
     process = _start(command, url, dict(os.environ))
     try:
-        context = browser.new_context(viewport=VIEWPORT)
+        context = new_context(browser)
         page = context.new_page()
         page.goto(url)
         helpers.expect(helpers.title(page).filter(has_text="Your model: digits_cnn.pt + digits.zip")).to_be_visible(
