@@ -37,6 +37,7 @@ class SklearnAdapter(ModelAdapter):
         class_names: tuple[str, ...] | list[str],
         input_kind: str,
         description: str = "",
+        framework: str = "sklearn",
     ) -> None:
         if not hasattr(estimator, "predict_proba"):
             raise InputShapeError(
@@ -56,7 +57,7 @@ class SklearnAdapter(ModelAdapter):
             input_kind=input_kind,
             fingerprint=self._fingerprint(estimator, class_names),
             device="cpu",
-            framework="sklearn",
+            framework=framework,
             n_parameters=_count_parameters(estimator),
             description=description,
             gradients_unavailable=NO_GRADIENTS,

@@ -136,6 +136,8 @@ def _is_tree_model(estimator: Any) -> bool:
     )
     from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
+    if getattr(estimator, "tree_shap", False):  # an XGBoost / LightGBM booster whose probability shap knows
+        return True
     return isinstance(estimator, (GradientBoostingClassifier, RandomForestClassifier, ExtraTreesClassifier,
                                   DecisionTreeClassifier, ExtraTreeClassifier))
 
@@ -144,7 +146,8 @@ def choose_algorithm(adapter: ModelAdapter, n_features: int) -> str:
     """The algorithm ``"auto"`` resolves to.
 
     ``"tree"`` for a bare scikit-learn tree model (gradient boosting, random forest, extra
-    trees, decision tree), ``"exact"`` for at most 15 features, else ``"permutation"``.
+    trees, decision tree) or a binary XGBoost / LightGBM booster, ``"exact"`` for at most 15
+    features, else ``"permutation"``.
     """
     estimator = getattr(adapter, "estimator", None)
     if estimator is not None and _is_tree_model(estimator):
@@ -214,7 +217,9 @@ def _tree_values(adapter: ModelAdapter, x: np.ndarray, bg: Background, n_classes
     """(values (n, d, n_classes), base (n_classes,)) from TreeExplainer in probability space."""
     import shap
 
-    explainer = shap.TreeExplainer(adapter.estimator, data=bg.data, model_output="probability",  # type: ignore[attr-defined]
+    # A booster (core/adapters/booster_adapter.py) is explained through the library's own object.
+    model = getattr(adapter.estimator, "booster", adapter.estimator)  # type: ignore[attr-defined]
+    explainer = shap.TreeExplainer(model, data=bg.data, model_output="probability",
                                    feature_perturbation="interventional")
     values = np.asarray(explainer.shap_values(x, check_additivity=False), dtype=np.float64)
     base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
@@ -253,7 +258,8 @@ def resolve_algorithm(adapter: ModelAdapter, n_features: int, algorithm: str) ->
     """``algorithm`` with ``"auto"`` resolved, checked against the model and the width."""
     chosen = choose_algorithm(adapter, n_features) if algorithm == "auto" else algorithm
     if chosen == "tree" and not _is_tree_model(getattr(adapter, "estimator", None)):
-        raise ParameterError(f"The 'tree' algorithm needs a scikit-learn tree model; model {adapter.info.name!r} is not one.",
+        raise ParameterError(f"The 'tree' algorithm needs a scikit-learn tree model or a binary booster; model {adapter.info.name!r} "
+                             "is not one.",
                              hint="use algorithm='auto', 'exact' (up to 15 features) or 'permutation'.")
     if chosen == "exact" and n_features > MAX_EXACT_FEATURES:
         raise ParameterError(f"The 'exact' algorithm evaluates 2**d coalitions; got d={n_features} features "

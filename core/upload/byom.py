@@ -201,6 +201,20 @@ def _load_data(source: DataSource, shape: tuple[int, int, int] | None, class_nam
     return load_table(source.data, source.filename, source.target, feature_names, class_names, raw_columns)
 
 
+def _booster_columns(source: DataSource, model_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The table's columns for a booster's features, in the booster's order (LightGBM stores ``mean_radius``
+    for a column ``mean radius``): core/upload/boosters.py, ``match_columns``."""
+    from core.upload.boosters import BoosterRefused, match_columns
+    from core.upload.data_upload import read_table
+
+    frame, _ = read_table(source.data, source.filename)
+    try:
+        return tuple(match_columns(list(model_names), [str(c) for c in frame.columns], source.target, source.filename))
+    except BoosterRefused as exc:
+        raise InputShapeError(str(exc), hint="upload the table the booster was trained on, with its feature columns "
+                              "named as in training.") from None
+
+
 def _data_kind(source: DataSource) -> str:
     return {"image_zip": "image", "image": "image", "text_csv": "text", "pasted_text": "text", "table": "tabular"}[source.kind]
 
@@ -262,6 +276,8 @@ def open_upload(
     # A scikit-learn model fitted on a DataFrame takes its columns as they are (text, missing values: its own
     # pipeline encodes and imputes them); any other model takes filled numbers.
     raw_columns = kind == "tabular" and feature_names is not None and inspection.format in ("skops", "pickle")
+    if feature_names is not None and inspection.format in ("xgboost", "lightgbm") and source.kind == "table":
+        feature_names = _booster_columns(source, feature_names)
     loaded = _load_data(source, shape, given_names or None, feature_names, raw_columns)
     if kind == "image" and shape is None and any(overrides.get(k) or inferred.get(k) for k in ("channels", "height", "width")):
         # Some dimensions given, the rest from the first image: read again at the completed size.

@@ -7,7 +7,9 @@ Formats taken without running any code from the file:
 - ``torch_export``: ``torch.export.save`` programs (``.pt2``);
 - ``onnx``: ONNX graphs, run with onnxruntime (forward passes only: no gradient methods);
 - ``skops``: scikit-learn models and pipelines saved with skops (``.skops``); every type the
-  file needs beyond skops' trusted defaults is listed and must be accepted by the user.
+  file needs beyond skops' trusted defaults is listed and must be accepted by the user;
+- ``xgboost`` / ``lightgbm``: gradient-boosted boosters in their libraries' own files (XGBoost's
+  ``.json`` / ``.ubj``, LightGBM's ``.txt``), read first in a child process (core/upload/boosters.py).
 
 Pickle-based files (a full ``torch.save`` of a module, joblib, pickle) can run arbitrary code
 while loading. They are refused, unless the server was started with ``TRUSTLENS_ALLOW_PICKLE=1``
@@ -42,14 +44,17 @@ FORMAT_TITLES = {
     "torch_export": "torch.export program",
     "onnx": "ONNX model",
     "skops": "scikit-learn model (skops)",
+    "xgboost": "XGBoost booster (.json / .ubj)",
+    "lightgbm": "LightGBM booster (.txt)",
     "torch_pickle": "torch.save pickle (full module or state dict)",
     "pickle": "pickle / joblib file",
 }
 PICKLE_FORMATS = ("torch_pickle", "pickle")
-SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops")
+SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", "xgboost", "lightgbm")
 INPUT_KINDS = ("image", "text", "tabular")
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
-_SUFFIXES = {".pt": "TorchScript", ".pth": "TorchScript", ".pt2": "torch.export", ".onnx": "ONNX", ".skops": "skops"}
+_SUFFIXES = {".pt": "TorchScript", ".pth": "TorchScript", ".pt2": "torch.export", ".onnx": "ONNX", ".skops": "skops",
+             ".ubj": "XGBoost", ".json": "XGBoost", ".txt": "LightGBM"}
 
 
 class ModelRefusedError(TrustLensError):
@@ -200,7 +205,8 @@ def detect_format(data: bytes, filename: str = "model") -> str:
         Empty, too large, truncated or unrecognised files, with what was found and expected.
     """
     suffix = _suffix(filename)
-    supported = "TorchScript (.pt/.pth via torch.jit.save), torch.export (.pt2), ONNX (.onnx) or skops (.skops)"
+    supported = ("TorchScript (.pt/.pth via torch.jit.save), torch.export (.pt2), ONNX (.onnx), skops (.skops), "
+                 "an XGBoost booster (.json / .ubj via save_model) or a LightGBM booster (.txt via save_model)")
     if not data:
         raise _refuse(filename, "the file is empty (0 bytes).", f"upload the saved model: {supported}.")
     if len(data) > MAX_MODEL_BYTES:
@@ -230,6 +236,11 @@ def detect_format(data: bytes, filename: str = "model") -> str:
         return "pickle"
     if suffix == ".onnx" or _looks_like_onnx(data):
         return "onnx"
+    from core.upload.boosters import detect as detect_booster
+
+    booster = detect_booster(data, suffix)
+    if booster is not None:
+        return booster
     expected = _SUFFIXES.get(suffix)
     found = "random or unknown bytes" if not data[:64].isascii() else "text"
     raise _refuse(filename, f"the file is not a model TrustLens recognises: it holds {found} "
@@ -265,6 +276,7 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
                           notes=("Pickle-based: loading runs code from the file. Confirm only for a file you made.",))
     try:
         inferred, untrusted, notes = (_inspect_skops(data, tuple(trusted_types)) if fmt == "skops"
+                                      else _INSPECTORS[fmt](data, filename) if fmt in ("xgboost", "lightgbm")
                                       else _INSPECTORS[fmt](data))
     except ModelRefusedError as exc:
         return Inspection(**base, format=fmt, refused=str(exc))
@@ -404,8 +416,29 @@ def _sklearn_inferred(estimator: Any) -> dict[str, Any]:
     return inferred
 
 
+def _describe_booster(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
+    from core.upload.boosters import BoosterRefused, describe
+
+    try:
+        return describe(data, fmt, filename)
+    except BoosterRefused as exc:
+        raise _refuse(filename, str(exc), "save the classifier again with booster.save_model('model.json') (XGBoost) "
+                      "or booster.save_model('model.txt') (LightGBM) and upload the complete file.") from None
+
+
+def _booster_inspector(fmt: str):
+    def inspect(data: bytes, filename: str = "model") -> tuple[dict[str, Any], list[str], list[str]]:
+        from core.upload import boosters
+
+        info = _describe_booster(data, fmt, filename)
+        return boosters.inferred_spec(info), [], boosters.notes(info)
+
+    return inspect
+
+
 _INSPECTORS = {"torchscript": _inspect_torchscript, "torch_export": _inspect_export, "onnx": _inspect_onnx,
-               "skops": _inspect_skops}
+               "skops": _inspect_skops, "xgboost": _booster_inspector("xgboost"),
+               "lightgbm": _booster_inspector("lightgbm")}
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -458,6 +491,8 @@ def load_model_file(
                                description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
         if fmt == "skops":
             return _sklearn_adapter(_load_skops(data, filename, trusted_types), name, filename, spec, fmt)
+        if fmt in ("xgboost", "lightgbm"):
+            return _booster_adapter(data, filename, spec, fmt, name)
         if fmt == "torchscript":
             import torch
 
@@ -498,6 +533,22 @@ def _sklearn_adapter(estimator: Any, name: str, filename: str, spec: ModelSpecif
     class_names = spec.class_names or tuple(str(c) for c in (classes if classes is not None else ()))
     return SklearnAdapter(estimator, name=name, class_names=class_names, input_kind=spec.input_kind,
                           description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
+
+
+def _booster_adapter(data: bytes, filename: str, spec: ModelSpecification, fmt: str, name: str) -> ModelAdapter:
+    from core.adapters.booster_adapter import BoosterAdapter, BoosterClassifier
+    from core.upload.boosters import load_booster
+
+    if spec.input_kind != "tabular":
+        raise ModelRefusedError(f"{filename!r}: a {FORMAT_TITLES[fmt]} takes a table, not {spec.input_kind} input.",
+                                hint="pick input kind 'tabular' and upload a CSV or Parquet table.")
+    info = _describe_booster(data, fmt, filename)
+    features = tuple(info.get("feature_names") or (f"f{j}" for j in range(info["n_features"])))
+    estimator = BoosterClassifier(load_booster(data, fmt, filename), fmt, info["objective"], info["n_classes"], features,
+                                  hashlib.sha256(data).hexdigest())
+    class_names = spec.class_names or tuple(str(c) for c in estimator.classes_)
+    return BoosterAdapter(estimator, name=name, class_names=class_names, input_kind="tabular",
+                          framework=fmt, description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
 
 
 def _load_pickle(data: bytes, filename: str, fmt: str, name: str, spec: ModelSpecification) -> ModelAdapter:

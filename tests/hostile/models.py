@@ -121,3 +121,62 @@ def raw_columns_skops(handle_unknown: str = "ignore", imputer: bool = True) -> t
     flip = planted & (rng.rand(len(holdout)) < 0.85)
     holdout.loc[flip, "target"] = np.where(holdout.loc[flip, "target"] == "yes", "no", "yes")
     return sio.dumps(pipeline), holdout.to_csv(index=False).encode()
+
+
+def _cancer_frames():
+    """(train, test) frames of breast cancer with the library's own column names ('mean radius', ...)."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    order = np.random.RandomState(0).permutation(len(frame))
+    return frame.iloc[order[:400]], frame.iloc[order[400:]]
+
+
+def cancer_xgboost(suffix: str = ".json", rounds: int = 30) -> tuple[bytes, bytes]:
+    """(an XGBoost binary:logistic booster saved with save_model as JSON or UBJSON, a CSV of test rows + 'target')."""
+    import tempfile
+
+    import xgboost as xgb
+
+    train, test = _cancer_frames()
+    features = [c for c in train.columns if c != "target"]
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1, "seed": 0},
+                        xgb.DMatrix(train[features], train["target"]), rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/model{suffix}"
+        booster.save_model(path)
+        with open(path, "rb") as handle:
+            return handle.read(), test.to_csv(index=False).encode()
+
+
+def cancer_lightgbm(rounds: int = 30) -> tuple[bytes, bytes]:
+    """(a LightGBM binary booster's text file, a CSV of test rows + 'target'); LightGBM stores 'mean_radius' for the
+    column 'mean radius'."""
+    import lightgbm as lgb
+
+    train, test = _cancer_frames()
+    features = [c for c in train.columns if c != "target"]
+    booster = lgb.train({"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1, "seed": 0},
+                        lgb.Dataset(train[features], train["target"]), rounds)
+    return booster.model_to_string().encode(), test.to_csv(index=False).encode()
+
+
+def iris_boosters() -> tuple[bytes, bytes, bytes]:
+    """(an XGBoost multi:softprob JSON, a LightGBM multiclass text file, a CSV of iris rows + 'target' 0-2)."""
+    import tempfile
+
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    xb = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1, "seed": 0},
+                   xgb.DMatrix(frame[features], frame["target"]), 10)
+    lb = lgb.train({"objective": "multiclass", "num_class": 3, "num_leaves": 4, "verbose": -1, "num_threads": 1},
+                   lgb.Dataset(frame[features], frame["target"]), 10)
+    with tempfile.TemporaryDirectory() as folder:
+        xb.save_model(f"{folder}/m.json")
+        with open(f"{folder}/m.json", "rb") as handle:
+            xgb_bytes = handle.read()
+    return xgb_bytes, lb.model_to_string().encode(), frame.to_csv(index=False).encode()

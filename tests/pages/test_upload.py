@@ -204,8 +204,18 @@ def uploads(digits_files):
         "skops-text+csv": byom.open_upload(models.text_skops(), "text.skops", DataSource("text_csv", texts, "t.csv")),
         # a ColumnTransformer pipeline on raw text columns with missing values (core/upload/raw_columns.py)
         "skops-raw+csv": byom.open_upload(*_raw()),
+        # boosters in their libraries' own files (core/upload/boosters.py)
+        "xgboost+csv": byom.open_upload(*_booster(models.cancer_xgboost(), "cancer.json")),
+        "lightgbm+csv": byom.open_upload(*_booster(models.cancer_lightgbm(), "cancer.txt")),
     }
     return {k: v.name for k, v in made.items()}
+
+
+def _booster(files, filename):
+    from core.upload.byom import DataSource
+
+    model, table = files
+    return model, filename, DataSource("table", table, "cancer.csv")
 
 
 def _raw():
@@ -221,7 +231,8 @@ def _raw():
 # The sweep takes 20 s cold (32 page runs): the fast tier keeps one kind, the slow tier has the others.
 @pytest.mark.parametrize("upload_kind", ["torchscript+zip"] + [pytest.param(kind, marks=pytest.mark.slow)
                                                                for kind in ("onnx+zip", "skops+csv", "skops-text+csv",
-                                                                           "skops-raw+csv")])
+                                                                           "skops-raw+csv", "xgboost+csv",
+                                                                           "lightgbm+csv")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
