@@ -4,8 +4,9 @@ Both are data, not code: XGBoost's ``booster.save_model("m.json")`` (or ``.ubj``
 Universal Binary JSON) and LightGBM's ``booster.save_model("m.txt")`` hold the trees, the objective and
 the feature names, and loading them builds trees only. Nothing is unpickled.
 
-A malformed LightGBM text file can abort the process inside LightGBM's C++ parser (measured: a file cut
-after 30 characters ends in ``terminate called without an active exception``), so every file is first
+A malformed LightGBM text file can kill the process inside LightGBM's C++ parser (measured with LightGBM 4.7:
+one model cut after 30 characters ends in ``terminate called without an active exception``, another cut in half
+in a segmentation fault; tests/hostile/files/truncated.txt is the latter), so every file is first
 read in a child process (:func:`describe`): a file that kills the child is refused with a message, and
 only a file the child read is loaded in the server (:func:`load_booster`).
 

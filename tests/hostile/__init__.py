@@ -20,6 +20,8 @@ MODEL_CASES = {
     "truncated.pt": "truncated or corrupt",
     "truncated.onnx": "could not be read",
     "truncated.skops": "truncated or corrupt",
+    "truncated.txt": "lightgbm aborted while parsing it",
+    "truncated.json": "XGBoost booster (.json / .ubj) but could not be read",
     "creates_file.pkl": "refuses pickle-based files",
     "creates_file_torch.pt": "refuses pickle-based files",
 }

@@ -89,6 +89,17 @@ def build() -> dict[str, bytes]:
     files["untrusted_types.skops"] = sio.dumps(Pipeline([("neg", FunctionTransformer(operator.neg)),
                                                          ("clf", LogisticRegression())]).fit(x, y))
 
+    # Boosters cut short. LightGBM's C++ parser kills the process on this one (core/upload/boosters.py reads it in
+    # a child); XGBoost raises.
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, lgb.Dataset(x, y), 3)
+    text = booster.model_to_string().encode()
+    files["truncated.txt"] = text[: len(text) // 2]  # measured: the parser segfaults (exit -11)
+    raw = bytes(xgb.train({"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(x, y), 3).save_raw("json"))
+    files["truncated.json"] = raw[: len(raw) // 2]
+
     files["creates_file.pkl"] = pickle.dumps(_CreatesFile(), protocol=4)
     buffer = io.BytesIO()
     torch.save({"model": _CreatesFile()}, buffer)
