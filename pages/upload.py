@@ -8,7 +8,7 @@ from components.feedback import guarded, progress_status
 from core.upload import byom
 from core.upload.model_upload import FORMAT_TITLES, pickle_allowed_by_server
 
-MODEL_TYPES = ["pt", "pth", "pt2", "onnx", "skops", "json", "ubj", "txt", "pkl", "pickle", "joblib"]
+MODEL_TYPES = ["pt", "pth", "pt2", "onnx", "skops", "json", "ubj", "txt", "cbm", "pkl", "pickle", "joblib"]
 DATA_CHOICES = {
     "image_zip": "ZIP of images (one folder per class)",
     "image": "One image (PNG / JPEG)",
@@ -50,7 +50,8 @@ model_file = st.file_uploader("Model file", type=MODEL_TYPES, key="up_model",
                               help="TorchScript: torch.jit.script(model).save('model.pt'); torch.export: "
                                    "torch.export.save(torch.export.export(model, (x,)), 'model.pt2'); "
                                    "skops: skops.io.dump(pipeline, 'model.skops'); XGBoost: booster.save_model('model.json') "
-                                   "(or .ubj); LightGBM: booster.save_model('model.txt').")
+                                   "(or .ubj); LightGBM: booster.save_model('model.txt'); CatBoost: "
+                                   "model.save_model('model.cbm').")
 if model_file is None:
     st.info("Upload a model file to start.", icon=":material/upload_file:")
     st.stop()

@@ -1,4 +1,4 @@
-"""Adapter for gradient-boosted boosters loaded from their own files (XGBoost, LightGBM).
+"""Adapter for gradient-boosted boosters loaded from their own files (XGBoost, LightGBM, CatBoost).
 
 :class:`BoosterClassifier` gives a booster the face of a scikit-learn classifier (``predict_proba``,
 ``classes_``, ``n_features_in_``), so :class:`BoosterAdapter` is a :class:`SklearnAdapter` and every
@@ -6,7 +6,8 @@ perturbation method, page and check that works for scikit-learn works for it. It
 file's sha256 (with the class names): two uploads of one file share their cached results.
 
 Tabular SHAP takes ``booster`` from it for shap's ``TreeExplainer`` (core/tabular/shap_tabular.py) when
-the objective is one whose probability shap knows (:attr:`BoosterClassifier.tree_shap`).
+the objective is one whose probability shap knows (:attr:`BoosterClassifier.tree_shap`); shap's CatBoost
+support is tree-path-dependent raw margins only, so CatBoost models get the model-agnostic explainers.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class BoosterClassifier:
         """Nodes of every tree (splits and leaves): the model's fitted numbers, as for scikit-learn's forests."""
         if self.library == "xgboost":
             return sum(1 for tree in self.booster.get_dump() for line in tree.splitlines() if line.strip())
+        if self.library == "catboost":  # oblivious trees: one split per level, 2**depth leaves
+            depth = int(self.booster.get_all_params().get("depth", 6))
+            return int(self.booster.tree_count_) * (depth + 2 ** depth)
         return sum(2 * int(t["num_leaves"]) - 1 for t in self.booster.dump_model()["tree_info"])
 
     @property
@@ -60,6 +64,8 @@ class BoosterClassifier:
             margin -= margin.max(axis=1, keepdims=True)
             e = np.exp(margin)
             return e / e.sum(axis=1, keepdims=True)
+        if self.library == "catboost":
+            return np.asarray(self.booster.predict(x, prediction_type="Probability", thread_count=1), dtype=np.float64)
         out = np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)  # LightGBM: its objective's link
         return np.column_stack([1.0 - out, out]) if out.ndim == 1 else out
 

@@ -250,7 +250,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         "--model",
         required=True,
         metavar="PATH",
-        help="model file (TorchScript, .pt2, ONNX, skops, XGBoost .json / .ubj, LightGBM .txt; pickles allowed here)",
+        help="model file (TorchScript, .pt2, ONNX, skops, XGBoost .json / .ubj, LightGBM .txt, CatBoost .cbm; pickles allowed here)",
     )
     p.add_argument("--target", default=None, dest="target_column", help="= --target-column")
     p.add_argument("--port", type=int, default=8501)

@@ -1,8 +1,9 @@
-"""Gradient-boosted tree files in their libraries' own formats: XGBoost (.json / .ubj) and LightGBM (.txt).
+"""Gradient-boosted tree files in their libraries' own formats: XGBoost (.json / .ubj), LightGBM (.txt), CatBoost (.cbm).
 
-Both are data, not code: XGBoost's ``booster.save_model("m.json")`` (or ``.ubj``, the same document in
-Universal Binary JSON) and LightGBM's ``booster.save_model("m.txt")`` hold the trees, the objective and
-the feature names, and loading them builds trees only. Nothing is unpickled.
+All are data, not code: XGBoost's ``booster.save_model("m.json")`` (or ``.ubj``, the same document in
+Universal Binary JSON), LightGBM's ``booster.save_model("m.txt")`` and CatBoost's ``model.save_model("m.cbm")``
+(a FlatBuffers file) hold the trees, the objective and the feature names, and loading them builds trees
+only. Nothing is unpickled.
 
 A malformed LightGBM text file can kill the process inside LightGBM's C++ parser (measured with LightGBM 4.7:
 one model cut after 30 characters ends in ``terminate called without an active exception``, another cut in half
@@ -10,10 +11,12 @@ in a segmentation fault; tests/hostile/files/truncated.txt is the latter), so ev
 read in a child process (:func:`describe`): a file that kills the child is refused with a message, and
 only a file the child read is loaded in the server (:func:`load_booster`).
 
-What a booster does not store, TrustLens does not guess: the class names (outputs are named by the
-data's labels, sorted, unless the user gives them in output order) and, for files saved without
+What a booster does not store, TrustLens does not guess: the class names (XGBoost and LightGBM keep none:
+outputs are named by the data's labels, sorted, unless the user gives them in output order; CatBoost keeps
+its classes) and, for files saved without
 feature names, the columns (then the table's columns, in file order, must match the model's width).
-Classification objectives only: a regression or ranking booster is refused, naming its objective.
+Classification objectives only: a regression or ranking booster is refused, naming its objective. A CatBoost
+model with categorical features is refused for now, naming them (its columns would be text).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import sys
 import threading
 from typing import Any
 
-BOOSTER_FORMATS = ("xgboost", "lightgbm")
-TITLES = {"xgboost": "XGBoost booster (.json / .ubj)", "lightgbm": "LightGBM booster (.txt)"}
+BOOSTER_FORMATS = ("xgboost", "lightgbm", "catboost")
+TITLES = {"xgboost": "XGBoost booster (.json / .ubj)", "lightgbm": "LightGBM booster (.txt)",
+          "catboost": "CatBoost model (.cbm)"}
 # Objectives whose scores are class probabilities (after the library's own link)
 XGBOOST_OBJECTIVES = ("binary:logistic", "binary:logitraw", "multi:softprob", "multi:softmax")
 LIGHTGBM_OBJECTIVES = ("binary", "multiclass", "softmax", "multiclassova", "ova", "ovr", "multiclass_ova")
+CATBOOST_OBJECTIVES = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
+OBJECTIVES = {"xgboost": XGBOOST_OBJECTIVES, "lightgbm": LIGHTGBM_OBJECTIVES, "catboost": CATBOOST_OBJECTIVES}
 CHILD_TIMEOUT_S = 120.0
 MAX_CLASSES = 1000
 
@@ -40,12 +46,19 @@ _described_lock = threading.Lock()
 
 
 class BoosterRefused(Exception):
-    """Raised by :func:`describe` for a file that is not a usable classifier booster: the text says why."""
+    """Raised by :func:`describe` for a file that is not a usable classifier booster: the text says why, ``hint``
+    what to do (None: save the file again)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def detect(data: bytes, suffix: str) -> str | None:
     """``"xgboost"``, ``"lightgbm"`` or None, from the bytes only (``suffix`` is not trusted)."""
     head = data[:256]
+    if head.startswith(b"CBM1"):
+        return "catboost"  # CatBoost's model file magic
     if head.startswith(b"tree\n") and b"version=v" in head:
         return "lightgbm"
     stripped = head.lstrip()
@@ -70,6 +83,17 @@ if fmt == "xgboost":
     out = {"objective": objective, "n_classes": max(n_outputs, 2) if objective.startswith(("binary", "multi")) else None,
            "n_features": int(booster.num_features()), "feature_names": booster.feature_names,
            "n_trees": int(booster.num_boosted_rounds()), "version": xgb.__version__}
+elif fmt == "catboost":
+    from catboost import CatBoostClassifier
+    model = CatBoostClassifier()
+    model.load_model(blob=data)
+    params = model.get_all_params()
+    names = list(model.feature_names_ or [])
+    classes = [str(c) for c in model.classes_] if getattr(model, "classes_", None) is not None else []
+    out = {"objective": str(params.get("loss_function", "")).split(":")[0], "n_classes": len(classes) or None,
+           "class_names": classes, "n_features": len(names), "feature_names": names,
+           "categorical": [names[j] for j in model.get_cat_feature_indices()], "depth": int(params.get("depth", 6)),
+           "n_trees": int(model.tree_count_)}
 else:
     import lightgbm as lgb
     booster = lgb.Booster(model_str=data.decode("utf-8"))
@@ -111,12 +135,22 @@ def describe(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
             reason = f"{fmt} aborted while parsing it ({reason})"
         raise BoosterRefused(f"it looks like a {TITLES[fmt]} but could not be read: {reason}.")
     info = json.loads(done.stdout.decode("utf-8"))
-    allowed = XGBOOST_OBJECTIVES if fmt == "xgboost" else LIGHTGBM_OBJECTIVES
+    allowed = OBJECTIVES[fmt]
     if info["objective"] not in allowed:
         raise BoosterRefused(f"its objective is {info['objective']!r}, not a classification one ({', '.join(allowed)}): "
-                             "TrustLens explains classifiers.")
+                             "TrustLens explains classifiers.", hint="upload a classifier.")
+    if not info["n_trees"] or not info["n_features"]:
+        # A CatBoost file cut in half passes FlatBuffers' check as a model of 0 trees and 0 features (measured).
+        raise BoosterRefused(f"it holds {info['n_trees']} trees over {info['n_features']} features: the file is "
+                             "truncated or empty.")
+    if info.get("categorical"):
+        raise BoosterRefused(f"its categorical features ({', '.join(map(repr, info['categorical'][:8]))}) are not taken "
+                             "yet: TrustLens feeds boosters numbers.",
+                             hint="train it on numeric columns (e.g. one-hot or ordinal codes), or save the model as a "
+                                  "scikit-learn pipeline with skops, which takes raw text columns.")
     if not info["n_classes"] or not 2 <= info["n_classes"] <= MAX_CLASSES:
-        raise BoosterRefused(f"it declares {info['n_classes']} classes; 2 to {MAX_CLASSES} are taken.")
+        raise BoosterRefused(f"it declares {info['n_classes']} classes; 2 to {MAX_CLASSES} are taken.",
+                             hint="upload a classifier of 2 or more classes.")
     with _described_lock:
         _described[digest] = dict(info)
     return info
@@ -128,12 +162,15 @@ def inferred_spec(info: dict[str, Any]) -> dict[str, Any]:
                            "objective": info["objective"], "n_trees": info["n_trees"], "outputs": "probabilities"}
     if info.get("feature_names"):
         out["feature_names"] = list(info["feature_names"])
+    if info.get("class_names"):
+        out["class_names"] = list(info["class_names"])
     return out
 
 
 def notes(info: dict[str, Any]) -> list[str]:
-    out = ["A booster stores no class names: its outputs are named by the data's labels in sorted order; give the "
-           "class names in the model's output order if they differ."]
+    out = [] if info.get("class_names") else [
+        "A booster stores no class names: its outputs are named by the data's labels in sorted order; give the class "
+        "names in the model's output order if they differ."]
     if not info.get("feature_names"):
         out.append("The file names no features: the table's columns, in file order, are taken as the model's.")
     return out
@@ -149,6 +186,12 @@ def load_booster(data: bytes, fmt: str, filename: str) -> Any:
         booster.load_model(bytearray(data))
         booster.set_param({"nthread": 1})
         return booster
+    if fmt == "catboost":
+        from catboost import CatBoostClassifier
+
+        model = CatBoostClassifier()
+        model.load_model(blob=data)
+        return model
     import lightgbm as lgb
 
     return lgb.Booster(model_str=data.decode("utf-8"))

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from core.upload.boosters import BOOSTER_FORMATS
 from core.bundle import DataBundle
 from core.upload.data_upload import (LoadedData, load_image_zip, load_pasted_text, load_single_image, load_table,
                               load_text_csv)
@@ -276,7 +277,7 @@ def open_upload(
     # A scikit-learn model fitted on a DataFrame takes its columns as they are (text, missing values: its own
     # pipeline encodes and imputes them); any other model takes filled numbers.
     raw_columns = kind == "tabular" and feature_names is not None and inspection.format in ("skops", "pickle")
-    if feature_names is not None and inspection.format in ("xgboost", "lightgbm") and source.kind == "table":
+    if feature_names is not None and inspection.format in BOOSTER_FORMATS and source.kind == "table":
         feature_names = _booster_columns(source, feature_names)
     loaded = _load_data(source, shape, given_names or None, feature_names, raw_columns)
     if kind == "image" and shape is None and any(overrides.get(k) or inferred.get(k) for k in ("channels", "height", "width")):

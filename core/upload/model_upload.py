@@ -8,8 +8,9 @@ Formats taken without running any code from the file:
 - ``onnx``: ONNX graphs, run with onnxruntime (forward passes only: no gradient methods);
 - ``skops``: scikit-learn models and pipelines saved with skops (``.skops``); every type the
   file needs beyond skops' trusted defaults is listed and must be accepted by the user;
-- ``xgboost`` / ``lightgbm``: gradient-boosted boosters in their libraries' own files (XGBoost's
-  ``.json`` / ``.ubj``, LightGBM's ``.txt``), read first in a child process (core/upload/boosters.py).
+- ``xgboost`` / ``lightgbm`` / ``catboost``: gradient-boosted trees in their libraries' own files
+  (XGBoost's ``.json`` / ``.ubj``, LightGBM's ``.txt``, CatBoost's ``.cbm``), read first in a child
+  process (core/upload/boosters.py).
 
 Pickle-based files (a full ``torch.save`` of a module, joblib, pickle) can run arbitrary code
 while loading. They are refused, unless the server was started with ``TRUSTLENS_ALLOW_PICKLE=1``
@@ -46,15 +47,17 @@ FORMAT_TITLES = {
     "skops": "scikit-learn model (skops)",
     "xgboost": "XGBoost booster (.json / .ubj)",
     "lightgbm": "LightGBM booster (.txt)",
+    "catboost": "CatBoost model (.cbm)",
     "torch_pickle": "torch.save pickle (full module or state dict)",
     "pickle": "pickle / joblib file",
 }
 PICKLE_FORMATS = ("torch_pickle", "pickle")
-SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", "xgboost", "lightgbm")
+SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", "xgboost", "lightgbm", "catboost")
+BOOSTERS = ("xgboost", "lightgbm", "catboost")  # core/upload/boosters.py
 INPUT_KINDS = ("image", "text", "tabular")
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
 _SUFFIXES = {".pt": "TorchScript", ".pth": "TorchScript", ".pt2": "torch.export", ".onnx": "ONNX", ".skops": "skops",
-             ".ubj": "XGBoost", ".json": "XGBoost", ".txt": "LightGBM"}
+             ".ubj": "XGBoost", ".json": "XGBoost", ".txt": "LightGBM", ".cbm": "CatBoost"}
 
 
 class ModelRefusedError(TrustLensError):
@@ -206,7 +209,8 @@ def detect_format(data: bytes, filename: str = "model") -> str:
     """
     suffix = _suffix(filename)
     supported = ("TorchScript (.pt/.pth via torch.jit.save), torch.export (.pt2), ONNX (.onnx), skops (.skops), "
-                 "an XGBoost booster (.json / .ubj via save_model) or a LightGBM booster (.txt via save_model)")
+                 "an XGBoost booster (.json / .ubj via save_model), a LightGBM booster (.txt via save_model) or a "
+                 "CatBoost model (.cbm via save_model)")
     if not data:
         raise _refuse(filename, "the file is empty (0 bytes).", f"upload the saved model: {supported}.")
     if len(data) > MAX_MODEL_BYTES:
@@ -276,7 +280,7 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
                           notes=("Pickle-based: loading runs code from the file. Confirm only for a file you made.",))
     try:
         inferred, untrusted, notes = (_inspect_skops(data, tuple(trusted_types)) if fmt == "skops"
-                                      else _INSPECTORS[fmt](data, filename) if fmt in ("xgboost", "lightgbm")
+                                      else _INSPECTORS[fmt](data, filename) if fmt in BOOSTERS
                                       else _INSPECTORS[fmt](data))
     except ModelRefusedError as exc:
         return Inspection(**base, format=fmt, refused=str(exc))
@@ -422,8 +426,9 @@ def _describe_booster(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
     try:
         return describe(data, fmt, filename)
     except BoosterRefused as exc:
-        raise _refuse(filename, str(exc), "save the classifier again with booster.save_model('model.json') (XGBoost) "
-                      "or booster.save_model('model.txt') (LightGBM) and upload the complete file.") from None
+        raise _refuse(filename, str(exc), exc.hint or "save the classifier again with booster.save_model('model.json') "
+                      "(XGBoost), booster.save_model('model.txt') (LightGBM) or model.save_model('model.cbm') (CatBoost) "
+                      "and upload the complete file.") from None
 
 
 def _booster_inspector(fmt: str):
@@ -438,7 +443,7 @@ def _booster_inspector(fmt: str):
 
 _INSPECTORS = {"torchscript": _inspect_torchscript, "torch_export": _inspect_export, "onnx": _inspect_onnx,
                "skops": _inspect_skops, "xgboost": _booster_inspector("xgboost"),
-               "lightgbm": _booster_inspector("lightgbm")}
+               "lightgbm": _booster_inspector("lightgbm"), "catboost": _booster_inspector("catboost")}
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -491,7 +496,7 @@ def load_model_file(
                                description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
         if fmt == "skops":
             return _sklearn_adapter(_load_skops(data, filename, trusted_types), name, filename, spec, fmt)
-        if fmt in ("xgboost", "lightgbm"):
+        if fmt in BOOSTERS:
             return _booster_adapter(data, filename, spec, fmt, name)
         if fmt == "torchscript":
             import torch
@@ -546,7 +551,7 @@ def _booster_adapter(data: bytes, filename: str, spec: ModelSpecification, fmt: 
     features = tuple(info.get("feature_names") or (f"f{j}" for j in range(info["n_features"])))
     estimator = BoosterClassifier(load_booster(data, fmt, filename), fmt, info["objective"], info["n_classes"], features,
                                   hashlib.sha256(data).hexdigest())
-    class_names = spec.class_names or tuple(str(c) for c in estimator.classes_)
+    class_names = spec.class_names or tuple(info.get("class_names") or (str(c) for c in estimator.classes_))
     return BoosterAdapter(estimator, name=name, class_names=class_names, input_kind="tabular",
                           framework=fmt, description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
 

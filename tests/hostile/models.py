@@ -180,3 +180,41 @@ def iris_boosters() -> tuple[bytes, bytes, bytes]:
         with open(f"{folder}/m.json", "rb") as handle:
             xgb_bytes = handle.read()
     return xgb_bytes, lb.model_to_string().encode(), frame.to_csv(index=False).encode()
+
+
+def _catboost_bytes(model) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_model(f"{folder}/model.cbm")
+        with open(f"{folder}/model.cbm", "rb") as handle:
+            return handle.read()
+
+
+def cancer_catboost(iterations: int = 30) -> tuple[bytes, bytes]:
+    """(a CatBoost Logloss classifier's .cbm file, a CSV of test rows + 'target')."""
+    from catboost import CatBoostClassifier
+
+    train, test = _cancer_frames()
+    features = [c for c in train.columns if c != "target"]
+    model = CatBoostClassifier(iterations=iterations, depth=3, verbose=0, thread_count=1, random_seed=0,
+                               allow_writing_files=False)  # no catboost_info/ folder in the working directory
+    model.fit(train[features], train["target"])
+    return _catboost_bytes(model), test.to_csv(index=False).encode()
+
+
+def iris_catboost(categorical: bool = False) -> tuple[bytes, bytes]:
+    """(a CatBoost MultiClass .cbm whose classes are the species' names, a CSV of iris rows + 'target' as names).
+    ``categorical``: one more column, 'size', a text category the model takes as a categorical feature."""
+    from catboost import CatBoostClassifier
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.assign(target=np.asarray(iris.target_names)[iris.frame["target"]])
+    if categorical:
+        frame.insert(0, "size", np.where(frame["petal length (cm)"] > 4, "big", "small"))
+    features = [c for c in frame.columns if c != "target"]
+    model = CatBoostClassifier(iterations=10, depth=2, verbose=0, thread_count=1, random_seed=0, allow_writing_files=False,
+                               cat_features=["size"] if categorical else None)
+    model.fit(frame[features], frame["target"])
+    return _catboost_bytes(model), frame.to_csv(index=False).encode()

@@ -207,6 +207,7 @@ def uploads(digits_files):
         # boosters in their libraries' own files (core/upload/boosters.py)
         "xgboost+csv": byom.open_upload(*_booster(models.cancer_xgboost(), "cancer.json")),
         "lightgbm+csv": byom.open_upload(*_booster(models.cancer_lightgbm(), "cancer.txt")),
+        "catboost+csv": byom.open_upload(*_booster(models.cancer_catboost(), "cancer.cbm")),
     }
     return {k: v.name for k, v in made.items()}
 
@@ -232,7 +233,7 @@ def _raw():
 @pytest.mark.parametrize("upload_kind", ["torchscript+zip"] + [pytest.param(kind, marks=pytest.mark.slow)
                                                                for kind in ("onnx+zip", "skops+csv", "skops-text+csv",
                                                                            "skops-raw+csv", "xgboost+csv",
-                                                                           "lightgbm+csv")])
+                                                                           "lightgbm+csv", "catboost+csv")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
