@@ -206,8 +206,11 @@ def test_bad_catboost_files_are_refused_naming_what_is_wrong():
     assert "categorical features ('size') are not taken yet" in refused
     assert "one-hot or ordinal codes" in refused  # the hint fits the refusal
     whole, _ = models.cancer_catboost()
-    # cut in half, FlatBuffers' check passes it as a model of 0 trees; cut after 20 bytes, CatBoost raises or (another
-    # model, measured) segfaults: either way in the child (tests/hostile/files/truncated.txt always kills LightGBM's)
-    assert "holds 0 trees over 0 features: the file is truncated" in inspect_model(whole[: len(whole) // 2], "h.cbm").refused
+    # The bytes of a .cbm vary between trainings (its metadata), and so does what CatBoost makes of a cut: cut in half,
+    # FlatBuffers' check failed on some files and passed others as a model of 0 trees (refused as truncated); cut after
+    # 20 bytes, CatBoost raised or (another file, measured) segfaulted, in the child (tests/hostile/files/truncated.txt
+    # always kills LightGBM's parser).
+    half = inspect_model(whole[: len(whole) // 2], "h.cbm").refused
+    assert "holds 0 trees over 0 features: the file is truncated" in half or "could not be read" in half
     cut = inspect_model(whole[:20], "cut.cbm")
     assert cut.format == "catboost" and "could not be read" in cut.refused
