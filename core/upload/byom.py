@@ -279,7 +279,15 @@ def open_upload(
     raw_columns = kind == "tabular" and feature_names is not None and inspection.format in ("skops", "pickle")
     if feature_names is not None and inspection.format in BOOSTER_FORMATS and source.kind == "table":
         feature_names = _booster_columns(source, feature_names)
-    loaded = _load_data(source, shape, given_names or None, feature_names, raw_columns)
+    try:
+        loaded = _load_data(source, shape, given_names or None, feature_names, raw_columns)
+    except InputShapeError as exc:
+        if inspection.format in BOOSTER_FORMATS and "missing (NaN)" in exc.message:
+            # The boosters take missing values themselves, but several pages use the table outside the model (PCA of
+            # the input, the uncertainty page's feature noise, slices), which do not take them yet.
+            raise InputShapeError(exc.message, hint="fill them in or drop those rows. The booster itself would take "
+                                  "missing values, but TrustLens does not pass them to boosters yet.") from None
+        raise
     if kind == "image" and shape is None and any(overrides.get(k) or inferred.get(k) for k in ("channels", "height", "width")):
         # Some dimensions given, the rest from the first image: read again at the completed size.
         native = loaded.bundle.x.shape[1:]

@@ -138,6 +138,15 @@ def test_a_csv_missing_a_booster_feature_is_refused_naming_file_and_feature(canc
         open_upload(model, "cancer.txt", DataSource("table", frame.to_csv(index=False).encode(), "short.csv"))
 
 
+def test_missing_values_in_a_booster_table_are_refused_saying_why(cancer):
+    model, table = cancer["cancer.json"]
+    frame = _frame(table)
+    frame.loc[3, "mean texture"] = np.nan
+    with pytest.raises(InputShapeError, match=r"(?s)'gaps\.csv': column 'mean texture' has 1 missing.*does not pass them to "
+                                              r"boosters yet"):
+        open_upload(model, "cancer.json", DataSource("table", frame.to_csv(index=False).encode(), "gaps.csv"))
+
+
 def test_bad_booster_files_are_refused_with_the_reason_and_the_server_lives(cancer):
     lightgbm_text = cancer["cancer.txt"][0]
     # Cut after 30 characters, LightGBM's C++ parser aborts its process: it happens in the child, not here.
