@@ -40,6 +40,7 @@ CATBOOST_OBJECTIVES = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVs
 OBJECTIVES = {"xgboost": XGBOOST_OBJECTIVES, "lightgbm": LIGHTGBM_OBJECTIVES, "catboost": CATBOOST_OBJECTIVES}
 CHILD_TIMEOUT_S = 120.0
 MAX_CLASSES = 1000
+MAX_DESCRIBED = 64  # files remembered (feature names included), oldest dropped first
 
 _described: dict[str, dict[str, Any]] = {}  # sha256 -> what a child process read from the file without dying
 _described_lock = threading.Lock()
@@ -54,8 +55,8 @@ class BoosterRefused(Exception):
         self.hint = hint
 
 
-def detect(data: bytes, suffix: str) -> str | None:
-    """``"xgboost"``, ``"lightgbm"`` or None, from the bytes only (``suffix`` is not trusted)."""
+def detect(data: bytes) -> str | None:
+    """``"xgboost"``, ``"lightgbm"``, ``"catboost"`` or None, from the bytes only (never the file name)."""
     head = data[:256]
     if head.startswith(b"CBM1"):
         return "catboost"  # CatBoost's model file magic
@@ -82,7 +83,7 @@ if fmt == "xgboost":
     n_outputs = int(config["learner_model_param"].get("num_class", "0") or 0)
     out = {"objective": objective, "n_classes": max(n_outputs, 2) if objective.startswith(("binary", "multi")) else None,
            "n_features": int(booster.num_features()), "feature_names": booster.feature_names,
-           "n_trees": int(booster.num_boosted_rounds()), "version": xgb.__version__}
+           "n_trees": int(booster.num_boosted_rounds())}
 elif fmt == "catboost":
     from catboost import CatBoostClassifier
     model = CatBoostClassifier()
@@ -101,12 +102,12 @@ else:
     per_iteration = int(booster.num_model_per_iteration())
     out = {"objective": objective, "n_classes": 2 if objective == "binary" else per_iteration,
            "n_features": int(booster.num_feature()), "feature_names": list(booster.feature_name()),
-           "n_trees": int(booster.num_trees()), "version": lgb.__version__}
+           "n_trees": int(booster.num_trees())}
 sys.stdout.write(json.dumps(out))
 """
 
 
-def describe(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
+def describe(data: bytes, fmt: str) -> dict[str, Any]:
     """Read the booster in a child process: objective, classes, feature names, trees.
 
     Raises
@@ -153,6 +154,8 @@ def describe(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
                              hint="upload a classifier of 2 or more classes.")
     with _described_lock:
         _described[digest] = dict(info)
+        while len(_described) > MAX_DESCRIBED:
+            del _described[next(iter(_described))]
     return info
 
 
@@ -176,9 +179,9 @@ def notes(info: dict[str, Any]) -> list[str]:
     return out
 
 
-def load_booster(data: bytes, fmt: str, filename: str) -> Any:
+def load_booster(data: bytes, fmt: str) -> Any:
     """The library's booster, built in this process from a file :func:`describe` has read in a child."""
-    describe(data, fmt, filename)  # read in a child first (remembered by content)
+    describe(data, fmt)  # read in a child first (remembered by content)
     if fmt == "xgboost":
         import xgboost as xgb
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from core.upload.boosters import BOOSTER_FORMATS
 from core.bundle import DataBundle
+from core.upload.boosters import BOOSTER_FORMATS
 from core.upload.data_upload import (LoadedData, load_image_zip, load_pasted_text, load_single_image, load_table,
                               load_text_csv)
 from core.errors import InputShapeError

@@ -36,6 +36,7 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, TrustLensError
+from core.upload.boosters import BOOSTER_FORMATS, TITLES as BOOSTER_TITLES  # stdlib only: cheap to import
 
 ALLOW_PICKLE_ENV = "TRUSTLENS_ALLOW_PICKLE"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -45,15 +46,12 @@ FORMAT_TITLES = {
     "torch_export": "torch.export program",
     "onnx": "ONNX model",
     "skops": "scikit-learn model (skops)",
-    "xgboost": "XGBoost booster (.json / .ubj)",
-    "lightgbm": "LightGBM booster (.txt)",
-    "catboost": "CatBoost model (.cbm)",
+    **BOOSTER_TITLES,
     "torch_pickle": "torch.save pickle (full module or state dict)",
     "pickle": "pickle / joblib file",
 }
 PICKLE_FORMATS = ("torch_pickle", "pickle")
-SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", "xgboost", "lightgbm", "catboost")
-BOOSTERS = ("xgboost", "lightgbm", "catboost")  # core/upload/boosters.py
+SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", *BOOSTER_FORMATS)
 INPUT_KINDS = ("image", "text", "tabular")
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
 _SUFFIXES = {".pt": "TorchScript", ".pth": "TorchScript", ".pt2": "torch.export", ".onnx": "ONNX", ".skops": "skops",
@@ -242,7 +240,7 @@ def detect_format(data: bytes, filename: str = "model") -> str:
         return "onnx"
     from core.upload.boosters import detect as detect_booster
 
-    booster = detect_booster(data, suffix)
+    booster = detect_booster(data)
     if booster is not None:
         return booster
     expected = _SUFFIXES.get(suffix)
@@ -280,7 +278,7 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
                           notes=("Pickle-based: loading runs code from the file. Confirm only for a file you made.",))
     try:
         inferred, untrusted, notes = (_inspect_skops(data, tuple(trusted_types)) if fmt == "skops"
-                                      else _INSPECTORS[fmt](data, filename) if fmt in BOOSTERS
+                                      else _INSPECTORS[fmt](data, filename) if fmt in BOOSTER_FORMATS
                                       else _INSPECTORS[fmt](data))
     except ModelRefusedError as exc:
         return Inspection(**base, format=fmt, refused=str(exc))
@@ -424,7 +422,7 @@ def _describe_booster(data: bytes, fmt: str, filename: str) -> dict[str, Any]:
     from core.upload.boosters import BoosterRefused, describe
 
     try:
-        return describe(data, fmt, filename)
+        return describe(data, fmt)
     except BoosterRefused as exc:
         raise _refuse(filename, str(exc), exc.hint or "save the classifier again with booster.save_model('model.json') "
                       "(XGBoost), booster.save_model('model.txt') (LightGBM) or model.save_model('model.cbm') (CatBoost) "
@@ -496,7 +494,7 @@ def load_model_file(
                                description=f"Uploaded {FORMAT_TITLES[fmt]} ({filename})")
         if fmt == "skops":
             return _sklearn_adapter(_load_skops(data, filename, trusted_types), name, filename, spec, fmt)
-        if fmt in BOOSTERS:
+        if fmt in BOOSTER_FORMATS:
             return _booster_adapter(data, filename, spec, fmt, name)
         if fmt == "torchscript":
             import torch
@@ -549,7 +547,7 @@ def _booster_adapter(data: bytes, filename: str, spec: ModelSpecification, fmt: 
                                 hint="pick input kind 'tabular' and upload a CSV or Parquet table.")
     info = _describe_booster(data, fmt, filename)
     features = tuple(info.get("feature_names") or (f"f{j}" for j in range(info["n_features"])))
-    estimator = BoosterClassifier(load_booster(data, fmt, filename), fmt, info["objective"], info["n_classes"], features,
+    estimator = BoosterClassifier(load_booster(data, fmt), fmt, info["objective"], info["n_classes"], features,
                                   hashlib.sha256(data).hexdigest())
     class_names = spec.class_names or tuple(info.get("class_names") or (str(c) for c in estimator.classes_))
     return BoosterAdapter(estimator, name=name, class_names=class_names, input_kind="tabular",
