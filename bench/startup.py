@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "umap", "shap", "openTSNE", "captum")
+HEAVY = ("torch", "umap", "shap", "openTSNE", "captum", "transformers")
 TARGETS = {"app_import_s": 1.5, "first_paint_s": 5.0}
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

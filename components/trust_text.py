@@ -16,6 +16,7 @@ from components.figures.sanity import agreement_figure, faithfulness_figure, sim
 from components.figures.text import stability_figure
 from components.samples import sample_label
 from components.widgets import scenario_test_split
+from core.lecture import defaults
 from core.trust.degenerate import degenerate_reason, is_degenerate, judged_mean
 from core.text.lime_text import LimeParams
 from core.trust.sanity_text import (
@@ -30,6 +31,11 @@ from core.text.text_methods import METHOD_TITLES, lime_stability
 from core.text.words import WordDocument
 
 DEFAULT_METHODS = ["lime", "occlusion", "gradient_x_embedding"]
+# A transformer on the CPU (core/lecture/defaults.py): every tab's check runs each method on every picked document
+# at every randomisation stage, so the page opens on the gradient methods (a forward and backward pass or 32 each)
+# and two documents; LIME and leave-one-word-out (thousands and hundreds of passes per document) stay one click away.
+SLOW_DEFAULT_METHODS = ["gradient_x_embedding", "integrated_gradients"]
+SLOW_DEFAULT_DOCS = 2
 TOP_WORDS = 5
 
 
@@ -49,14 +55,22 @@ def render(sel: state.Selection) -> None:
             st.stop()
         active_slice.caption(sel, "test", "documents")
         c1, c2 = st.columns([3, 2])
+        slow = defaults.slow_text_model(adapter)
         picks = c1.multiselect("Test documents (the numbers are averaged over them)", offered,
-                               default=offered[:4], max_selections=8, key="trust_text_picks",
+                               default=offered[:SLOW_DEFAULT_DOCS if slow else 4], max_selections=8,
+                               key="trust_text_picks",
                                format_func=lambda i: sample_label(i, test.y, test_proba, names))
         available = available_methods(adapter)
-        methods = c2.multiselect("Methods", available, default=[m for m in DEFAULT_METHODS if m in available],
+        methods = c2.multiselect("Methods", available,
+                                 default=[m for m in (SLOW_DEFAULT_METHODS if slow else DEFAULT_METHODS) if m in available],
                                  key="trust_text_methods", format_func=METHOD_TITLES.get,
                                  help="LIME here weighs every word (no feature selection, 2,000 samples) so that rank "
                                       "correlations see all words; SHAP (partition) is slower")
+        if slow:
+            st.caption(f":material/speed: {sel.model} is a transformer on the CPU: the checks open on its gradient "
+                       f"methods and {SLOW_DEFAULT_DOCS} documents, and its encoder is randomised block by block. LIME "
+                       "and leave-one-word-out cost thousands of forward passes per document and stage: add them "
+                       "when you want them.")
     if not picks or not methods:
         st.info("Pick at least one document and one method.", icon=":material/touch_app:")
         st.stop()
@@ -117,7 +131,7 @@ def render(sel: state.Selection) -> None:
 
 def _randomisation(sel: state.Selection, adapter, texts: list[str], methods: list[str], labels: list[str]) -> None:
     if adapter.torch_module() is None:
-        torch_models = [m.name for m in sel.spec.models if m.framework == "torch"]
+        torch_models = [m.name for m in sel.spec.models if m.framework in ("torch", "transformer")]
         pick = (f"pick the {' or '.join(torch_models)} model in the sidebar." if torch_models else
                 "this scenario has none (models opened with their weights, like TorchScript, are torch models).")
         st.info("The randomisation test re-initialises the model's weights layer by layer, which needs a torch model: "

@@ -37,6 +37,7 @@ st.caption("LIME removes words at random thousands of times and fits a weighted 
            "Two models can be equally accurate for very different reasons.")
 require_kind(sel, "text", ":material/article:")
 adapter, splits, test, test_proba = scenario_test_split(sel)
+slow = defaults.slow_text_model(adapter)
 
 present.example_bar("text", sel)
 
@@ -70,7 +71,7 @@ with present.controls('Document and LIME settings'):
 
     with st.expander("LIME settings", icon=":material/tune:"):
         *fields, s5 = st.columns(5)
-        params = params_form(LimeParams, "lime", {}, st, columns=fields)
+        params = params_form(LimeParams, "lime", defaults.text_form_context(adapter), st, columns=fields)
         target_choice = s5.selectbox("Explain the probability of", ["predicted", *range(len(spec.class_names))],
                                      key="lime_target",
                                      format_func=lambda t: "the predicted class" if t == "predicted" else spec.class_names[t])
@@ -113,6 +114,11 @@ with right:
     st.caption(reliance_caption(main))
     route = "one sparse matrix, one classifier call" if main.path == "sklearn-sparse" else "texts in batches"
     st.caption(f"{params.num_samples:,} samples ({route}), seed {params.seed}.")
+    if slow:
+        st.caption(f":material/speed: {sel.model} is a transformer on the CPU: it reads the first "
+                   f"{adapter.info.extra.get('max_tokens')} tokens of a text, and LIME opens on "
+                   f"{defaults.SLOW_TEXT_LIME_SAMPLES:,} samples instead of lime's 5,000 so that it answers in seconds. "
+                   "Raise the samples in the LIME settings for less sampling noise.")
     precomputed.caption(main_read, what="LIME")
 
 # -- 2. which model do you trust? -------------------------------------------------------------------
@@ -148,9 +154,12 @@ available = [m for m, why in support.items() if not why]
 for method, why in support.items():
     if why:
         st.caption(f"{METHOD_TITLES[method]} is not available for {sel.model}: {why}")
-chosen = st.multiselect("Methods", available, default=[m for m in available if m != "shap_partition"],
+# SHAP costs about a thousand model calls; on a slow model so does leave-one-word-out (one call per word): a click away.
+costly = {"shap_partition", "occlusion"} if slow else {"shap_partition"}
+chosen = st.multiselect("Methods", available, default=[m for m in available if m not in costly],
                         key="text_methods", format_func=lambda m: METHOD_TITLES[m],
-                        help="SHAP (partition) costs about a thousand model calls: add it when you want it; "
+                        help="SHAP (partition) costs about a thousand model calls (and, on a transformer on the CPU, leave-one-word-out "
+                             "one per word): add them when you want them; "
                              "the Shapley values page compares it with LIME in detail")
 explanations = {"lime": main}
 methods_read = {}
@@ -178,9 +187,13 @@ t1, t2 = st.columns(2)
 with t1:
     st.markdown("**Stability**: the same explanation with 5 seeds. Long error bars or a low overlap mean the "
                 "top words are partly sampling noise: raise the number of samples.")
-    with guarded(), transient_progress("Stability (LIME with 5 seeds)") as progress:
-        stability = lime_stability(adapter, text, params, main.target, n_seeds=defaults.TEXT_STABILITY_SEEDS, progress=progress)
-    st.plotly_chart(present.figure(stability_figure(stability)), key="lime_stability")
+    # On a slow model the check is a click away: it costs five LIME runs.
+    if not slow or st.toggle(f"Run the stability check ({defaults.TEXT_STABILITY_SEEDS} LIME runs of "
+                             f"{params.num_samples:,} samples)", key="stability_run"):
+        with guarded(), transient_progress("Stability (LIME with 5 seeds)") as progress:
+            stability = lime_stability(adapter, text, params, main.target, n_seeds=defaults.TEXT_STABILITY_SEEDS,
+                                       progress=progress)
+        st.plotly_chart(present.figure(stability_figure(stability)), key="lime_stability")
 with t2:
     steps = st.slider("Words to delete", 2, 30, defaults.TEXT_DELETION_STEPS, key="deletion_steps")
     st.markdown("**Faithfulness**: delete words in the order of importance of each method chosen above. A "

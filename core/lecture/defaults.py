@@ -17,6 +17,22 @@ TRUST_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradie
 # Text page: LIME with LimeParams() defaults, its stability over seeds and the deletion curve.
 TEXT_STABILITY_SEEDS = 5
 TEXT_DELETION_STEPS = 10
+# A transformer on the CPU reads about 35 sequences of 128 tokens a second here (MiniLM-L6, 2 cores): LIME opens on
+# 500 samples (about 15 s cold) instead of lime's 5,000 (2-3 minutes), and the 5-seed stability check waits for a
+# click. The page says so; the full settings stay one click away.
+SLOW_TEXT_LIME_SAMPLES = 500
+
+
+def slow_text_model(adapter) -> bool:
+    """True for a text model whose forward passes make lime's defaults take minutes (a transformer on the CPU)."""
+    return adapter.info.extra.get("architecture") == "transformer" and str(adapter.info.device) == "cpu"
+
+
+def text_form_context(adapter) -> dict:
+    """What the text page's LIME form opens on for ``adapter`` (``LimeParams.form_defaults``)."""
+    return {"lime_samples": SLOW_TEXT_LIME_SAMPLES} if slow_text_model(adapter) else {}
+
+
 # Shapley page: tabular rows explained with ShapParams() defaults; the image section's expected gradients.
 SHAP_ROWS = 150
 SHAP_TARGET = "predicted"

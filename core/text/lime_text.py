@@ -76,6 +76,11 @@ class LimeParams:
     batch_size: int = 8192
     fast_path: bool = True
 
+    @classmethod
+    def form_defaults(cls, context: dict[str, Any]) -> dict[str, Any]:
+        """The page's sample count for a slow model (``context["lime_samples"]``, see core/lecture/defaults.py)."""
+        return {"num_samples": int(context["lime_samples"])} if context.get("lime_samples") else {}
+
     def __post_init__(self) -> None:
         owner = "LimeParams"
         check_int("num_samples", self.num_samples, owner, minimum=2)
@@ -342,7 +347,7 @@ def explain_lime(
     store = store or default_store()
 
     def compute() -> TextExplanation:
-        return _lime(adapter, doc, params, target, progress)
+        return _lime(adapter, doc, params, target, progress, store)
 
     result = store.cached(compute, op="lime_text", model_fingerprint=adapter.fingerprint,
                           data_fingerprint=doc.fingerprint, params=key_params, libraries=LIBRARIES)
@@ -351,11 +356,22 @@ def explain_lime(
 
 
 def _lime(adapter: ModelAdapter, doc: WordDocument, params: LimeParams, target: str | int,
-          progress: ProgressCallback | None) -> TextExplanation:
+          progress: ProgressCallback | None, store: ArtifactStore | None = None) -> TextExplanation:
     pert = perturber(adapter, doc, params.fast_path)
     report(progress, 0.0, f"LIME: sampling {params.num_samples} perturbations of {doc.n_words} words")
     active = sample_masks(doc.n_words, params.num_samples, params.seed)
-    proba = pert.predict(active, params.batch_size, progress=subrange(progress, 0.02, 0.9))
+
+    def predict() -> np.ndarray:
+        return pert.predict(active, params.batch_size, progress=subrange(progress, 0.02, 0.9))
+
+    if pert.path == "strings" and store is not None:
+        # The model's answers on the samples depend on the samples only: another surrogate (a feature selection,
+        # a target, a word count) on the same samples reuses them. Worth a disk entry where the model is slow.
+        proba = store.cached(predict, op="lime_text_samples", model_fingerprint=adapter.fingerprint,
+                             data_fingerprint=doc.fingerprint,
+                             params={"num_samples": params.num_samples, "seed": params.seed}, libraries=LIBRARIES)
+    else:
+        proba = predict()
     k = resolve_target(proba[0], target, proba.shape[1], tuple(adapter.class_names))
     report(progress, 0.92, "LIME: fitting the local surrogate")
     _, weights = kernel_weights(active, params.kernel_width)

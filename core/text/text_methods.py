@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, check_int
-from core.explanation import Method, get_method, method_names, register
+from core.explanation import Method, get_method, method_names, register, register_loader
 from core.explanation import supported_methods as supported
 from core.text.lime_text import LIBRARIES, LimeParams, TextExplanation, explain_lime, resolve_target
 from core.progress import ProgressCallback, report, subrange
@@ -84,9 +85,16 @@ def explain_occlusion(adapter: ModelAdapter, text: str, target: str | int = "pre
 
 # -- gradient x embedding -----------------------------------------------------------------
 def _embedding_layer(adapter: ModelAdapter) -> tuple[str, Any] | None:
+    """The layer whose output the gradient methods differentiate: the model's token embeddings.
+
+    A transformer names it (``get_input_embeddings()``, through the adapter); another torch model's is its
+    first ``nn.Embedding``.
+    """
     module = getattr(adapter, "torch_module", None)
-    if module is None:
+    if module is None or module() is None:
         return None
+    if hasattr(adapter, "input_embeddings"):
+        return "input embeddings", adapter.input_embeddings()
     import torch
 
     for name, layer in module().named_modules():
@@ -107,7 +115,7 @@ def _gradient_unsupported(adapter: ModelAdapter) -> str:
         return adapter.info.gradients_unavailable or f"{adapter.info.framework} models have no torch gradients."
     if _embedding_layer(adapter) is None:
         return "the model has no nn.Embedding layer to take the gradient at."
-    if _vocabulary(adapter) is None:
+    if not hasattr(adapter, "token_words") and _vocabulary(adapter) is None:
         return "the model's encoder is not a core.text.vocab.Vocabulary, so tokens cannot be mapped back to words."
     return ""
 
@@ -125,6 +133,29 @@ def token_words(doc: WordDocument, vocabulary: Any) -> np.ndarray:
     return np.array(owners[: vocabulary.max_length], dtype=np.int64)
 
 
+def token_owners(adapter: ModelAdapter, doc: WordDocument) -> np.ndarray:
+    """Each token position's word in ``doc.words`` as the model sees the text; -1 for special tokens."""
+    if hasattr(adapter, "token_words"):
+        return adapter.token_words(doc)
+    return token_words(doc, _vocabulary(adapter))
+
+
+def words_from_tokens(doc: WordDocument, owners: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-word sums of per-token ``scores`` (tokens owned by no word are dropped)."""
+    weights = np.zeros(doc.n_words)
+    n = min(len(owners), len(scores))
+    keep = owners[:n] >= 0
+    np.add.at(weights, owners[:n][keep], np.asarray(scores[:n], dtype=np.float64)[keep])
+    return weights
+
+
+def require_gradients(adapter: ModelAdapter, title: str) -> None:
+    reason = _gradient_unsupported(adapter)
+    if reason:
+        raise InputShapeError(f"{title} does not support {adapter.info.name!r}: {reason}",
+                              hint="use LIME or leave-one-word-out occlusion, which work for any text model.")
+
+
 def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | int = "predicted",
                                store: ArtifactStore | None = None) -> TextExplanation:
     """Sum over a word's tokens of (d P(target) / d embedding) . embedding.
@@ -132,10 +163,7 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
     The gradient is of the explained class's probability (as LIME and occlusion explain), taken
     at the output of the model's first ``nn.Embedding``, on the model's device.
     """
-    reason = _gradient_unsupported(adapter)
-    if reason:
-        raise InputShapeError(f"Gradient x embedding does not support {adapter.info.name!r}: {reason}",
-                              hint="use LIME or leave-one-word-out occlusion, which work for any text model.")
+    require_gradients(adapter, "Gradient x embedding")
     doc = WordDocument.parse(text)
     doc.require_words()
 
@@ -145,7 +173,7 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
         from core.attribution.torch_ops import this_thread_hooks
 
         _, layer = _embedding_layer(adapter)
-        owners = token_words(doc, _vocabulary(adapter))
+        owners = token_owners(adapter, doc)
         module = adapter.torch_module()
         captured: list[Any] = []
 
@@ -159,8 +187,7 @@ def explain_gradient_embedding(adapter: ModelAdapter, text: str, target: str | i
             emb = captured[0]
             (grad,) = torch.autograd.grad(proba[0, k], emb)
         scores = (emb * grad).sum(dim=-1)[0].detach().cpu().double().numpy()
-        weights = np.zeros(doc.n_words)
-        np.add.at(weights, owners, scores[: len(owners)])
+        weights = words_from_tokens(doc, owners, scores)
         p = proba[0].detach().cpu().double().numpy()
         return TextExplanation("gradient_x_embedding", doc, weights, np.argsort(-np.abs(weights), kind="stable"), k,
                                tuple(adapter.class_names), p / p.sum(), path="gradient")
@@ -226,6 +253,8 @@ register(Method(
     needs_gradients=False,
     description="Owen values over a hierarchy of the text's words (shap's Partition explainer).",
 ))
+# Integrated Gradients and attention on the input tokens (their own module; imported before a text lookup).
+register_loader("text", lambda: importlib.import_module("core.text.token_methods"))
 METHODS = tuple(method_names("text"))
 METHOD_TITLES = {name: get_method(name, "text").title for name in METHODS}
 

@@ -108,9 +108,23 @@ def map_similarity(reference: np.ndarray, other: np.ndarray) -> dict[str, np.nda
 
 
 def parameter_layers(module: Any) -> list[str]:
-    """Leaf layers with weights, from the input side to the output side."""
-    return [name for name, m in module.named_modules()
-            if name and not list(m.children()) and any(p.requires_grad for p in m.parameters(recurse=False))]
+    """Leaf layers with weights, from the input side to the output side.
+
+    A module with a ``layer_groups()`` method (a transformer: its embeddings and each encoder block) has the
+    leaves inside a group randomised together, as one stage: a block, not its dozen linear maps and norms.
+    """
+    leaves = [name for name, m in module.named_modules()
+              if name and not list(m.children()) and any(p.requires_grad for p in m.parameters(recurse=False))]
+    groups = getattr(module, "layer_groups", None)
+    if not callable(groups):
+        return leaves
+    prefixes = groups()
+    units: list[str] = []
+    for leaf in leaves:
+        unit = next((p for p in prefixes if leaf == p or leaf.startswith(p + ".")), leaf)
+        if unit not in units:
+            units.append(unit)
+    return units
 
 
 @holds_global_rng  # reset_parameters draws from torch's global generator
@@ -125,12 +139,14 @@ def randomized_module(module: Any, layers: list[str], seed: int) -> Any:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed * 1000 + i)
         try:
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-            else:
-                with torch.no_grad():
-                    for p in layer.parameters(recurse=False):
-                        p.normal_(0.0, 0.05)
+            # a leaf, or every module with weights inside a group (a transformer block)
+            for part in [m for m in layer.modules() if any(True for _ in m.parameters(recurse=False))]:
+                if hasattr(part, "reset_parameters"):
+                    part.reset_parameters()
+                else:
+                    with torch.no_grad():
+                        for p in part.parameters(recurse=False):
+                            p.normal_(0.0, 0.05)
         finally:
             torch.random.set_rng_state(generator_state)
     return clone.eval()

@@ -57,11 +57,16 @@ def supported_sources(scenario: str, model: str | None = None) -> dict[str, str 
     mspec = spec.model(model or spec.default_model)
     torch_model = mspec.framework == "torch"
     cnn = mspec.recipe == "image_cnn"
+    deep = None if torch_model else ("scikit-learn models with a fixed solver give identical members for every seed; "
+                                     "use bagging (bootstrap) instead")
+    if mspec.framework == "transformer":
+        deep = ("the pretrained encoder is frozen and its logistic-regression head has a fixed solver: every seed "
+                "gives the same member; use bagging (bootstrap) or MC dropout instead")
     return {
-        "deep": None if torch_model else "scikit-learn models with a fixed solver give identical members for every "
-                                         "seed; use bagging (bootstrap) instead",
+        "deep": deep,
         "bootstrap": None,
-        "mc_dropout": None if torch_model else "MC dropout needs a torch model with dropout layers",
+        "mc_dropout": None if mspec.framework in ("torch", "transformer") else
+        "MC dropout needs a torch model with dropout layers",
         "bayes": None if cnn else "the Bayes-by-backprop network is a variational version of the image CNN recipe",
     }
 
@@ -141,7 +146,7 @@ def ensemble_members(
     spec = scenarios.get_spec(scenario)
     variant = spec.variant(variant)
     mspec = spec.model(model or spec.default_model)
-    if kind == "deep" and mspec.framework != "torch":
+    if kind == "deep" and mspec.framework != "torch":  # scikit-learn, or a frozen transformer's fixed-solver head
         raise ParameterError(f"A deep ensemble of {scenario}/{mspec.name} would hold {k} identical members: "
                              "a scikit-learn model with a fixed solver does not depend on its seed.",
                              hint="use kind='bootstrap' (bagging) for scikit-learn models.")

@@ -10,7 +10,7 @@ from tests.conftest import require_dataset
 EXPECTED_MODELS = [
     ("digits", "cnn"), ("digits", "logreg"),
     ("mnist", "cnn"),
-    ("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag"),
+    ("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag"), ("newsgroups", "minilm"),
     ("breast-cancer", "gboost"), ("breast-cancer", "logreg"), ("breast-cancer", "mlp"),
     ("titanic", "gboost"), ("titanic", "logreg"), ("titanic", "mlp"),
     ("adult", "gboost"), ("adult", "logreg"), ("adult", "mlp"),

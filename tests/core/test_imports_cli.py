@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 CORE = ROOT / "core"
 FORBIDDEN_UI = ("streamlit", "plotly")
-HEAVY = ("torch", "umap", "shap", "openTSNE")
+HEAVY = ("torch", "umap", "shap", "openTSNE", "transformers")
 
 
 def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ TARGETS = {
     ("mnist", "cnn"): 0.98,
     ("newsgroups", "forest"): 0.85,
     ("newsgroups", "logreg"): 0.90,
+    ("newsgroups", "minilm"): 0.80,  # both variants (tests/core/test_minilm.py): measured 0.847 and 0.815
     ("breast-cancer", "logreg"): 0.95,
     ("breast-cancer", "mlp"): 0.95,
     ("adult", "gboost"): 0.86,

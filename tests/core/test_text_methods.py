@@ -91,7 +91,10 @@ def test_gradient_methods_say_why_they_do_not_apply(toy, tmp_store):
 
 
 def test_torch_model_generic_path_all_methods(bag, tmp_store):
-    assert supported_methods(bag) == {"lime": None, "occlusion": None, "gradient_x_embedding": None, "shap_partition": None}
+    no_attention = "the model has no attention layers (it is not a transformer)."
+    assert supported_methods(bag) == {"lime": None, "occlusion": None, "gradient_x_embedding": None, "shap_partition": None,
+                                      "integrated_gradients": None, "attention": no_attention,
+                                      "attention_rollout": no_attention}
     lime = explain_text(bag, DOC, "lime", LimeParams(num_samples=200), store=tmp_store)
     assert lime.path == "strings"
     occ = explain_text(bag, DOC, "occlusion", store=tmp_store)

@@ -27,7 +27,8 @@ NAMES = ("cat", "dog", "eel")
 def test_one_registry_for_every_modality():
     image, text, table = method_names("image"), method_names("text"), method_names("table")
     assert {"occlusion", "gradient", "grad_cam"} <= set(image)
-    assert text == ["lime", "occlusion", "gradient_x_embedding", "shap_partition"]
+    assert text == ["lime", "occlusion", "gradient_x_embedding", "shap_partition", "integrated_gradients", "attention",
+                    "attention_rollout"]
     assert table == ["shap"]
     for modality, names in (("image", image), ("text", text), ("table", table)):
         for name in names:

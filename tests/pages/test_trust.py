@@ -104,7 +104,7 @@ def test_newsgroups_scikit_learn_model_is_told_to_pick_the_torch_one():
     require_dataset("newsgroups")
     at = open_page(tl_scenario="newsgroups", tl_model="logreg", tl_variant="headers", trust_text_picks=[0])
     assert not at.error
-    assert any("needs a torch model: pick the bag model in the sidebar" in i.value for i in at.info)
+    assert any("needs a torch model: pick the bag or minilm model in the sidebar" in i.value for i in at.info)
     assert at.multiselect(key="trust_text_methods").value == ["lime", "occlusion"]
     assert any(m.value.startswith("- **LIME**: ") for m in at.markdown)
 
