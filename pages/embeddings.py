@@ -65,11 +65,11 @@ with present.controls('Layer, points and projection'):
     layer = c1.selectbox("Layer", layers, key="emb_layer", help="default: the last hidden layer")
     n_total = sum(len(b) for b in cached.scenario_data(sel.scenario, sel.variant).values())
     if st.session_state.get("emb_split") not in SPLIT_TITLES:
-        st.session_state["emb_split"] = defaults.embedding_split(n_total)
+        st.session_state["emb_split"] = defaults.embedding_split(n_total, slow=defaults.slow_text_model(adapter))
     split = c2.selectbox("Points", list(SPLIT_TITLES), key="emb_split", format_func=SPLIT_TITLES.get,
                          help=f"'all splits' maps every sample of the dataset; it opens on all of them up to "
-                              f"{defaults.EMBEDDING_ALL_SPLITS_UP_TO:,} samples, else on the test split "
-                              f"(this dataset: {n_total:,})")
+                              f"{defaults.EMBEDDING_ALL_SPLITS_UP_TO:,} samples, else (or for a transformer on the "
+                              f"CPU) on the test split (this dataset: {n_total:,})")
     method = c3.segmented_control("Method", list(METHOD_TITLES), default="pca", key="emb_method",
                                   format_func=METHOD_TITLES.get) or "pca"
 

@@ -143,7 +143,10 @@ class TransformerTextAdapter(TorchAdapter):
 
     # -- layers: pooled hidden states ---------------------------------------------------------------
     def layer_names(self) -> list[str]:
-        return [f"{pool}.{k}" for k in range(len(self._module.mean)) for pool in ("mean", "cls")] + ["logits"]
+        # per layer, the state the head reads (mean-pooled for a head of ours, [CLS] for the model's own) second,
+        # so that the last hidden layer before the logits is the one the Embeddings page opens on
+        pools = ("cls", "mean") if self._module.head is not None else ("mean", "cls")
+        return [f"{pool}.{k}" for k in range(len(self._module.mean)) for pool in pools] + ["logits"]
 
     def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:
         self._check_input(x)

@@ -21,6 +21,8 @@ TEXT_DELETION_STEPS = 10
 # 500 samples (about 15 s cold) instead of lime's 5,000 (2-3 minutes), and the 5-seed stability check waits for a
 # click. The page says so; the full settings stay one click away.
 SLOW_TEXT_LIME_SAMPLES = 500
+# ... and the Shapley page's text SHAP opens on 300 evaluations instead of 1,000.
+SLOW_TEXT_SHAP_EVALS = 300
 
 
 def slow_text_model(adapter) -> bool:
@@ -45,9 +47,10 @@ EMBEDDING_SPLITS = ("all", "test")
 EMBEDDING_ALL_SPLITS_UP_TO = 10_000
 
 
-def embedding_split(n_samples: int) -> str:
-    """The split the Embeddings map opens on for a dataset of ``n_samples`` in all its splits."""
-    return "all" if n_samples <= EMBEDDING_ALL_SPLITS_UP_TO else "test"
+def embedding_split(n_samples: int, slow: bool = False) -> str:
+    """The split the Embeddings map opens on for a dataset of ``n_samples`` in all its splits (the test split for a
+    slow model: newsgroups' 1,796 posts took 194 s through MiniLM on one CPU thread, its 717 test posts 40 s)."""
+    return "all" if n_samples <= EMBEDDING_ALL_SPLITS_UP_TO and not slow else "test"
 # Uncertainty page: the FGSM stress set's step.
 UNCERTAINTY_EPSILON = 0.1
 # Calibration page: reliability-diagram bins.

@@ -260,3 +260,20 @@ def test_every_text_method_runs_on_a_transformer_and_attention_only_there(tiny, 
     with pytest.raises(InputShapeError, match="Attention rollout does not support 'bag': the model has no attention layers"):
         explain_text(bag, TEXT, "attention_rollout", store=tmp_store)
     assert np.isfinite(explain_text(bag, TEXT, "integrated_gradients", store=tmp_store).weights).all()
+
+
+def test_randomisation_resets_whole_blocks_from_the_top_down(tiny):
+    from core.trust.sanity import parameter_layers, randomization_stages, randomized_module
+
+    module = tiny.torch_module()
+    units = parameter_layers(module)
+    assert units == ["model.bert.embeddings", "model.bert.encoder.layer.0", "model.bert.encoder.layer.1",
+                     "model.bert.pooler.dense", "model.classifier"]
+    stages = randomization_stages(module, "cascading")
+    assert [label for label, _ in stages[:3]] == ["original", "up to model.classifier", "up to model.bert.pooler.dense"]
+    copy = randomized_module(module, ["model.bert.encoder.layer.1"], seed=0)
+    before, after = dict(module.named_parameters()), dict(copy.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    inside = {n for n in before if n.startswith("model.bert.encoder.layer.1.")}
+    # every weight matrix and bias of the block is re-drawn (LayerNorms reset to 1 / 0, which they may already be)
+    assert {n for n in inside if "LayerNorm" not in n} <= changed <= inside

@@ -16,7 +16,8 @@ def open_page(**state) -> AppTest:
 
 def newsgroups(**state) -> AppTest:
     require_dataset("newsgroups")
-    return open_page(tl_scenario="newsgroups", tl_variant="headers", lime_samples=1000, **state)
+    values = {"tl_scenario": "newsgroups", "tl_variant": "headers", "lime_samples": 1000, **state}
+    return open_page(**{k: v for k, v in values.items() if v is not None})
 
 
 def html_bodies(at: AppTest) -> list[str]:
@@ -132,3 +133,21 @@ def test_shap_can_join_the_methods_and_the_deletion_curves():
     assert any("SHAP (partition)" in h for h in headings)
     chart = [c for c in at.get("plotly_chart") if "SHAP (partition) (faithfulness" in c.proto.spec]
     assert chart, "the deletion chart has a SHAP line"
+
+
+@pytest.mark.slow  # the transformer: its test-split predictions (717 posts) on first use, then 500 LIME samples
+def test_transformer_opens_on_cpu_settings_and_says_so():
+    from core.lecture import defaults
+
+    at = newsgroups(tl_model="minilm", lime_samples=None, text_source="Your own text",
+                    text_custom="God loves atheists too, says the NNTP-Posting-Host of the church")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.select_slider(key="lime_samples").value == defaults.SLOW_TEXT_LIME_SAMPLES
+    assert any("minilm is a transformer on the CPU: it reads the first 128 tokens" in c.value for c in at.caption)
+    methods = at.multiselect(key="text_methods").value
+    assert {"integrated_gradients", "attention", "attention_rollout", "gradient_x_embedding"} <= set(methods)
+    assert "occlusion" not in methods and "shap_partition" not in methods  # a click away on a slow model
+    assert at.toggle(key="stability_run").value is False  # five LIME runs wait for the click
+    assert not at.get("plotly_chart") or all(c.proto.id != "lime_stability" for c in at.get("plotly_chart"))
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert "#### Integrated Gradients" in headings and "#### Attention rollout" in headings

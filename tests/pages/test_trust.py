@@ -144,3 +144,16 @@ def test_a_blank_original_map_never_passes(monkeypatch):
     assert any(v.startswith("- **Gradient** passes") for v in verdicts), verdicts
     areas = at.dataframe[0].value.set_index("method")
     assert np.isnan(areas.loc["Grad-CAM", "deletion"]) and not np.isnan(areas.loc["Gradient", "deletion"])
+
+
+@pytest.mark.slow  # the transformer: its test-split predictions (717 posts) on first use, 8 randomisation stages
+def test_transformer_checks_open_on_gradient_methods_with_blocks_randomised():
+    require_dataset("newsgroups")
+    shortest = 225  # the shortest test post (115 characters): 8 stages x 2 methods stay quick
+    at = open_page(tl_scenario="newsgroups", tl_model="minilm", tl_variant="headers", trust_text_picks=[shortest])
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="trust_text_methods").value == ["gradient_x_embedding", "integrated_gradients"]
+    assert any("minilm is a transformer on the CPU" in c.value for c in at.caption)
+    strip = next(d.value for d in at.dataframe if "Integrated Gradients" in d.value.columns)
+    stages = list(strip.iloc[:, 0])
+    assert stages[:3] == ["original", "up to head", "up to model.encoder.layer.5"] and stages[-1] == "up to model.embeddings"
