@@ -8,7 +8,7 @@ from components.feedback import guarded, progress_status
 from core.upload import byom
 from core.upload.model_upload import FORMAT_TITLES, pickle_allowed_by_server
 
-MODEL_TYPES = ["pt", "pth", "pt2", "onnx", "skops", "json", "ubj", "txt", "cbm", "pkl", "pickle", "joblib"]
+MODEL_TYPES = ["pt", "pth", "pt2", "onnx", "skops", "json", "ubj", "txt", "cbm", "zip", "pkl", "pickle", "joblib"]
 DATA_CHOICES = {
     "image_zip": "ZIP of images (one folder per class)",
     "image": "One image (PNG / JPEG)",
@@ -35,10 +35,11 @@ def floats(text: str, field: str) -> list[float] | None:
 
 
 st.title("Your model")
-st.caption("Bring a model you trained: TorchScript (.pt / .pth), torch.export (.pt2), ONNX (.onnx) or a scikit-learn "
-           "model / pipeline saved with skops (.skops), with some data to explore it on. Nothing in the file is run "
-           "to find out what it is; pickle-based files are refused unless the server allows them. After a dry run on "
-           "one sample the model becomes a scenario in the sidebar, for this session only.")
+st.caption("Bring a model you trained: TorchScript (.pt / .pth), torch.export (.pt2), ONNX (.onnx), a scikit-learn "
+           "model / pipeline saved with skops (.skops), an XGBoost, LightGBM or CatBoost booster, or a Hugging Face "
+           "text classifier (a .zip of its save_pretrained folder), with some data to explore it on. Nothing in the "
+           "file is run to find out what it is; pickle-based files are refused unless the server allows them. After a "
+           "dry run on one sample the model becomes a scenario in the sidebar, for this session only.")
 
 flash = st.session_state.get("up_flash")  # the last addition, until the next attempt
 if flash:
@@ -51,7 +52,9 @@ model_file = st.file_uploader("Model file", type=MODEL_TYPES, key="up_model",
                                    "torch.export.save(torch.export.export(model, (x,)), 'model.pt2'); "
                                    "skops: skops.io.dump(pipeline, 'model.skops'); XGBoost: booster.save_model('model.json') "
                                    "(or .ubj); LightGBM: booster.save_model('model.txt'); CatBoost: "
-                                   "model.save_model('model.cbm').")
+                                   "model.save_model('model.cbm'); Hugging Face text classifier: zip the folder "
+                                   "model.save_pretrained(folder) and tokenizer.save_pretrained(folder) wrote "
+                                   "(config.json, model.safetensors, tokenizer.json).")
 if model_file is None:
     st.info("Upload a model file to start.", icon=":material/upload_file:")
     st.stop()

@@ -15,15 +15,18 @@ import plotly.graph_objects as go
 # Blue supports the explained class, orange speaks against it (distinguishable with colour-blindness).
 SUPPORT_RGB, AGAINST_RGB = (31, 119, 180), (230, 120, 20)
 SUPPORT, AGAINST = "rgb(31,119,180)", "rgb(230,120,20)"
+# Unsigned weights (attention: where the model looked, not which way it pushed) get a colour of their own.
+UNSIGNED_RGB = (106, 81, 163)
+UNSIGNED = "rgb(106,81,163)"
 METHOD_COLOURS = {"lime": "#1f77b4", "occlusion": "#2ca02c", "gradient_x_embedding": "#9467bd",
                   "shap_partition": "#d62728", "random": "#7f7f7f"}
 
 
-def _background(weight: float, scale: float) -> str:
+def _background(weight: float, scale: float, signed: bool = True) -> str:
     if scale <= 0 or weight == 0:
         return ""
     alpha = 0.15 + 0.75 * min(1.0, abs(weight) / scale)
-    r, g, b = SUPPORT_RGB if weight > 0 else AGAINST_RGB
+    r, g, b = UNSIGNED_RGB if not signed else SUPPORT_RGB if weight > 0 else AGAINST_RGB
     return f"background-color: rgba({r},{g},{b},{alpha:.2f}); border-radius: 3px;"
 
 
@@ -39,6 +42,7 @@ def highlight_html(explanation, max_chars: int = 6000, scale: float | None = Non
     shown = set(int(j) for j in explanation.selected)
     scale = float(np.max(np.abs(weights[list(shown)]))) if scale is None and shown else float(scale or 0.0)
     target = html.escape(explanation.target_name)
+    signed = getattr(explanation, "signed", True)
     parts: list[str] = []
     used = 0
     for segment, j in zip(doc.segments, doc.word_index):
@@ -49,13 +53,16 @@ def highlight_html(explanation, max_chars: int = 6000, scale: float | None = Non
         text = html.escape(segment)
         if j >= 0 and int(j) in shown and weights[j] != 0:
             w = float(weights[j])
-            tip = html.escape(f"{doc.words[j]}: {w:+.4f} toward {explanation.target_name}", quote=True)
-            parts.append(f'<span class="tl-word" style="{_background(w, scale)}" title="{tip}">{text}</span>')
+            tip = html.escape(f"{doc.words[j]}: {w:+.4f} toward {explanation.target_name}" if signed else
+                              f"{doc.words[j]}: {w:.4f} (unsigned)", quote=True)
+            parts.append(f'<span class="tl-word" style="{_background(w, scale, signed)}" title="{tip}">{text}</span>')
         else:
             parts.append(text)
-    legend = (f'<div style="font-size: 0.8em; margin-bottom: 4px;">'
-              f'<span style="{_background(1, 1)} padding: 0 4px;">supports {target}</span> '
-              f'<span style="{_background(-1, 1)} padding: 0 4px;">against {target}</span> '
+    keys = (f'<span style="{_background(1, 1)} padding: 0 4px;">supports {target}</span> '
+            f'<span style="{_background(-1, 1)} padding: 0 4px;">against {target}</span> ') if signed else \
+        (f'<span style="{_background(1, 1, False)} padding: 0 4px;">attended to</span> '
+         '(unsigned: where the model looked, not which way it pushed) ')
+    legend = (f'<div style="font-size: 0.8em; margin-bottom: 4px;">{keys}'
               f'· darker = larger weight · hover a word for its weight</div>')
     body = "".join(parts)
     return (f'<div class="tl-highlight">{legend}<div style="white-space: pre-wrap; font-family: ui-monospace, '
@@ -71,13 +78,16 @@ def top_words_figure(explanation, k: int = 10, title: str | None = None) -> go.F
     values = [v for _, v in top]
     others = [c for i, c in enumerate(explanation.class_names) if i != explanation.target]
     against = f"toward {others[0]}" if len(others) == 1 else f"against {explanation.target_name}"
+    signed = getattr(explanation, "signed", True)
     fig = go.Figure(go.Bar(
         x=values, y=words, orientation="h",
-        marker_color=[SUPPORT if v > 0 else AGAINST for v in values],
-        hovertemplate="%{y}: %{x:+.4f}<extra></extra>",
+        marker_color=[UNSIGNED if not signed else SUPPORT if v > 0 else AGAINST for v in values],
+        hovertemplate="%{y}: %{x:+.4f}<extra></extra>" if signed else "%{y}: %{x:.4f}<extra></extra>",
     ))
+    default_title = (f"Top words: ← {against} · toward {explanation.target_name} →" if signed
+                     else "Top words (unsigned: attention, not a direction)")
     fig.update_layout(
-        title=title or f"Top words: ← {against} · toward {explanation.target_name} →",
+        title=title or default_title,
         height=max(220, 26 * len(words) + 90), margin=dict(l=10, r=10, t=50, b=30),
         xaxis_title="weight", yaxis=dict(type="category"),
     )

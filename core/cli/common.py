@@ -98,7 +98,8 @@ def _source_parent() -> argparse.ArgumentParser:
         "--upload",
         default=None,
         metavar="MODEL",
-        help="your model file instead of a scenario (.pt/.pth TorchScript, .pt2, .onnx, .skops; a pickle "
+        help="your model file instead of a scenario (.pt/.pth TorchScript, .pt2, .onnx, .skops, a booster, a .zip "
+        "of a Hugging Face classifier's save_pretrained folder; a pickle "
         "with --allow-pickle), with --data: the upload page's dry run and refusals; samples are "
         "numbered in its test split (60 %% of the data, as on the pages)",
     )
@@ -302,7 +303,8 @@ def inspect_file(model_path: str, args: argparse.Namespace) -> tuple[Path, Any]:
     path = Path(model_path)
     if not path.is_file():
         raise TrustLensError(
-            f"Model file {model_path!r} does not exist.", hint="give the path to a .pt, .pt2, .onnx or .skops file."
+            f"Model file {model_path!r} does not exist.",
+            hint="give the path to a .pt, .pt2, .onnx, .skops, booster or Hugging Face .zip file.",
         )
     allow = getattr(args, "allow_pickle", False) or None
     inspection = inspect_model(path.read_bytes(), path.name, allow_pickle=allow)

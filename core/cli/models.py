@@ -240,7 +240,11 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         help="detect a model file's format and spec without running it; with --data, the upload's "
         "whole dry run (class names, accuracy, methods); exit 1 if refused",
     )
-    p.add_argument("path", help="model file (.pt/.pth TorchScript, .pt2 torch.export, .onnx, .skops, or a pickle)")
+    p.add_argument(
+        "path",
+        help="model file (.pt/.pth TorchScript, .pt2 torch.export, .onnx, .skops, a booster, a .zip of a Hugging "
+        "Face classifier's save_pretrained folder, or a pickle)",
+    )
     p.set_defaults(func=cmd_inspect_model, parser=p)
 
     p = sub.add_parser(
@@ -250,7 +254,8 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         "--model",
         required=True,
         metavar="PATH",
-        help="model file (TorchScript, .pt2, ONNX, skops, XGBoost .json / .ubj, LightGBM .txt, CatBoost .cbm; pickles allowed here)",
+        help="model file (TorchScript, .pt2, ONNX, skops, XGBoost .json / .ubj, LightGBM .txt, CatBoost .cbm, a "
+        ".zip of a Hugging Face classifier's save_pretrained folder; pickles allowed here)",
     )
     p.add_argument("--target", default=None, dest="target_column", help="= --target-column")
     p.add_argument("--port", type=int, default=8501)

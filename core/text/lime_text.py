@@ -135,6 +135,14 @@ class TextExplanation(Attribution):
 
     units: ClassVar[str] = "words"
 
+    @property
+    def signed(self) -> bool:
+        """False for methods whose weights have no direction (attention): pages shade them in one colour."""
+        from core.explanation import REGISTRY
+
+        method = REGISTRY["text"].get(self.method)
+        return True if method is None else bool(method.signed(self.params))
+
     def unit_values(self) -> np.ndarray:
         """The word weights as one explained input, shape (1, n_words)."""
         return np.asarray(self.weights, dtype=np.float64)[None, :]

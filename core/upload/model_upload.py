@@ -10,7 +10,10 @@ Formats taken without running any code from the file:
   file needs beyond skops' trusted defaults is listed and must be accepted by the user;
 - ``xgboost`` / ``lightgbm`` / ``catboost``: gradient-boosted trees in their libraries' own files
   (XGBoost's ``.json`` / ``.ubj``, LightGBM's ``.txt``, CatBoost's ``.cbm``), read first in a child
-  process (core/upload/boosters.py).
+  process (core/upload/boosters.py);
+- ``transformers``: a Hugging Face ``*ForSequenceClassification`` text classifier, as a ZIP of its
+  ``save_pretrained`` folder with safetensors weights, unpacked into a temporary folder within bounds
+  and loaded offline without remote code (core/upload/transformers_zip.py).
 
 Pickle-based files (a full ``torch.save`` of a module, joblib, pickle) can run arbitrary code
 while loading. They are refused, unless the server was started with ``TRUSTLENS_ALLOW_PICKLE=1``
@@ -47,15 +50,17 @@ FORMAT_TITLES = {
     "onnx": "ONNX model",
     "skops": "scikit-learn model (skops)",
     **BOOSTER_TITLES,
+    "transformers": "Hugging Face text classifier (zip of a save_pretrained folder)",
     "torch_pickle": "torch.save pickle (full module or state dict)",
     "pickle": "pickle / joblib file",
 }
 PICKLE_FORMATS = ("torch_pickle", "pickle")
-SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", *BOOSTER_FORMATS)
+SAFE_FORMATS = ("torchscript", "torch_export", "onnx", "skops", *BOOSTER_FORMATS, "transformers")
 INPUT_KINDS = ("image", "text", "tabular")
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
 _SUFFIXES = {".pt": "TorchScript", ".pth": "TorchScript", ".pt2": "torch.export", ".onnx": "ONNX", ".skops": "skops",
-             ".ubj": "XGBoost", ".json": "XGBoost", ".txt": "LightGBM", ".cbm": "CatBoost"}
+             ".ubj": "XGBoost", ".json": "XGBoost", ".txt": "LightGBM", ".cbm": "CatBoost",
+             ".zip": "ZIP (a Hugging Face save_pretrained folder)"}
 
 
 class ModelRefusedError(TrustLensError):
@@ -208,7 +213,8 @@ def detect_format(data: bytes, filename: str = "model") -> str:
     suffix = _suffix(filename)
     supported = ("TorchScript (.pt/.pth via torch.jit.save), torch.export (.pt2), ONNX (.onnx), skops (.skops), "
                  "an XGBoost booster (.json / .ubj via save_model), a LightGBM booster (.txt via save_model) or a "
-                 "CatBoost model (.cbm via save_model)")
+                 "CatBoost model (.cbm via save_model), or a Hugging Face text classifier (a .zip of its "
+                 "save_pretrained folder)")
     if not data:
         raise _refuse(filename, "the file is empty (0 bytes).", f"upload the saved model: {supported}.")
     if len(data) > MAX_MODEL_BYTES:
@@ -230,8 +236,15 @@ def detect_format(data: bytes, filename: str = "model") -> str:
             return "torch_export"
         if "data.pkl" in tails:
             return "torch_pickle"
+        from core.upload.transformers_zip import model_folder
+
+        if model_folder(names, filename) is not None:  # raises naming them when two folders hold a config.json
+            return "transformers"
+        deep = next((n for n in names if n.replace("\\", "/").endswith("/config.json")), None)
         raise _refuse(filename, f"a ZIP archive that is none of the model formats (members: {', '.join(names[:5])}"
-                      f"{'...' if len(names) > 5 else ''}).", f"upload {supported}.")
+                      f"{'...' if len(names) > 5 else ''}).", f"upload {supported}."
+                      + (f" {deep!r} sits more than one folder down: for a Hugging Face model, zip its "
+                         "save_pretrained folder itself." if deep else ""))
     if data[:1] == b"\x80" and len(data) > 1 and data[1] in (2, 3, 4, 5):
         return "pickle"
     if suffix in _PICKLE_SUFFIXES:
@@ -271,6 +284,8 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
         fmt = detect_format(data, filename)
     except ModelRefusedError as exc:
         return Inspection(**base, format=None, refused=str(exc))
+    if fmt == "transformers":
+        return _inspect_transformers(data, filename, base, allow_pickle)
     if fmt in PICKLE_FORMATS:
         if not allow_pickle:
             return Inspection(**base, format=fmt, refused=pickle_refusal(filename, fmt))
@@ -285,6 +300,31 @@ def inspect_model(data: bytes, filename: str = "model", *, allow_pickle: bool | 
     except Exception as exc:  # noqa: BLE001 - a broken file must become a message, never a crash
         return Inspection(**base, format=fmt, refused=str(_broken(filename, fmt, exc)))
     return Inspection(**base, format=fmt, refused=None, inferred=inferred, untrusted_types=tuple(untrusted),
+                      notes=tuple(notes))
+
+
+def _inspect_transformers(data: bytes, filename: str, base: dict[str, Any], allow_pickle: bool) -> Inspection:
+    """A Hugging Face ZIP: its configuration read (nothing loaded); pickled weights as any pickle-based file."""
+    from core.upload.transformers_zip import inspect_zip
+
+    fmt = "transformers"
+    try:
+        inferred, notes, pickled = inspect_zip(data, filename)
+    except ModelRefusedError as exc:
+        return Inspection(**base, format=fmt, refused=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broken file must become a message, never a crash
+        return Inspection(**base, format=fmt, refused=str(_broken(filename, fmt, exc)))
+    if pickled and not allow_pickle:
+        return Inspection(**base, format=fmt, inferred=inferred, refused=str(_refuse(
+            filename, f"its weights are {inferred['weights']}, a pickle: loading a pickle runs whatever code it "
+            "contains, so TrustLens refuses pickle-based files by default.",
+            "save the model with model.save_pretrained(folder, safe_serialization=True) to get model.safetensors "
+            "and zip the folder again. If this is your own file, the person running the server can allow pickles "
+            f"with {ALLOW_PICKLE_ENV}=1 (then confirm the file), or launch with `python -m core serve --model PATH`.")))
+    if pickled:
+        notes = [*notes, f"The weights are {inferred['weights']}, a pickle: loading it runs code from the file. "
+                         "Confirm only for a file you made."]
+    return Inspection(**base, format=fmt, refused=None, inferred=inferred, needs_pickle_confirmation=pickled,
                       notes=tuple(notes))
 
 
@@ -496,6 +536,11 @@ def load_model_file(
             return _sklearn_adapter(_load_skops(data, filename, trusted_types), name, filename, spec, fmt)
         if fmt in BOOSTER_FORMATS:
             return _booster_adapter(data, filename, spec, fmt, name)
+        if fmt == "transformers":
+            from core.upload.transformers_zip import load_adapter
+
+            # pytorch_model.bin weights are a pickle: the server's opt-in and this file's confirmation, as above.
+            return load_adapter(data, filename, spec, trust_pickle=bool(allow_pickle and confirm_pickle), name=name)
         if fmt == "torchscript":
             import torch
 

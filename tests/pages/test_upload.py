@@ -111,6 +111,28 @@ def test_skops_pipeline_with_a_csv_table():
     assert not at.exception and not at.error, errors(at)
 
 
+def test_zipped_hugging_face_classifier_with_a_csv_of_texts():
+    at = open_upload_page()
+    upload(at, "up_model", "tiny-bert.zip", models.tiny_bert_zip())
+    detected = dict(zip(*at.dataframe[0].value.to_dict("list").values()))
+    assert detected["format"] == "Hugging Face text classifier (zip of a save_pretrained folder)"
+    assert detected["architecture"] == "BertForSequenceClassification" and detected["layers"] == "2"
+    assert detected["max_tokens"] == "128" and at.radio(key="up_data_kind").value == "text_csv"
+    upload(at, "up_data", "reviews.csv", models.TINY_BERT_TEXTS)
+    assert at.text_input(key="up_classes").value == "neg, pos"  # id2label
+    add(at)
+    assert not at.error, errors(at)
+    uploaded = byom.get(at.session_state["tl_scenario"])
+    assert uploaded.inspection.format == "transformers" and uploaded.spec.class_names == ("neg", "pos")
+
+
+def test_a_zipped_hugging_face_classifier_asking_for_remote_code_is_refused_on_the_page():
+    at = open_upload_page()
+    upload(at, "up_model", "remote.zip", models.tiny_bert_zip(config={"auto_map": {"AutoModel": "evil.Model"}}))
+    assert "'remote.zip': tiny-bert/config.json: asks for remote code ('auto_map')" in errors(at)
+    assert not at.button
+
+
 def test_uploads_stay_in_their_session(digits_files):
     model, data = digits_files
     first = open_upload_page()
@@ -208,6 +230,9 @@ def uploads(digits_files):
         "xgboost+csv": byom.open_upload(*_booster(models.cancer_xgboost(), "cancer.json")),
         "lightgbm+csv": byom.open_upload(*_booster(models.cancer_lightgbm(), "cancer.txt")),
         "catboost+csv": byom.open_upload(*_booster(models.cancer_catboost(), "cancer.cbm")),
+        # a zipped Hugging Face save_pretrained folder: a tiny random BERT classifier (core/upload/transformers_zip.py)
+        "transformers+csv": byom.open_upload(models.tiny_bert_zip(), "tiny-bert.zip",
+                                             DataSource("text_csv", texts, "t.csv")),
     }
     return {k: v.name for k, v in made.items()}
 
@@ -233,7 +258,8 @@ def _raw():
 @pytest.mark.parametrize("upload_kind", ["torchscript+zip"] + [pytest.param(kind, marks=pytest.mark.slow)
                                                                for kind in ("onnx+zip", "skops+csv", "skops-text+csv",
                                                                            "skops-raw+csv", "xgboost+csv",
-                                                                           "lightgbm+csv", "catboost+csv")])
+                                                                           "lightgbm+csv", "catboost+csv",
+                                                                           "transformers+csv")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
