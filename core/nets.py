@@ -139,6 +139,85 @@ def tabular_mlp(n_features: int, n_classes: int, mean: Any, std: Any, hidden: tu
 
 
 @holds_global_rng  # seeds torch's generator and draws dropout masks from it for the whole training
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written out, so that ``probs`` (an identity) sees each head's attention map."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.probs = nn.Identity()  # (n, heads, tokens, tokens): where attention rollout and the attention view read
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = self.probs(torch.softmax(q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5, dim=-1))
+        return self.proj((self.drop(attn) @ v).transpose(1, 2).reshape(n, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x)) (GELU, dropout)."""
+
+    def __init__(self, dim: int, heads: int, mlp: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(OrderedDict([("fc1", nn.Linear(dim, mlp)), ("gelu", nn.GELU()),
+                                              ("drop1", nn.Dropout(dropout)), ("fc2", nn.Linear(mlp, dim)),
+                                              ("drop2", nn.Dropout(dropout))]))
+        self.out = nn.Identity()  # the block's tokens: where Grad-CAM on tokens reads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return self.out(x + self.mlp(self.norm2(x)))
+
+
+class VisionTransformer(nn.Module):
+    """A small ViT (Dosovitskiy et al. 2021): ``patch`` x ``patch`` patches embedded by one strided convolution,
+    a [CLS] token and learned positions, ``depth`` pre-norm blocks, the head on the final [CLS] token.
+
+    ``grid`` is the patch grid (rows, columns); ``attention_modules()`` the blocks' attention maps in order.
+    """
+
+    def __init__(self, height: int, width: int, channels: int = 1, n_classes: int = 10, mean: float = 0.0,
+                 std: float = 1.0, patch: int = 7, dim: int = 64, depth: int = 4, heads: int = 4, mlp: int = 128,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if height % patch or width % patch:
+            raise ValueError(f"{height}x{width} images do not split into {patch}x{patch} patches")
+        self.grid = (height // patch, width // patch)
+        self.normalize = Standardize(mean, std)
+        self.patch_embed = nn.Conv2d(channels, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + self.grid[0] * self.grid[1], dim) * 0.02)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def attention_modules(self) -> list[nn.Module]:
+        return [block.attn.probs for block in self.blocks]
+
+    def layer_groups(self) -> list[str]:
+        """Randomisation units (core/trust/sanity.py): each block as a whole."""
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(self.normalize(x)).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embed
+        tokens = self.drop(tokens)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.head(self.norm(tokens)[:, 0])
+
+
+def image_vit(**arch: Any) -> VisionTransformer:
+    return VisionTransformer(**arch)
+
+
 def train_classifier(
     module: nn.Module,
     x: np.ndarray,

@@ -101,7 +101,7 @@ def store_with_models(folder, scenario: str, models: list[str] | None = None):
 E2E_DIR = ROOT / "tests" / "e2e"
 # Built-in models whose first training takes many seconds here (cold, one torch thread, 2 cores): a test
 # parametrized with one of them (``scenario``/``model`` parameters, or a ``(scenario, model, ...)`` tuple) is slow.
-SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("newsgroups", "bag"): "20 s",
+SLOW_MODELS = {("mnist", "cnn"): "52-73 s", ("mnist", "vit"): "85 s on 2 cores", ("newsgroups", "bag"): "20 s",
                ("newsgroups", "forest"): "7-11 s, and its 500 trees predict slowly",
                ("newsgroups", "minilm"): "64-80 s per variant (a pretrained transformer encodes every post), and it "
                                          "reads 20-35 posts a second"}

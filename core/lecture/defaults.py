@@ -9,7 +9,8 @@ after a warm-up with computation disabled, so a page that drifts from this file 
 from __future__ import annotations
 
 # Images page: the lecture's columns, on the first matching test images.
-IMAGE_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients")
+# Attention rollout joins where the model has attention (a Vision Transformer: "attention maps beside gradients").
+IMAGE_METHODS = ("gradient", "smoothgrad", "guided_backprop", "integrated_gradients", "attention_rollout")
 IMAGE_PICKS = 4
 IMAGE_BATCH = 256
 # Trust page (images): the methods whose sanity the lecture discusses.

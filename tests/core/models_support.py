@@ -9,7 +9,7 @@ from tests.conftest import require_dataset
 # fails test_every_expected_model_is_registered instead of just running fewer tests.
 EXPECTED_MODELS = [
     ("digits", "cnn"), ("digits", "logreg"),
-    ("mnist", "cnn"),
+    ("mnist", "cnn"), ("mnist", "vit"),
     ("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag"), ("newsgroups", "minilm"),
     ("breast-cancer", "gboost"), ("breast-cancer", "logreg"), ("breast-cancer", "mlp"),
     ("titanic", "gboost"), ("titanic", "logreg"), ("titanic", "mlp"),

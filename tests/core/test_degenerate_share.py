@@ -27,7 +27,7 @@ MAX_SHARE = 0.02
 MAX_SHARE_BY_METHOD = {"grad_cam": 0.06, "guided_grad_cam": 0.06}
 N_IMAGES = 200
 N_DOCUMENTS = 50
-IMAGE_MODELS = [("digits", "cnn"), ("digits", "logreg"), ("mnist", "cnn")]
+IMAGE_MODELS = [("digits", "cnn"), ("digits", "logreg"), ("mnist", "cnn"), ("mnist", "vit")]
 TEXT_MODELS = [("newsgroups", "forest"), ("newsgroups", "logreg"), ("newsgroups", "bag")]
 # The text pages' defaults: LIME, leave-one-word-out and gradient x embedding. SHAP (partition) is one
 # click away (it costs ~1,000 model calls a document): 0 % degenerate on all three models when

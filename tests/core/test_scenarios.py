@@ -17,6 +17,7 @@ from tests.core.models_support import EXPECTED_MODELS, MODEL_IDS, load, holdout
 TARGETS = {
     ("digits", "cnn"): 0.97,
     ("mnist", "cnn"): 0.98,
+    ("mnist", "vit"): 0.95,  # measured 0.968 (3 epochs, 85 s on 2 cores)
     ("newsgroups", "forest"): 0.85,
     ("newsgroups", "logreg"): 0.90,
     ("newsgroups", "minilm"): 0.80,  # both variants (tests/core/test_minilm.py): measured 0.847 and 0.815
