@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from core.adapters.torch_adapter import TorchAdapter
-from core.batching import map_batches
 
 DEFAULT_MAX_TOKENS = 128  # the CPU default: every text is cut to its first 128 tokens (said on the pages)
 
@@ -103,7 +102,8 @@ class TransformerTextAdapter(TorchAdapter):
     def __init__(self, module: Any, tokenizer: Any, *, max_tokens: int = DEFAULT_MAX_TOKENS, **kwargs: Any) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = int(max_tokens)
-        fingerprint = f"{kwargs.pop('encoder_fingerprint', '')}|max_tokens={self.max_tokens}"
+        self._files_fingerprint = kwargs.pop("encoder_fingerprint", "")
+        fingerprint = f"{self._files_fingerprint}|max_tokens={self.max_tokens}"
         super().__init__(module, encode=self._encode_texts, encoder_fingerprint=fingerprint, **kwargs)
         self._info = replace(self._info, extra={**self._info.extra, "architecture": "transformer",
                                                 "max_tokens": self.max_tokens,
@@ -117,7 +117,7 @@ class TransformerTextAdapter(TorchAdapter):
     def with_module(self, module: Any, name: str) -> "TransformerTextAdapter":
         return TransformerTextAdapter(module, self.tokenizer, max_tokens=self.max_tokens, name=name,
                                       class_names=self.class_names, input_kind="text", outputs=self._outputs,
-                                      encoder_fingerprint=self._encoder_fingerprint.split("|max_tokens=")[0],
+                                      encoder_fingerprint=self._files_fingerprint,
                                       device=self.device, description=self.info.description)
 
     # -- token-budget batching: sort by length, pad per batch, answer in the caller's order -----------
@@ -150,19 +150,9 @@ class TransformerTextAdapter(TorchAdapter):
 
     def activations(self, x: Any, layer: str, batch_size: int | None = None) -> np.ndarray:
         self._check_input(x)
-        self._check_layer(layer)
         if len(x) == 0:
-            width = len(self.class_names) if layer == "logits" else int(self._module.model.config.hidden_size)
-            return np.empty((0, width), dtype=np.float32)
-        torch = self._torch
-
-        def run(chunk: Any) -> np.ndarray:
-            with self.capture(layer) as outputs, torch.inference_mode():
-                self._module(self.to_tensor(chunk))
-            return outputs[-1].reshape(len(chunk), -1).float().cpu().numpy()
-
-        size = self.default_batch_size if batch_size is None else batch_size
-        return self._by_length(x, lambda xs: map_batches(run, xs, size, owner="activations"))
+            return super().activations(x, layer, batch_size)
+        return self._by_length(x, lambda xs: super(TransformerTextAdapter, self).activations(xs, layer, batch_size))
 
     # -- what the gradient and attention methods need -----------------------------------------------
     def input_embeddings(self) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -48,11 +49,11 @@ def test_cli_explains_a_post_with_integrated_gradients_over_its_words(minilm):
         "newsgroups", "minilm", "integrated_gradients", 1)
     values = check_common_shape(record)
     text = str(scenarios.load_data("newsgroups", "headers")["test"].x[1])
-    assert set(values) <= set(__import__("re").findall(r"\w+", text)) and len(values) > 20
+    assert set(values) <= set(re.findall(r"\w+", text)) and len(values) > 20
     assert any(v != 0 for v in values.values())
 
 
-def test_scenarios_json_lists_minilm_with_its_target():
+def test_scenarios_json_lists_minilm():
     out = run_cli("scenarios", "--json")
     assert out.returncode == 0, out.stderr
     document = json.loads(out.stdout)

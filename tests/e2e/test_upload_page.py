@@ -214,15 +214,18 @@ PAGE_CONTENT = {"Uncertainty": "Accuracy and AUROC per stress set"}
 
 # A booster (core/upload/boosters.py): LightGBM's file, whose feature names ('mean_radius') the CSV's columns
 # ('mean radius') are matched to; the other boosters share its code past the file (tests/pages/test_upload.py).
+# The text uploads' data: 16 labelled reviews, one of them a script tag that must stay text on every page.
+REVIEWS_CSV = "text,label\n" + "\n".join(['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg",
+                                         "fine good fun,pos", "dull poor boring,neg"] * 4) + "\n"
+
+
 # A zipped Hugging Face save_pretrained folder (core/upload/transformers_zip.py): a tiny random BERT classifier.
 @pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm", "transformers"])
 def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir, files, tmp_path, kind):
     if kind == "transformers":
         model, data = tmp_path / "tiny-bert.zip", tmp_path / "reviews.csv"
         model.write_bytes(models.tiny_bert_zip())
-        rows = ['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg", "fine good fun,pos",
-                "dull poor boring,neg"] * 4
-        data.write_text("text,label\n" + "\n".join(rows) + "\n")
+        data.write_text(REVIEWS_CSV)
     elif kind == "lightgbm":
         model, data = tmp_path / "cancer.txt", tmp_path / "cancer.csv"
         booster, table = models.cancer_lightgbm()
@@ -231,9 +234,7 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
     elif kind == "skops-text":
         model, data = tmp_path / "text.skops", tmp_path / "reviews.csv"
         model.write_bytes(models.text_skops())
-        rows = ['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg", "fine good fun,pos",
-                "dull poor boring,neg"] * 4
-        data.write_text("text,label\n" + "\n".join(rows) + "\n")
+        data.write_text(REVIEWS_CSV)
     else:
         model, data = {"torchscript": (files["digits_cnn.pt"], files["digits.zip"]),
                        "onnx": (files["digits.onnx"], files["digits.zip"]),
