@@ -15,7 +15,7 @@ import pytest
 from core import scenarios
 from core.adapters.base import ModelAdapter
 from core.errors import InputShapeError, ParameterError, TrustLensError, UnknownNameError
-from tests.core.models_support import EXPECTED_MODELS, MODEL_IDS, N_SAMPLES, load, holdout
+from tests.core.models_support import EXPECTED_MODELS, MODEL_IDS, N_SAMPLES, holdout, load, n_samples
 
 
 def test_every_expected_model_is_registered():
@@ -28,7 +28,7 @@ def case(request):
     scenario, model = request.param
     loaded = load(scenario, model)
     split = holdout(scenario)
-    return loaded, split[:N_SAMPLES]
+    return loaded, split[:n_samples(scenario, model)]
 
 
 TORCH_MODELS = [(s, m) for s, m in EXPECTED_MODELS if scenarios.get_spec(s).model(m).framework in ("torch", "transformer")]
@@ -37,7 +37,7 @@ TORCH_MODELS = [(s, m) for s, m in EXPECTED_MODELS if scenarios.get_spec(s).mode
 @pytest.fixture(scope="module", params=TORCH_MODELS, ids=[f"{s}-{m}" for s, m in TORCH_MODELS])
 def torch_case(request):
     scenario, model = request.param
-    return load(scenario, model), holdout(scenario)[:N_SAMPLES]
+    return load(scenario, model), holdout(scenario)[:n_samples(scenario, model)]
 
 
 def own_hooks(hooks) -> list:
@@ -274,13 +274,14 @@ def test_activations_threads_do_not_mix(torch_case):
     loaded, data = torch_case
     adapter = loaded.adapter
     layers = [n for n in checked_layers(adapter) if n != "pool.embedding"]
-    expected = {layer: adapter.activations(data.x, layer, batch_size=5) for layer in layers}
+    x = data.x[:12]  # three batches of 5 per call: enough to interleave; each layer runs 4 times (minilm: 128 tokens)
+    expected = {layer: adapter.activations(x, layer, batch_size=5) for layer in layers}
     errors = []
 
     def worker(layer):
         try:
             for _ in range(3):
-                np.testing.assert_allclose(adapter.activations(data.x, layer, batch_size=5), expected[layer], atol=1e-5)
+                np.testing.assert_allclose(adapter.activations(x, layer, batch_size=5), expected[layer], atol=1e-5)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append((layer, exc))
 

@@ -54,11 +54,11 @@ def test_home_page_for_every_model(scenario, model, variant):
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == spec.title
     assert at.subheader[0].value == f"Model card: {model}"
-    # The accuracy the card shows equals an independent computation on the test split.
+    # The card's accuracy (the page's cached predictions, argmax) equals the one training measured with
+    # adapter.predict, which tests/core/test_scenarios.py checks against an independent recomputation. Not a
+    # third pass over the test split here: on minilm it cost 30 s of a CI worker (717 posts, 128 tokens each).
     loaded = scenarios.load_model(scenario, model, variant)
-    test = scenarios.load_data(scenario, variant)["test"]
-    expected = float(np.mean(loaded.adapter.predict(test.x) == test.y))
-    assert metric(at, "Test accuracy") == f"{expected:.1%}"
+    assert metric(at, "Test accuracy") == f"{loaded.metrics['test_accuracy']:.1%}"
     assert any(loaded.adapter.fingerprint[:16] in m.value for m in at.markdown)
     assert metric(at, "Parameters") == f"{loaded.adapter.info.n_parameters:,}"
 
