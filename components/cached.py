@@ -147,12 +147,14 @@ def image_attributions(scenario: str, model: str, variant: str | None, images: n
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def spatial_layers(scenario: str, model: str, variant: str | None, image_shape: tuple[int, ...]):
-    """(layers with a spatial output, the default Grad-CAM layer, the pre-activation layers) of a torch image model."""
-    from core.attribution.gradcam import default_layer, pre_activation_layers
+    """(layers with a spatial output, the default Grad-CAM layer, the pre-activation layers, the token layers with
+    what each is) of a torch image model (token layers: a Vision Transformer's, else empty)."""
+    from core.attribution.gradcam import default_layer, pre_activation_layers, token_layers
     from core.attribution.gradcam import spatial_layers as compute
 
     adapter = trained_model(scenario, model, variant).adapter
-    return compute(adapter, image_shape), default_layer(adapter, image_shape), pre_activation_layers(adapter, image_shape)
+    return (compute(adapter, image_shape), default_layer(adapter, image_shape), pre_activation_layers(adapter, image_shape),
+            token_layers(adapter, image_shape))
 
 
 @st.cache_resource(show_spinner="Training the same model on shuffled labels (first use only, then cached)…",

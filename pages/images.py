@@ -115,15 +115,16 @@ with present.controls('Images, methods and settings'):
         st.info("Pick at least one method.", icon=":material/touch_app:")
         st.stop()
 
-    layers, default_layer, pre_activation = ([], None, set())
+    layers, default_layer, pre_activation, token_notes = ([], None, set(), {})
     if any(m in ("grad_cam", "guided_grad_cam") for m in chosen):
-        layers, default_layer, pre_activation = cached.spatial_layers(sel.scenario, sel.model, sel.variant, image_shape)
+        layers, default_layer, pre_activation, token_notes = cached.spatial_layers(sel.scenario, sel.model, sel.variant,
+                                                                                  image_shape)
     with st.expander("Method settings", icon=":material/tune:"):
         params = {}
         for method in chosen:
             st.markdown(f"**{get_method(method).title}** · {get_method(method).description}")
             with guarded():
-                params[method] = method_params(method, image_shape, layers, default_layer, st, pre_activation)
+                params[method] = method_params(method, image_shape, layers, default_layer, st, pre_activation, token_notes)
         batch_size = st.select_slider("Batch size (rows per forward/backward pass)", [16, 32, 64, 128, 256, 512, 1024],
                                       defaults.IMAGE_BATCH, key="img_batch",
                                       help="images x samples / steps / patch positions per pass; halved automatically on "

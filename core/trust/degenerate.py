@@ -75,9 +75,10 @@ _WHY = {
                  "check the input's scale, or use a method that needs no gradients (occlusion)"),
     VANISHED: ("every value is zero: nothing in the input moves the explained output, which happens when the output "
                "is saturated (a probability of 1.0 whose change or gradient underflows) or, for Grad-CAM, when "
-               "the layer's weighted channels are negative everywhere and its ReLU clips them",
-               "explain another class, pick a layer after an activation (Grad-CAM), or use a gradient method on the "
-               "logit"),
+               "the layer's weighted channels are negative everywhere and its ReLU clips them (or, on a Vision "
+               "Transformer, when the layer's patch tokens never reach the head, as after the last block)",
+               "explain another class, pick a layer after an activation (Grad-CAM; on a Vision Transformer the tokens "
+               "entering the last block's attention), or use a gradient method on the logit"),
     CONSTANT: ("every value is the same, so it ranks nothing",
                "another method, or a smaller patch / more samples"),
 }

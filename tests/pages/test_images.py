@@ -154,6 +154,35 @@ def test_default_grad_cam_maps_are_not_blank_and_a_blank_one_is_said():
     assert len(marked) == int(blank.sum())
 
 
+@pytest.mark.slow  # loads the MNIST ViT (85 s to train on first use)
+def test_grad_cam_on_the_mnist_vit_reads_the_tokens_entering_the_last_attention():
+    from tests.conftest import require_dataset
+
+    require_dataset("mnist")
+    at = open_page(tl_scenario="mnist", tl_model="vit", img_methods=["grad_cam"])
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    layer = at.selectbox(key="cam_layer")
+    assert layer.value == "blocks.3.norm1"
+    assert "blocks.3.norm1 (tokens entering block 4 of 4's attention)" in layer.options
+    assert "patch_embed" in layer.options and not any("attn.probs" in o for o in layer.options)
+    assert any(o.startswith("blocks.3.out (") and "blank maps" in o for o in layer.options)
+    assert not [w.value for w in at.warning if "blank" in w.value]
+    spec = grid(at)
+    assert "Grad-CAM" in [a["text"] for a in spec["layout"]["annotations"]]
+    assert "blank map" not in [a.get("text") for a in spec["layout"]["annotations"]]
+    # The shown map is the engine's at the token layer: 4x4 patch grid, bilinear to 28x28.
+    from core import scenarios
+    from core.attribution import explain_images
+    from core.attribution.gradcam import GradCamParams
+
+    picks = at.multiselect(key="img_picks").value
+    adapter = scenarios.load_model("mnist", "vit").adapter
+    x = np.asarray(scenarios.load_data("mnist")["test"].x[picks], dtype=np.float32)
+    expected = explain_images(adapter, x[:1], adapter.predict(x[:1]), "grad_cam", GradCamParams(layer="blocks.3.norm1"))
+    shown = [t for t in spec["data"] if t["type"] == "heatmap" and "Grad-CAM" in t.get("hovertemplate", "")]
+    np.testing.assert_allclose(array(shown[0]["z"]), expected.heatmap()[0], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow  # 3.2 s
 def test_a_rerun_with_the_same_inputs_reuses_the_maps_without_errors():
     """Regression: results cached with st.cache_data replayed the progress bar's elements on a hit
