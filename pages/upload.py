@@ -37,9 +37,9 @@ def floats(text: str, field: str) -> list[float] | None:
 st.title("Your model")
 st.caption("Bring a model you trained: TorchScript (.pt / .pth), torch.export (.pt2), ONNX (.onnx), a scikit-learn "
            "model / pipeline saved with skops (.skops), an XGBoost, LightGBM or CatBoost booster, or a Hugging Face "
-           "text classifier (a .zip of its save_pretrained folder), with some data to explore it on. Nothing in the "
-           "file is run to find out what it is; pickle-based files are refused unless the server allows them. After a "
-           "dry run on one sample the model becomes a scenario in the sidebar, for this session only.")
+           "text or image classifier (a .zip of its save_pretrained folder), with some data to explore it on. Nothing "
+           "in the file is run to find out what it is; pickle-based files are refused unless the server allows them. "
+           "After a dry run on one sample the model becomes a scenario in the sidebar, for this session only.")
 
 flash = st.session_state.get("up_flash")  # the last addition, until the next attempt
 if flash:
@@ -54,7 +54,10 @@ model_file = st.file_uploader("Model file", type=MODEL_TYPES, key="up_model",
                                    "(or .ubj); LightGBM: booster.save_model('model.txt'); CatBoost: "
                                    "model.save_model('model.cbm'); Hugging Face text classifier: zip the folder "
                                    "model.save_pretrained(folder) and tokenizer.save_pretrained(folder) wrote "
-                                   "(config.json, model.safetensors, tokenizer.json).")
+                                   "(config.json, model.safetensors, tokenizer.json); image classifier (ViT): zip "
+                                   "the folder model.save_pretrained(folder) and "
+                                   "image_processor.save_pretrained(folder) wrote (config.json, model.safetensors, "
+                                   "preprocessor_config.json).")
 if model_file is None:
     st.info("Upload a model file to start.", icon=":material/upload_file:")
     st.stop()

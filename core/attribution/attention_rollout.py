@@ -7,8 +7,11 @@ much each patch flows into what the head reads. The map is that value on every p
 attention says where the model looked, not which class a patch speaks for (the lecture's caveat;
 compare it with the gradients beside it).
 
-Runs on models whose module offers ``attention_modules()`` (the modules whose outputs are the
-attention maps, e.g. :class:`core.nets.VisionTransformer`) and ``grid`` (patch rows, columns).
+Runs on models whose module offers ``grid`` (patch rows, columns) and either ``attention_maps(x)`` (each
+block's maps for a batch, e.g. an uploaded Hugging Face ViT: core/adapters/hf_image_adapter.py) or
+``attention_modules()`` (the modules whose outputs are the attention maps, read with forward hooks, e.g.
+:class:`core.nets.VisionTransformer`). A patch's value covers the pixels it came from: the grid is spread over
+the image as it is (an uploaded model resizes its input to the grid's image size itself).
 """
 
 from __future__ import annotations
@@ -34,18 +37,30 @@ def rollout_unsupported(adapter: ModelAdapter) -> str | None:
     if reason:
         return reason
     module = adapter.torch_module()
-    if not callable(getattr(module, "attention_modules", None)) or not hasattr(module, "grid"):
+    maps = callable(getattr(module, "attention_maps", None)) or callable(getattr(module, "attention_modules", None))
+    if not maps:
         return "the model has no attention layers (it is not a Vision Transformer)."
+    if not getattr(module, "grid", None):
+        return ("the model's tokens are not one [CLS] token and a grid of patches (only a ViT's are), so its attention "
+                "cannot be mapped onto the image.")
     return None
 
 
-def patch_rollout(attentions: list[np.ndarray]) -> np.ndarray:
+def patch_rollout(attentions: list[Any]) -> np.ndarray:
     """Per image, the [CLS] row of the rollout over the patch tokens: (n, patches), from per-block maps
     of shape (n, heads, tokens, tokens) with [CLS] first."""
-    from core.text.token_methods import rollout_matrix
+    import torch
 
-    stacked = np.stack(attentions, axis=1)  # (n, blocks, heads, tokens, tokens)
-    return np.stack([rollout_matrix(maps)[0, 1:] for maps in stacked])
+    # Only the [CLS] row of the product A_L ... A_1 is needed: a row vector times each block's matrix, from the last
+    # block down, for the whole batch at once (equal to rollout_matrix(...)[0, 1:] per image, a tested identity; the
+    # full per-image matrix products cost 2.7-3x the forward pass, bench/transformers.py --model vit).
+    row = None
+    for maps in reversed(attentions):  # (n, heads, tokens, tokens) per block
+        a = torch.as_tensor(maps).double().mean(dim=1)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=torch.float64)
+        a = a / a.sum(dim=-1, keepdim=True)
+        row = a[:, 0] if row is None else torch.einsum("nt,nts->ns", row, a)
+    return row[:, 1:].numpy()
 
 
 def _attention_rollout(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray, params: RolloutParams, *,
@@ -58,16 +73,25 @@ def _attention_rollout(adapter: ModelAdapter, x: np.ndarray, target: np.ndarray,
     module = adapter.torch_module()
     rows, cols = module.grid
     n, c, h, w = x.shape
+    # each pixel's patch (h // rows pixels a patch when the image splits evenly, else the nearest split)
+    row_of, col_of = (np.arange(h) * rows) // h, (np.arange(w) * cols) // w
+    maps_of = getattr(module, "attention_maps", None)
     out = np.zeros((n, c, h, w), dtype=np.float32)
     for start in range(0, n, batch_size):
         report(progress, start / max(n, 1), f"attention rollout: images {start + 1}-{min(start + batch_size, n)} of {n}")
-        captured: list[Any] = []
-        hooks = {m: (lambda _m, _i, output, _into=captured: _into.append(output.detach().float().cpu().numpy()))
-                 for m in module.attention_modules()}
-        with this_thread_hooks(module, hooks), torch.inference_mode():
-            module(torch.as_tensor(x[start:start + batch_size]).to(adapter.device))
+        batch = torch.as_tensor(x[start:start + batch_size]).to(adapter.device)
+        captured: list[Any]
+        if callable(maps_of):
+            with torch.inference_mode():
+                captured = [a.detach().float().cpu() for a in maps_of(batch)]
+        else:
+            captured = []
+            hooks = {m: (lambda _m, _i, output, _into=captured: _into.append(output.detach().float().cpu()))
+                     for m in module.attention_modules()}
+            with this_thread_hooks(module, hooks), torch.inference_mode():
+                module(batch)
         patches = patch_rollout(captured).reshape(-1, rows, cols)
-        pixels = np.kron(patches, np.ones((h // rows, w // cols)))  # each patch's value on all of its pixels
+        pixels = patches[:, row_of][:, :, col_of]  # each patch's value on all of its pixels
         out[start:start + batch_size] = (pixels / c)[:, None].astype(np.float32)  # channels sum back to the map
     return MethodResult(out)
 

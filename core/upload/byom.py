@@ -340,7 +340,8 @@ def open_upload(
             spec = ModelSpecification(**{**spec.to_json(), "class_names": tuple(class_names)})
             adapter = load_model_file(model, model_filename, spec, allow_pickle=allow_pickle,
                                       confirm_pickle=confirm_pickle, trusted_types=trusted_types, name=MODEL_NAME)
-    # A Hugging Face *ForSequenceClassification returns logits by construction: nothing to detect.
+    # A Hugging Face *ForSequenceClassification or *ForImageClassification returns logits by construction: nothing
+    # to detect.
     if "outputs" not in overrides and inspection.format not in ("skops", "pickle", "transformers"):
         detected = _detect_outputs(adapter, bundle, spec)
         if detected != spec.outputs:

@@ -11,7 +11,8 @@ Formats taken without running any code from the file:
 - ``xgboost`` / ``lightgbm`` / ``catboost``: gradient-boosted trees in their libraries' own files
   (XGBoost's ``.json`` / ``.ubj``, LightGBM's ``.txt``, CatBoost's ``.cbm``), read first in a child
   process (core/upload/boosters.py);
-- ``transformers``: a Hugging Face ``*ForSequenceClassification`` text classifier, as a ZIP of its
+- ``transformers``: a Hugging Face ``*ForSequenceClassification`` text classifier or
+  ``*ForImageClassification`` image classifier (ViT, with its ``preprocessor_config.json``), as a ZIP of its
   ``save_pretrained`` folder with safetensors weights, unpacked into a temporary folder within bounds
   and loaded offline without remote code (core/upload/transformers_zip.py).
 
@@ -50,7 +51,7 @@ FORMAT_TITLES = {
     "onnx": "ONNX model",
     "skops": "scikit-learn model (skops)",
     **BOOSTER_TITLES,
-    "transformers": "Hugging Face text classifier (zip of a save_pretrained folder)",
+    "transformers": "Hugging Face classifier (zip of a save_pretrained folder)",
     "torch_pickle": "torch.save pickle (full module or state dict)",
     "pickle": "pickle / joblib file",
 }
@@ -213,7 +214,7 @@ def detect_format(data: bytes, filename: str = "model") -> str:
     suffix = _suffix(filename)
     supported = ("TorchScript (.pt/.pth via torch.jit.save), torch.export (.pt2), ONNX (.onnx), skops (.skops), "
                  "an XGBoost booster (.json / .ubj via save_model), a LightGBM booster (.txt via save_model) or a "
-                 "CatBoost model (.cbm via save_model), or a Hugging Face text classifier (a .zip of its "
+                 "CatBoost model (.cbm via save_model), or a Hugging Face text or image classifier (a .zip of its "
                  "save_pretrained folder)")
     if not data:
         raise _refuse(filename, "the file is empty (0 bytes).", f"upload the saved model: {supported}.")

@@ -1,8 +1,11 @@
-"""A Hugging Face text classifier uploaded as a ZIP of its ``save_pretrained`` folder.
+"""A Hugging Face classifier (text or image) uploaded as a ZIP of its ``save_pretrained`` folder.
 
 What a user zips is the folder ``model.save_pretrained(folder)`` and ``tokenizer.save_pretrained(folder)``
-wrote (config.json, model.safetensors, tokenizer.json, ...), either the folder itself or its files at the
-ZIP's root. Three steps, each refusing with the ZIP's name, the member and the field at fault:
+wrote (config.json, model.safetensors, tokenizer.json, ...), or for an image classifier the model's and its
+image processor's ``save_pretrained`` (config.json, model.safetensors, preprocessor_config.json), either the
+folder itself or its files at the ZIP's root. Whether it is a text or an image classifier is read from
+config.json's ``architectures`` (``*ForSequenceClassification`` or ``*ForImageClassification``); the format is
+``"transformers"`` either way. Three steps, each refusing with the ZIP's name, the member and the field at fault:
 
 - :func:`model_folder` recognises such a ZIP by its member names (a ``config.json`` at the root or one
   folder down, exactly one of them), never by the file's name;
@@ -10,13 +13,16 @@ ZIP's root. Three steps, each refusing with the ZIP's name, the member and the f
   every member path must stay inside it (no absolute paths, no ``..``, no links), at most
   :data:`MAX_MEMBERS` members and :data:`MAX_UNPACKED_BYTES` bytes, both as declared and as counted
   while inflating (a member that inflates to more than it declares is a ZIP bomb);
-- :func:`core.upload.transformers_folder.check_folder` and ``load_pretrained`` then read it: no remote
-  code, only built-in ``*ForSequenceClassification`` architectures, safetensors weights (a
-  ``pytorch_model.bin`` pickle only when the user trusts the file, as for every pickle-based upload).
+- :func:`core.upload.transformers_folder.check_folder` and ``load_pretrained`` (``load_image_pretrained``)
+  then read it: no remote code, only built-in ``*ForSequenceClassification`` / ``*ForImageClassification``
+  architectures, safetensors weights (a ``pytorch_model.bin`` pickle only when the user trusts the file, as
+  for every pickle-based upload), an image processor whose size agrees with the model's ``image_size``.
 
 :func:`inspect_zip` reads the configuration only (for the upload page and ``inspect-model``);
 :func:`load_adapter` loads the model behind a
-:class:`core.adapters.transformer_adapter.TransformerTextAdapter`. The class names are the config's
+:class:`core.adapters.transformer_adapter.TransformerTextAdapter`, or an image classifier behind a
+:class:`core.adapters.hf_image_adapter.HFImageAdapter` (images at the data's own size, resized and
+normalised inside the model as its processor would). The class names are the config's
 ``id2label`` in index order; the user's class names win, which matters when ``id2label`` holds
 transformers' defaults (``LABEL_0``, ``LABEL_1``, ...). Texts are cut to their first
 ``DEFAULT_MAX_TOKENS`` (128) tokens, or fewer when the model has fewer positions.
@@ -38,12 +44,13 @@ from typing import Any
 from core.upload.model_upload import FORMAT_TITLES, ModelRefusedError, ModelSpecification
 
 FORMAT = "transformers"
-TITLE = FORMAT_TITLES[FORMAT]  # "Hugging Face text classifier (zip of a save_pretrained folder)"
+TITLE = FORMAT_TITLES[FORMAT]  # "Hugging Face classifier (zip of a save_pretrained folder)"
 MAX_MEMBERS = 1000  # a save_pretrained folder holds about ten files
 MAX_UNPACKED_BYTES = 2 << 30  # summed over every member, as declared and as inflated
 _CHUNK = 1 << 20
 _DEFAULT_LABEL = re.compile(r"LABEL_(\d+)")
-_ZIP_HINT = "zip the folder model.save_pretrained() and tokenizer.save_pretrained() wrote, and nothing else."
+_ZIP_HINT = ("zip the folder model.save_pretrained() and tokenizer.save_pretrained() (or, for an image classifier, "
+             "image_processor.save_pretrained()) wrote, and nothing else.")
 
 
 def _refuse(filename: str, what: str, hint: str) -> ModelRefusedError:
@@ -257,13 +264,16 @@ def _config_object(config: dict[str, Any], where: str) -> Any:
 def inspect_zip(data: bytes, filename: str = "model.zip") -> tuple[dict[str, Any], list[str], bool]:
     """(inferred spec and description, notes, whether the weights are a pickle) from the ZIP's
     configuration files; nothing is loaded and no weights are read beyond the safetensors header."""
-    from core.upload.transformers_folder import FolderRefusedError, check_folder
+    from core.upload.transformers_folder import FolderRefusedError, check_folder, folder_task
 
     with extracted(data, filename) as (folder, prefix):
         try:
-            checked = check_folder(folder, trust_pickle=True)  # the pickle question is the caller's
+            task = folder_task(folder)
+            checked = check_folder(folder, task=task, trust_pickle=True)  # the pickle question is the caller's
         except FolderRefusedError as exc:
             raise _named(exc, filename, prefix, folder) from None
+        if task == "image":
+            return _inspect_image(checked, filename, prefix)
         tokenizer_config: dict[str, Any] = {}
         if (folder / "tokenizer_config.json").is_file():
             tokenizer_config = json.loads((folder / "tokenizer_config.json").read_bytes())  # checked: an object
@@ -289,6 +299,33 @@ def inspect_zip(data: bytes, filename: str = "model.zip") -> tuple[dict[str, Any
     return inferred, notes, checked.weights != "model.safetensors"
 
 
+def _inspect_image(checked: Any, filename: str, prefix: str) -> tuple[dict[str, Any], list[str], bool]:
+    """:func:`inspect_zip` for a ``*ForImageClassification``: no image size is inferred (the data keeps its own
+    size; the model resizes it as its processor would)."""
+    where = f"{filename!r}: {prefix}config.json"
+    names, default = class_names(checked.config, where)
+    config = _config_object(checked.config, where)
+    image = checked.image
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    patch = getattr(config, "patch_size", None)
+    inferred: dict[str, Any] = {
+        "input_kind": "image", "architecture": checked.architecture, "model_type": str(checked.config["model_type"]),
+        "layers": layers, "hidden_size": getattr(config, "hidden_size", None),
+        "image_size": f"{image.height}x{image.width}", "patch_size": patch, "model_channels": image.channels,
+        "preprocessing": image.describe(), "weights": checked.weights, "n_classes": len(names),
+        "class_names": list(names), "outputs": "logits",
+    }
+    notes = [f"{checked.architecture} ({prefix or 'the ZIP root'}): {layers} layers, {image.height}x{image.width} "
+             f"input in {image.channels} channels; {image.describe()}. Upload images at any size: the model resizes "
+             "them as its processor would, and explanations stay on your pixels."]
+    if default:
+        notes.append(f"config.json's id2label holds transformers' default names ({names[0]}..{names[-1]}): give the "
+                     "class names (in output order) to use yours.")
+    else:
+        notes.append(f"Class names from config.json's id2label: {', '.join(names)}.")
+    return inferred, notes, checked.weights != "model.safetensors"
+
+
 # -- loading -----------------------------------------------------------------------------------------------
 def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_pickle: bool = False,
                  name: str = "uploaded") -> Any:
@@ -303,12 +340,18 @@ def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_
         folder transformers cannot load.
     """
     from core.adapters.transformer_adapter import TransformerClassifier, TransformerTextAdapter
-    from core.upload.transformers_folder import FolderRefusedError, load_pretrained
+    from core.upload.transformers_folder import FolderRefusedError, folder_task, load_pretrained
 
-    if spec.input_kind != "text":
-        raise _refuse(filename, f"a {TITLE} takes text, not {spec.input_kind} input.",
-                      "pick input kind 'text' and upload a CSV of texts (or paste them).")
     with extracted(data, filename) as (folder, prefix):
+        try:
+            task = folder_task(folder)
+        except FolderRefusedError as exc:
+            raise _named(exc, filename, prefix, folder) from None
+        if task == "image":
+            return _load_image_adapter(folder, prefix, filename, spec, trust_pickle=trust_pickle, name=name)
+        if spec.input_kind != "text":
+            raise _refuse(filename, f"a Hugging Face text classifier takes text, not {spec.input_kind} input.",
+                          "pick input kind 'text' and upload a CSV of texts (or paste them).")
         try:
             model, tokenizer, files = load_pretrained(folder, trust_pickle=trust_pickle)
         except FolderRefusedError as exc:
@@ -321,3 +364,27 @@ def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_
                                   encoder_fingerprint=f"hf-zip:{files}",
                                   description=f"Uploaded {TITLE} ({filename}): {type(model).__name__}, "
                                               f"{model.config.num_hidden_layers} layers, {type(tokenizer).__name__}")
+
+
+def _load_image_adapter(folder: Path, prefix: str, filename: str, spec: ModelSpecification, *, trust_pickle: bool,
+                        name: str) -> Any:
+    """The extracted folder's ``*ForImageClassification`` as an :class:`HFImageAdapter`."""
+    from core.adapters.hf_image_adapter import HFImageAdapter, HFImageClassifier, channel_note
+    from core.upload.transformers_folder import FolderRefusedError, load_image_pretrained
+
+    if spec.input_kind != "image":
+        raise _refuse(filename, f"a Hugging Face image classifier takes images, not {spec.input_kind} input.",
+                      "pick input kind 'image' and upload a ZIP of images (one folder per class) or one image.")
+    try:
+        model, processing, files = load_image_pretrained(folder, trust_pickle=trust_pickle)
+    except FolderRefusedError as exc:
+        raise _named(exc, filename, prefix, folder) from None
+    if spec.channels is not None and channel_note(spec.channels, processing.channels).endswith("not taken"):
+        raise _refuse(filename, f"{prefix}config.json: the model takes {processing.channels}-channel images, and "
+                                f"the data has {spec.channels} channels.", "upload grey or RGB images.")
+    names = spec.class_names or class_names(model.config.to_dict(), f"{filename!r}: {prefix}config.json")[0]
+    layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    return HFImageAdapter(HFImageClassifier(model, processing), data_channels=spec.channels, name=name,
+                          class_names=names, outputs=spec.outputs, encoder_fingerprint=f"hf-zip:{files}",
+                          description=f"Uploaded {TITLE} ({filename}): {type(model).__name__}, {layers} layers, "
+                                      f"{processing.height}x{processing.width} input")

@@ -27,7 +27,7 @@ from core.upload.model_upload import (ModelRefusedError, ModelSpecification, det
                                       inspect_model, load_model_file)
 from tests.hostile.models import TINY_BERT_TEXTS, tiny_bert_files, tiny_bert_zip  # noqa: E402
 
-TITLE = "Hugging Face text classifier (zip of a save_pretrained folder)"
+TITLE = "Hugging Face classifier (zip of a save_pretrained folder)"
 TEXT_SPEC = ModelSpecification(input_kind="text")
 
 
@@ -269,5 +269,6 @@ def test_pickled_weights_need_the_servers_opt_in_and_the_users_confirmation(tiny
 
 
 def test_a_spec_for_other_input_is_refused(tiny_zip):
-    with pytest.raises(ModelRefusedError, match=re.escape(f"'tiny.zip': a {TITLE} takes text, not tabular input")):
+    expected = "'tiny.zip': a Hugging Face text classifier takes text, not tabular input"
+    with pytest.raises(ModelRefusedError, match=re.escape(expected)):
         load_model_file(tiny_zip, "tiny.zip", ModelSpecification(input_kind="tabular"))

@@ -220,12 +220,16 @@ REVIEWS_CSV = "text,label\n" + "\n".join(['"<script>alert(1)</script> good great
 
 
 # A zipped Hugging Face save_pretrained folder (core/upload/transformers_zip.py): a tiny random BERT classifier.
-@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm", "transformers"])
+@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm", "transformers",
+                                  "transformers-vit"])
 def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir, files, tmp_path, kind):
     if kind == "transformers":
         model, data = tmp_path / "tiny-bert.zip", tmp_path / "reviews.csv"
         model.write_bytes(models.tiny_bert_zip())
         data.write_text(REVIEWS_CSV)
+    elif kind == "transformers-vit":  # the same format with a tiny random ViT image classifier, on the digits' PNGs
+        model, data = tmp_path / "tiny-vit.zip", files["digits.zip"]
+        model.write_bytes(models.tiny_vit_zip())
     elif kind == "lightgbm":
         model, data = tmp_path / "cancer.txt", tmp_path / "cancer.csv"
         booster, table = models.cancer_lightgbm()

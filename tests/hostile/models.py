@@ -274,3 +274,60 @@ def tiny_bert_zip(labels: tuple[str, ...] = ("neg", "pos"), *, folder: str = "ti
         for name, content in (extra or {}).items():
             archive.writestr(name, content)
     return out.getvalue()
+
+
+DIGIT_LABELS = tuple(str(i) for i in range(10))
+# ViTImageProcessor's settings for 28 x 28 inputs (what processor.save_pretrained writes, image_mean / std 0.5)
+TINY_VIT_PROCESSOR = {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+                      "image_processor_type": "ViTImageProcessor", "image_std": [0.5, 0.5, 0.5], "resample": 2,
+                      "rescale_factor": 1 / 255, "size": {"height": 28, "width": 28}}
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_vit_files(labels: tuple[str, ...] = DIGIT_LABELS) -> tuple[tuple[str, bytes], ...]:
+    """The files ``save_pretrained`` writes for a random ViT image classifier (28 x 28 RGB input, 7 x 7 patches,
+    width 32, 2 layers, 2 heads) with ``labels`` as its id2label (by default the digits "0".."9", so the digits ZIP's
+    folders name its classes), plus its image processor's ``preprocessor_config.json``, as (name, bytes)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    import transformers
+    from transformers import ViTConfig, ViTForImageClassification
+
+    transformers.utils.logging.disable_progress_bar()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = ViTConfig(image_size=28, patch_size=7, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64, num_labels=len(labels), initializer_range=0.3,
+                           id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        model = ViTForImageClassification(config)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        (Path(folder) / "preprocessor_config.json").write_text(json.dumps(TINY_VIT_PROCESSOR, indent=2))
+        return tuple((p.name, p.read_bytes()) for p in sorted(Path(folder).iterdir()) if p.is_file())
+
+
+def tiny_vit_zip(labels: tuple[str, ...] = DIGIT_LABELS, *, folder: str = "tiny-vit", config: dict | None = None,
+                 processor: dict | None = None, drop: tuple[str, ...] = (),
+                 extra: dict[str, bytes] | None = None) -> bytes:
+    """A ZIP of :func:`tiny_vit_files` under ``folder/`` (``""``: at the root), config.json and
+    preprocessor_config.json updated with ``config`` and ``processor`` (a None value removes the key), the files
+    in ``drop`` left out and ``extra`` members (full paths inside the ZIP) added."""
+    import json
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in tiny_vit_files(tuple(labels)):
+            if name in drop:
+                continue
+            changes = config if name == "config.json" else processor if name == "preprocessor_config.json" else None
+            if changes:
+                document = json.loads(content)
+                document.update(changes)
+                content = json.dumps({k: v for k, v in document.items() if v is not None}).encode()
+            archive.writestr(f"{folder}/{name}" if folder else name, content)
+        for name, content in (extra or {}).items():
+            archive.writestr(name, content)
+    return out.getvalue()

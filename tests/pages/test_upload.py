@@ -115,7 +115,7 @@ def test_zipped_hugging_face_classifier_with_a_csv_of_texts():
     at = open_upload_page()
     upload(at, "up_model", "tiny-bert.zip", models.tiny_bert_zip())
     detected = dict(zip(*at.dataframe[0].value.to_dict("list").values()))
-    assert detected["format"] == "Hugging Face text classifier (zip of a save_pretrained folder)"
+    assert detected["format"] == "Hugging Face classifier (zip of a save_pretrained folder)"
     assert detected["architecture"] == "BertForSequenceClassification" and detected["layers"] == "2"
     assert detected["max_tokens"] == "128" and at.radio(key="up_data_kind").value == "text_csv"
     upload(at, "up_data", "reviews.csv", models.TINY_BERT_TEXTS)
@@ -233,6 +233,9 @@ def uploads(digits_files):
         # a zipped Hugging Face save_pretrained folder: a tiny random BERT classifier (core/upload/transformers_zip.py)
         "transformers+csv": byom.open_upload(models.tiny_bert_zip(), "tiny-bert.zip",
                                              DataSource("text_csv", texts, "t.csv")),
+        # the same format with a tiny random ViT image classifier and the digits' 8 x 8 PNGs (resized by the model)
+        "transformers-vit+zip": byom.open_upload(models.tiny_vit_zip(), "tiny-vit.zip",
+                                                 DataSource("image_zip", images, "digits.zip")),
     }
     return {k: v.name for k, v in made.items()}
 
@@ -259,7 +262,8 @@ def _raw():
                                                                for kind in ("onnx+zip", "skops+csv", "skops-text+csv",
                                                                            "skops-raw+csv", "xgboost+csv",
                                                                            "lightgbm+csv", "catboost+csv",
-                                                                           "transformers+csv")])
+                                                                           "transformers+csv",
+                                                                           "transformers-vit+zip")])
 def test_every_page_runs_on_every_kind_of_upload(uploads, upload_kind, page):
     name = uploads[upload_kind]
     at = open_app(page, state={"tl_uploads": [name], "tl_scenario": name})
