@@ -254,3 +254,34 @@ def test_unknown_source_is_a_clear_error(digits_zip):
     uploaded = upload(net(), "script", digits_zip)
     with pytest.raises(TrustLensError, match="'deep'"):
         upload_source(uploaded, "deep", 5)
+
+
+@pytest.mark.parametrize("kind", ["text", "vit"])
+def test_a_hugging_face_upload_gets_mc_dropout_from_its_own_dropout_modules(kind, digits_zip, tmp_store):
+    """The transformer's own nn.Dropout modules (BERT's hidden dropout, p = 0.1 by default; a ViT's, set to 0.1 here:
+    ViTConfig's default is 0, and such a model is told why it gets none) sample in a copy; the shared model stays in
+    evaluation mode. Text gets the word-dropout stress sets, the ViT the image ones."""
+    if kind == "text":
+        csv = ("text,label\n" + "\n".join(["good great fine film today,pos", "bad awful poor plot again,neg"] * 6)).encode()
+        uploaded = byom.open_upload(models.tiny_bert_zip(), "tiny-bert.zip", DataSource("text_csv", csv, "t.csv"))
+    else:
+        without = byom.open_upload(models.tiny_vit_zip(), "tiny-vit.zip", DataSource("image_zip", digits_zip, "d.zip"))
+        assert "every dropout module has probability p = 0" in upload_support(without)["mc_dropout"]
+        uploaded = byom.open_upload(models.tiny_vit_zip(config={"hidden_dropout_prob": 0.1}), "tiny-vit-dropout.zip",
+                                    DataSource("image_zip", digits_zip, "d.zip"))
+    adapter = uploaded.trained.adapter
+    assert dropout_layers(adapter.torch_module())  # found in the transformers model inside the wrapper
+    assert upload_support(uploaded) == {"single": None, "mc_dropout": None}
+    test = uploaded.splits["test"]
+    before = adapter.predict_proba(test.x)
+    proba = upload_source(uploaded, "mc_dropout", 4, seed=1).probabilities(test, batch_size=8, store=tmp_store)
+    assert proba.shape == (4, len(test), len(adapter.class_names))
+    np.testing.assert_allclose(proba.sum(axis=2), 1.0, atol=1e-5)
+    assert not np.allclose(proba[0], proba[1])  # the passes differ: its dropout really samples
+    assert not adapter.torch_module().training
+    np.testing.assert_allclose(adapter.predict_proba(test.x), before, atol=1e-6)  # the shared model is untouched
+    report = upload_report(uploaded, "mc_dropout", 4, store=tmp_store)
+    names = [r.name for r in report.sets]
+    assert names[0] == "clean" and len(names) > 1
+    if kind == "text":
+        assert names[1:] == [f"drop_{p:g}" for p in WORD_DROPOUT]

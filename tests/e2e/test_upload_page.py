@@ -1,6 +1,7 @@
 """'Your model' in a real browser: upload a TorchScript CNN + a ZIP of images and reach the saliency grid;
 an ONNX model (occlusion only, with the reason); a skops pipeline + CSV on the Shapley page; every page of
-the navigation with each kind of upload (TorchScript + ZIP, ONNX + ZIP, skops + CSV table, skops + CSV text)."""
+the navigation with each kind of upload (TorchScript + ZIP, ONNX + ZIP, a skops pipeline on raw table columns,
+skops + CSV text, LightGBM and XGBoost files, zipped Hugging Face text and ViT classifiers)."""
 
 from __future__ import annotations
 
@@ -212,16 +213,19 @@ def _page_titles() -> list[str]:
 PAGE_CONTENT = {"Uncertainty": "Accuracy and AUROC per stress set"}
 
 
-# A booster (core/upload/boosters.py): LightGBM's file, whose feature names ('mean_radius') the CSV's columns
-# ('mean radius') are matched to; the other boosters share its code past the file (tests/pages/test_upload.py).
+# Boosters (core/upload/boosters.py) in their libraries' own files: LightGBM's text file, whose feature names
+# ('mean_radius') the CSV's columns ('mean radius') are matched to, and XGBoost's JSON (CatBoost's .cbm shares their
+# code past the file: tests/pages/test_upload.py sweeps it). Tables as people keep them (core/upload/raw_columns.py):
+# a ColumnTransformer pipeline on raw columns, strings and missing values included; a pipeline on numeric columns is
+# the Shapley test above and the ten-session test's upload.
 # The text uploads' data: 16 labelled reviews, one of them a script tag that must stay text on every page.
 REVIEWS_CSV = "text,label\n" + "\n".join(['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg",
                                          "fine good fun,pos", "dull poor boring,neg"] * 4) + "\n"
 
 
 # A zipped Hugging Face save_pretrained folder (core/upload/transformers_zip.py): a tiny random BERT classifier.
-@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-table", "skops-text", "lightgbm", "transformers",
-                                  "transformers-vit"])
+@pytest.mark.parametrize("kind", ["torchscript", "onnx", "skops-raw", "skops-text", "lightgbm", "xgboost",
+                                  "transformers", "transformers-vit"])
 def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir, files, tmp_path, kind):
     if kind == "transformers":
         model, data = tmp_path / "tiny-bert.zip", tmp_path / "reviews.csv"
@@ -230,9 +234,11 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
     elif kind == "transformers-vit":  # the same format with a tiny random ViT image classifier, on the digits' PNGs
         model, data = tmp_path / "tiny-vit.zip", files["digits.zip"]
         model.write_bytes(models.tiny_vit_zip())
-    elif kind == "lightgbm":
-        model, data = tmp_path / "cancer.txt", tmp_path / "cancer.csv"
-        booster, table = models.cancer_lightgbm()
+    elif kind in ("lightgbm", "xgboost", "skops-raw"):
+        built, name = {"lightgbm": (models.cancer_lightgbm, "cancer.txt"), "xgboost": (models.cancer_xgboost, "cancer.json"),
+                       "skops-raw": (models.raw_columns_skops, "raw.skops")}[kind]
+        model, data = tmp_path / name, tmp_path / "table.csv"
+        booster, table = built()
         model.write_bytes(booster)
         data.write_bytes(table)
     elif kind == "skops-text":
@@ -241,8 +247,7 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
         data.write_text(REVIEWS_CSV)
     else:
         model, data = {"torchscript": (files["digits_cnn.pt"], files["digits.zip"]),
-                       "onnx": (files["digits.onnx"], files["digits.zip"]),
-                       "skops-table": (files["cancer.skops"], files["cancer.csv"])}[kind]
+                       "onnx": (files["digits.onnx"], files["digits.zip"])}[kind]
     open_upload_page(page, app_url)
     upload_model_and_data(page, model, data)
     add_to_sidebar(page)
