@@ -171,7 +171,11 @@ with left:
         i = 0
         st.caption("Select a row to explain it.")
 target_name = spec.class_names[int(expl.target[i])]
-right.plotly_chart(present.figure(waterfall_figure(expl, i, target_name=target_name)), key="shap_waterfall")
+# the row as the table shows it (a raw-column pipeline's categories as text, not the codes SHAP ran on)
+display = rows_bundle.display
+shown = ({} if display is None else
+         {f: display.iloc[int(expl.rows[i])][f] for f in expl.feature_names if f in display.columns})
+right.plotly_chart(present.figure(waterfall_figure(expl, i, target_name=target_name, shown=shown)), key="shap_waterfall")
 
 st.subheader("All explained rows")
 left, right = st.columns(2)

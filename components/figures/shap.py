@@ -15,13 +15,29 @@ def _order(values: np.ndarray, max_features: int) -> np.ndarray:
     return np.argsort(-np.abs(values), kind="stable")[:max_features]
 
 
-def waterfall_figure(expl, i: int = 0, max_features: int = 12, target_name: str = "") -> go.Figure:
+def _shown(value) -> str:
+    """A feature's value as the data holds it: numbers to 4 significant digits, text as it is, missing as '—'."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def waterfall_figure(expl, i: int = 0, max_features: int = 12, target_name: str = "", shown: dict | None = None
+                     ) -> go.Figure:
     """From the base value to the model output, one step per feature (largest |SHAP| first);
-    the remaining features are summed in one step so the chart still adds up."""
+    the remaining features are summed in one step so the chart still adds up.
+
+    ``shown``: feature name -> the value the data shows for this row (a raw-column pipeline's text categories, which
+    ``expl.data`` holds as codes); other features are labelled with ``expl.data``."""
     values = np.asarray(expl.values[i], dtype=float)
     order = _order(values, max_features)
     rest = np.setdiff1d(np.arange(len(values)), order)
-    labels = [f"{expl.feature_names[j]} = {expl.data[i, j]:.4g}" for j in order]
+    shown = shown or {}
+    labels = [f"{expl.feature_names[j]} = "
+              f"{_shown(shown[expl.feature_names[j]]) if expl.feature_names[j] in shown else _shown(float(expl.data[i, j]))}"
+              for j in order]
     steps = list(values[order])
     if len(rest):
         labels.append(f"{len(rest)} other features")

@@ -289,3 +289,18 @@ def test_uncertainty_page_scores_an_upload_with_its_own_stress_sets(uploads):
     at = open_app("pages/uncertainty.py", state={"tl_uploads": [uploads["torchscript+zip"]],
                                                  "tl_scenario": uploads["torchscript+zip"]}, errors=True)
     assert "Gaussian noise σ=0.1" in list(at.dataframe[0].value["set"])
+
+
+@pytest.mark.slow
+def test_shapley_waterfall_of_a_raw_column_pipeline_names_its_categories(uploads):
+    """SHAP runs on the codes of a raw text column; the waterfall says the row's category as the table shows it."""
+    import json
+
+    name = uploads["skops-raw+csv"]
+    at = open_app("pages/shapley.py", state={"tl_uploads": [name], "tl_scenario": name})
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    waterfall = next(f for f in figures if f["layout"]["title"]["text"].startswith("Why row"))
+    steps = [label for label in waterfall["data"][0]["y"] if " = " in label]
+    colour = [label for label in steps if label.startswith("colour = ")]
+    assert colour and colour[0].removeprefix("colour = ") in {"red", "green", "blue"}, steps
