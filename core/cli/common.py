@@ -99,7 +99,7 @@ def _source_parent() -> argparse.ArgumentParser:
         default=None,
         metavar="MODEL",
         help="your model file instead of a scenario (.pt/.pth TorchScript, .pt2, .onnx, .skops, a booster, a .zip "
-        "of a Hugging Face classifier's save_pretrained folder; a pickle "
+        "of a Hugging Face classifier's save_pretrained folder or the folder; a pickle "
         "with --allow-pickle), with --data: the upload page's dry run and refusals; samples are "
         "numbered in its test split (60 %% of the data, as on the pages)",
     )
@@ -298,20 +298,20 @@ def inspect_file(model_path: str, args: argparse.Namespace) -> tuple[Path, Any]:
 
     ``--trust-types`` re-inspects with the file's untrusted types accepted (the page's "I trust these types").
     """
-    from core.upload.model_upload import inspect_model
+    from core.upload.model_upload import inspect_model, read_model
 
     path = Path(model_path)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise TrustLensError(
             f"Model file {model_path!r} does not exist.",
-            hint="give the path to a .pt, .pt2, .onnx, .skops, booster or Hugging Face .zip file.",
+            hint="give the path to a .pt, .pt2, .onnx, .skops, booster or Hugging Face .zip file, or a Hugging Face "
+            "save_pretrained folder.",
         )
     allow = getattr(args, "allow_pickle", False) or None
-    inspection = inspect_model(path.read_bytes(), path.name, allow_pickle=allow)
+    data, name = read_model(path)
+    inspection = inspect_model(data, name, allow_pickle=allow)
     if getattr(args, "trust_types", False) and inspection.untrusted_types and not inspection.refused:
-        inspection = inspect_model(
-            path.read_bytes(), path.name, allow_pickle=allow, trusted_types=inspection.untrusted_types
-        )
+        inspection = inspect_model(data, name, allow_pickle=allow, trusted_types=inspection.untrusted_types)
     return path, inspection
 
 

@@ -243,7 +243,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     p.add_argument(
         "path",
         help="model file (.pt/.pth TorchScript, .pt2 torch.export, .onnx, .skops, a booster, a .zip of a Hugging "
-        "Face classifier's save_pretrained folder, or a pickle)",
+        "Face classifier's save_pretrained folder or the folder itself, or a pickle)",
     )
     p.set_defaults(func=cmd_inspect_model, parser=p)
 
@@ -255,7 +255,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         required=True,
         metavar="PATH",
         help="model file (TorchScript, .pt2, ONNX, skops, XGBoost .json / .ubj, LightGBM .txt, CatBoost .cbm, a "
-        ".zip of a Hugging Face classifier's save_pretrained folder; pickles allowed here)",
+        ".zip of a Hugging Face classifier's save_pretrained folder or the folder itself; pickles allowed here)",
     )
     p.add_argument("--target", default=None, dest="target_column", help="= --target-column")
     p.add_argument("--port", type=int, default=8501)

@@ -35,7 +35,7 @@ from core.upload.data_upload import (LoadedData, load_image_zip, load_pasted_tex
 from core.errors import InputShapeError
 from core.fingerprint import hash_json
 from core.upload.model_upload import (Inspection, ModelRefusedError, ModelSpecification, dry_run, infer_outputs,
-                               inspect_model, load_model_file, output_width)
+                               inspect_model, load_model_file, output_width, read_model)
 from core.progress import ProgressCallback, report
 from core.scenarios import ModelSpec, ScenarioSpec, TrainedModel
 
@@ -499,7 +499,7 @@ def preload_document(model_path: str, data_path: str, spec_path: str | None = No
     model = Path(model_path).expanduser().resolve()
     data = Path(data_path).expanduser().resolve()
     for label, path in (("model", model), ("data", data)):
-        if not path.is_file():
+        if not path.is_file() and not (label == "model" and path.is_dir()):  # a Hugging Face save_pretrained folder
             raise InputShapeError(f"The {label} file {str(path)!r} does not exist.", hint=f"give the path to your {label} file.")
     overrides: dict[str, Any] = {}
     if spec_path:
@@ -544,8 +544,8 @@ def open_files(model_path: str, data_path: str, spec_path: str | None = None, *,
     """
     document = preload_document(model_path, data_path, spec_path, **data_options)
     source, spec = _source_and_spec(document)
-    model = Path(document["model"])
-    return open_upload(model.read_bytes(), model.name, source, spec, allow_pickle=allow_pickle,
+    model, name = read_model(document["model"])
+    return open_upload(model, name, source, spec, allow_pickle=allow_pickle,
                        confirm_pickle=allow_pickle, trusted_types=trusted_types, progress=progress)
 
 
@@ -553,7 +553,8 @@ def open_preloaded(document: dict[str, Any], progress: ProgressCallback | None =
     """Open the scenario named by a ``preload_document`` (pickle allowed: the launcher chose the file)."""
     source, spec = _source_and_spec(document)
     model_path = Path(document["model"])
-    return open_upload(model_path.read_bytes(), model_path.name, source, spec, allow_pickle=True, confirm_pickle=True,
+    model, name = read_model(model_path)
+    return open_upload(model, name, source, spec, allow_pickle=True, confirm_pickle=True,
                        trusted_types=_all_untrusted(model_path), progress=progress)
 
 

@@ -34,6 +34,7 @@ import json
 import os
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -777,3 +778,15 @@ def infer_outputs(adapter_scores: np.ndarray) -> str:
     if scores.ndim == 2 and np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4):
         return "probabilities"
     return "logits"
+
+
+def read_model(path: str | Path) -> tuple[bytes, str]:
+    """(bytes, file name) of a model path as the upload page would receive it: a file as it is, a Hugging Face
+    ``save_pretrained`` folder as the ZIP of its files (:func:`core.upload.transformers_zip.folder_zip`)."""
+    path = Path(path)
+    if path.is_dir():
+        from core.upload.transformers_zip import folder_zip
+
+        return folder_zip(path), f"{path.name}.zip"
+    return path.read_bytes(), path.name
+

@@ -388,3 +388,28 @@ def _load_image_adapter(folder: Path, prefix: str, filename: str, spec: ModelSpe
                           class_names=names, outputs=spec.outputs, encoder_fingerprint=f"hf-zip:{files}",
                           description=f"Uploaded {TITLE} ({filename}): {type(model).__name__}, {layers} layers, "
                                       f"{processing.height}x{processing.width} input")
+
+
+def folder_zip(folder: str | Path) -> bytes:
+    """A ``save_pretrained`` folder given as a path (``serve``, ``--upload``) as the ZIP the upload page takes.
+
+    Its regular files only (the folder ``save_pretrained`` writes is flat; links and sub-folders are left out, so
+    nothing outside the folder is read), at most :data:`MAX_MEMBERS` files and :data:`MAX_UNPACKED_BYTES` bytes, as
+    for an uploaded ZIP; stored uncompressed. Everything else (remote code, weights, bounds) is checked by the same
+    code as an uploaded ZIP's.
+    """
+    root = Path(folder)
+    if not (root / "config.json").is_file():
+        raise _refuse(root.name, "is a folder without config.json, so not a save_pretrained folder.", _ZIP_HINT)
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink())
+    if len(files) > MAX_MEMBERS:
+        raise _refuse(root.name, f"holds {len(files):,} files, over the {MAX_MEMBERS:,} of a model folder.", _ZIP_HINT)
+    total = sum(p.stat().st_size for p in files)
+    if total > MAX_UNPACKED_BYTES:
+        raise _refuse(root.name, f"holds {total:,} bytes, over the {MAX_UNPACKED_BYTES:,}-byte bound.",
+                      "TrustLens explains models that fit one machine's memory; use a smaller model.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            archive.write(path, arcname=path.name)
+    return buffer.getvalue()

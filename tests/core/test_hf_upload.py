@@ -159,6 +159,28 @@ def test_cli_inspect_model_and_explain_on_a_zip(tiny_zip, tmp_path, capsys):
     assert values and np.isfinite(values).all() and max(map(abs, values)) > 0
 
 
+def test_a_save_pretrained_folder_path_works_as_its_zip(tmp_path, capsys):
+    """serve / --upload / inspect-model take the folder itself: zipped in memory (its regular files only), then the
+    same checks as an uploaded ZIP."""
+    folder, data = tmp_path / "my-bert", tmp_path / "reviews.csv"
+    folder.mkdir()
+    for name, content in tiny_bert_files():
+        (folder / name).write_bytes(content)
+    (folder / "vocab.txt.link").symlink_to("/etc/hostname")  # a link: left out, nothing outside the folder is read
+    data.write_bytes(TINY_BERT_TEXTS)
+    archive = zipfile.ZipFile(io.BytesIO(transformers_zip.folder_zip(folder)))
+    assert sorted(archive.namelist()) == sorted(name for name, _ in tiny_bert_files())
+    columns = ["--text-column", "text", "--label-column", "label", "--quiet"]
+    assert main(["inspect-model", str(folder), "--data", str(data), *columns]) == 0
+    assert f"my-bert + {data}: {TITLE}, 18 samples" in capsys.readouterr().out
+    preloaded = byom.open_preloaded(byom.preload_document(str(folder), str(data), text_column="text",
+                                                          label_column="label"))
+    assert preloaded.inspection.format == "transformers" and preloaded.model_spec.class_names == ("neg", "pos")
+    (folder / "config.json").unlink()
+    with pytest.raises(ModelRefusedError, match="'my-bert': is a folder without config.json"):
+        transformers_zip.folder_zip(folder)
+
+
 # -- what is refused, naming the ZIP, the member and the field ---------------------------------------------------
 def test_two_model_folders_are_refused_naming_both():
     two = tiny_bert_zip(extra={"other/config.json": b"{}"})
