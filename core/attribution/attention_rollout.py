@@ -52,8 +52,8 @@ def patch_rollout(attentions: list[Any]) -> np.ndarray:
     import torch
 
     # Only the [CLS] row of the product A_L ... A_1 is needed: a row vector times each block's matrix, from the last
-    # block down, for the whole batch at once (equal to rollout_matrix(...)[0, 1:] per image, a tested identity; the
-    # full per-image matrix products cost 2.7-3x the forward pass, bench/transformers.py --model vit).
+    # block down, for the whole batch at once (tests/core/test_vit.py checks it against the full product by hand;
+    # core.text.token_methods.rollout_matrix image by image cost 2.7-3x the forward pass, bench/transformers.py).
     row = None
     for maps in reversed(attentions):  # (n, heads, tokens, tokens) per block
         a = torch.as_tensor(maps).double().mean(dim=1)

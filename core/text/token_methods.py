@@ -207,20 +207,19 @@ def attention_maps(adapter: ModelAdapter, text: str) -> tuple[np.ndarray, np.nda
 
 
 def rollout_matrix(att: np.ndarray) -> np.ndarray:
-    """Attention rollout of maps (..., layers, heads, tokens, tokens): per layer the heads' mean plus the identity
-    (the residual), rows renormalised, multiplied from the first layer up; float64, (..., tokens, tokens).
+    """Attention rollout of maps (layers, heads, tokens, tokens): per layer the heads' mean plus the identity
+    (the residual), rows renormalised, multiplied from the first layer up; float64, (tokens, tokens).
 
-    Leading dimensions (images of a batch) are rolled out together, one batched product per layer. In torch, on
-    the torch threads the model just used (numpy's BLAS starting its own threads after a torch pass cost up to
-    17 ms here for six 128 x 128 products).
+    In torch, on the torch threads the model just used (numpy's BLAS starting its own threads after a torch
+    pass cost up to 17 ms here for six 128 x 128 products).
     """
     import torch
 
-    maps = torch.from_numpy(np.ascontiguousarray(att)).double().mean(dim=-3)  # (..., layers, tokens, tokens)
+    maps = torch.from_numpy(np.ascontiguousarray(att)).double().mean(dim=1)
     eye = torch.eye(maps.shape[-1], dtype=torch.float64)
-    joint = eye.expand(*maps.shape[:-3], -1, -1)
-    for k in range(maps.shape[-3]):
-        a = 0.5 * maps[..., k, :, :] + 0.5 * eye
+    joint = eye
+    for layer in maps:
+        a = 0.5 * layer + 0.5 * eye
         joint = (a / a.sum(dim=-1, keepdim=True)) @ joint
     return joint.numpy()
 

@@ -205,6 +205,17 @@ def _named(exc: Any, filename: str, prefix: str, folder: Path) -> ModelRefusedEr
     return _refuse(filename, f"{prefix}{message}", exc.hint or _ZIP_HINT)
 
 
+@contextlib.contextmanager
+def _naming(filename: str, prefix: str, folder: Path) -> Iterator[None]:
+    """Re-raise the folder checks' refusals (:class:`FolderRefusedError`) as :func:`_named` ones."""
+    from core.upload.transformers_folder import FolderRefusedError
+
+    try:
+        yield
+    except FolderRefusedError as exc:
+        raise _named(exc, filename, prefix, folder) from None
+
+
 # -- what the configuration says ---------------------------------------------------------------------------
 def class_names(config: dict[str, Any], where: str = "config.json") -> tuple[tuple[str, ...], bool]:
     """(the config's ``id2label`` names in index order, whether they are transformers' ``LABEL_k`` defaults).
@@ -264,14 +275,12 @@ def _config_object(config: dict[str, Any], where: str) -> Any:
 def inspect_zip(data: bytes, filename: str = "model.zip") -> tuple[dict[str, Any], list[str], bool]:
     """(inferred spec and description, notes, whether the weights are a pickle) from the ZIP's
     configuration files; nothing is loaded and no weights are read beyond the safetensors header."""
-    from core.upload.transformers_folder import FolderRefusedError, check_folder, folder_task
+    from core.upload.transformers_folder import check_folder, folder_task
 
     with extracted(data, filename) as (folder, prefix):
-        try:
+        with _naming(filename, prefix, folder):
             task = folder_task(folder)
             checked = check_folder(folder, task=task, trust_pickle=True)  # the pickle question is the caller's
-        except FolderRefusedError as exc:
-            raise _named(exc, filename, prefix, folder) from None
         if task == "image":
             return _inspect_image(checked, filename, prefix)
         tokenizer_config: dict[str, Any] = {}
@@ -329,7 +338,8 @@ def _inspect_image(checked: Any, filename: str, prefix: str) -> tuple[dict[str, 
 # -- loading -----------------------------------------------------------------------------------------------
 def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_pickle: bool = False,
                  name: str = "uploaded") -> Any:
-    """The ZIP's classifier as a :class:`TransformerTextAdapter` (class names: the spec's, else ``id2label``).
+    """The ZIP's classifier as a :class:`TransformerTextAdapter`, or an image classifier's as an
+    :class:`core.adapters.hf_image_adapter.HFImageAdapter` (class names: the spec's, else ``id2label``).
 
     ``trust_pickle``: load ``pytorch_model.bin`` weights (the server's opt-in and the user's confirmation).
 
@@ -340,22 +350,18 @@ def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_
         folder transformers cannot load.
     """
     from core.adapters.transformer_adapter import TransformerClassifier, TransformerTextAdapter
-    from core.upload.transformers_folder import FolderRefusedError, folder_task, load_pretrained
+    from core.upload.transformers_folder import folder_task, load_pretrained
 
     with extracted(data, filename) as (folder, prefix):
-        try:
+        with _naming(filename, prefix, folder):
             task = folder_task(folder)
-        except FolderRefusedError as exc:
-            raise _named(exc, filename, prefix, folder) from None
         if task == "image":
             return _load_image_adapter(folder, prefix, filename, spec, trust_pickle=trust_pickle, name=name)
         if spec.input_kind != "text":
             raise _refuse(filename, f"a Hugging Face text classifier takes text, not {spec.input_kind} input.",
                           "pick input kind 'text' and upload a CSV of texts (or paste them).")
-        try:
+        with _naming(filename, prefix, folder):
             model, tokenizer, files = load_pretrained(folder, trust_pickle=trust_pickle)
-        except FolderRefusedError as exc:
-            raise _named(exc, filename, prefix, folder) from None
     # The weights are in memory now (a memory map outlives the deleted file on POSIX systems).
     names = spec.class_names or class_names(model.config.to_dict(), f"{filename!r}: {prefix}config.json")[0]
     return TransformerTextAdapter(TransformerClassifier(model), tokenizer,
@@ -370,15 +376,13 @@ def _load_image_adapter(folder: Path, prefix: str, filename: str, spec: ModelSpe
                         name: str) -> Any:
     """The extracted folder's ``*ForImageClassification`` as an :class:`HFImageAdapter`."""
     from core.adapters.hf_image_adapter import HFImageAdapter, HFImageClassifier, channel_note
-    from core.upload.transformers_folder import FolderRefusedError, load_image_pretrained
+    from core.upload.transformers_folder import load_image_pretrained
 
     if spec.input_kind != "image":
         raise _refuse(filename, f"a Hugging Face image classifier takes images, not {spec.input_kind} input.",
                       "pick input kind 'image' and upload a ZIP of images (one folder per class) or one image.")
-    try:
+    with _naming(filename, prefix, folder):
         model, processing, files = load_image_pretrained(folder, trust_pickle=trust_pickle)
-    except FolderRefusedError as exc:
-        raise _named(exc, filename, prefix, folder) from None
     if spec.channels is not None and channel_note(spec.channels, processing.channels).endswith("not taken"):
         raise _refuse(filename, f"{prefix}config.json: the model takes {processing.channels}-channel images, and "
                                 f"the data has {spec.channels} channels.", "upload grey or RGB images.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import time
 
 import numpy as np
@@ -24,24 +23,13 @@ from core.cli import main  # noqa: E402
 from core.upload import byom  # noqa: E402
 from core.upload.model_upload import (ModelRefusedError, ModelSpecification, detect_format,  # noqa: E402
                                       inspect_model, load_model_file)
+from tests.core.test_hf_upload import _own_temp  # noqa: E402,F401 - every extraction in its own folder, checked gone
 from tests.hostile.models import (DIGIT_LABELS, TINY_VIT_PROCESSOR, digits_zip, tiny_vit_files,  # noqa: E402
                                   tiny_vit_zip)
 
 TITLE = "Hugging Face classifier (zip of a save_pretrained folder)"
 GREY_SPEC = ModelSpecification(input_kind="image", channels=1, height=8, width=8)
 RGB_SPEC = ModelSpecification(input_kind="image", channels=3, height=28, width=28)
-
-
-@pytest.fixture(autouse=True)
-def _own_temp(tmp_path, monkeypatch):
-    """Every extraction in its own temporary folder, which must be gone afterwards, whatever happened."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    byom.forget()
-    yield
-    byom.forget()
-    assert [p.name for p in scratch.iterdir() if p.name.startswith("trustlens-hf-")] == []
 
 
 @pytest.fixture(scope="module")
