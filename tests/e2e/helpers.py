@@ -181,6 +181,23 @@ def browser_summary(page) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
+def assert_home_page(page, spec: ScenarioSpec) -> str:
+    """Home's model card and dataset browser for ``spec`` (already rendered): the task, a test accuracy in
+    [0, 100] %, and the browser's first page for this kind of data. Returns the accuracy as shown."""
+    assert metric_value(page, "Task") == f"{len(spec.class_names)}-class"
+    accuracy = metric_value(page, "Test accuracy")
+    assert accuracy.endswith("%") and 0.0 <= float(accuracy[:-1]) <= 100.0, accuracy
+    matching, total = browser_summary(page)
+    assert matching == total > 0
+    if spec.kind == "image":
+        expect(main(page).get_by_test_id("stImage")).to_have_count(min(48, total))
+    else:
+        expect(main(page).get_by_test_id("stDataFrame")).to_have_count(1)
+    if spec.kind == "text":
+        expect(main(page).get_by_test_id("stCode")).to_have_count(1)
+    return accuracy
+
+
 def click_radio(page, label: str, option: str) -> None:
     radio = main(page).get_by_test_id("stRadio").filter(has_text=label)
     radio.get_by_test_id("stRadioOption").filter(has_text=re.compile(rf"^\s*{re.escape(option)}\s*$")).click()

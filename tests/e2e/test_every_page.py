@@ -3,7 +3,8 @@
 The home page opens by a deep link naming the scenario; every other page is then reached as a user reaches it,
 by the sidebar's navigation, and must still show the link's scenario. (A ``goto`` per page cost about twice the
 renderer's CPU of a navigation, measured: ten visits 10.2 s against 4.7 s, and every browser test shares the 2
-cores. Deep links to single pages are opened by the lecture, scenario and per-page tests.) Each visit waits
+cores. Deep links to single pages are opened by the lecture and per-page tests.) Home is checked beyond its heading: its
+model card (task, test accuracy) and its dataset browser. Each visit waits
 until the page's run has finished and everything is painted, then checks that no
 exception or error is shown and saves a screenshot (tests/e2e/screenshots/every-<scenario>-<page>.png);
 the seconds each page took go to every-<scenario>-seconds.json beside them.
@@ -77,6 +78,8 @@ def test_every_page_opens_for_the_scenario(name, page, app_url, screenshot_dir):
             assert page.url.split("?")[0].rstrip("/").endswith(f"/{path}"), page.url
         helpers.assert_no_errors(page)
         helpers.expect(helpers.scenario_box(page)).to_have_value(spec.title)  # the link's scenario, not the default
+        if not path:
+            helpers.assert_home_page(page, spec)  # the model card and the dataset browser
         page.screenshot(path=str(screenshot_dir / f"every-{name}-{path or 'home'}.png"))
         if path in ("images", "trust") and spec.kind != "image" and spec.kind != "text":
             helpers.expect(helpers.main(page).get_by_test_id("stAlertContentInfo").first).to_be_visible()
