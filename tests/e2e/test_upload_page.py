@@ -1,12 +1,15 @@
-"""'Your model' in a real browser: upload a TorchScript CNN + a ZIP of images and reach the saliency grid;
-an ONNX model (occlusion only, with the reason); a skops pipeline + CSV on the Shapley page; every page of
-the navigation with each kind of upload (TorchScript + ZIP, ONNX + ZIP, a skops pipeline on raw table columns,
-skops + CSV text, LightGBM and XGBoost files, zipped Hugging Face text and ViT classifiers)."""
+"""'Your model' in a real browser: every page of the navigation with each kind of upload (TorchScript + ZIP, ONNX +
+ZIP, a skops pipeline on raw table columns, skops + CSV text, LightGBM and XGBoost files, zipped Hugging Face text
+and ViT classifiers), with the main view of the pages that differ by kind checked on the way (the TorchScript CNN's
+saliency grid and calibration, ONNX's occlusion-only grid and its reason, the table models' Shapley values); a
+pickle refused; `serve` and a notebook's `launch` opening the app on a preloaded model."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -21,9 +24,8 @@ BUTTON = "Check with a dry run and add to the sidebar"
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("uploads")
     written = {}
-    cancer_model, cancer_csv = models.breast_cancer_skops()
     for name, data in (("digits_cnn.pt", models.digits_torchscript()), ("digits.zip", models.digits_zip()),
-                       ("digits.onnx", models.digits_onnx()), ("cancer.skops", cancer_model), ("cancer.csv", cancer_csv)):
+                       ("digits.onnx", models.digits_onnx())):
         (folder / name).write_bytes(data)
         written[name] = folder / name
     written["creates_file.pkl"] = FILES / "creates_file.pkl"
@@ -72,59 +74,6 @@ def grid_titles(page) -> list[str]:
         " return lines.length ? Array.from(lines).map(l => l.textContent).join(' ') : t.textContent; })")
 
 
-def test_torchscript_cnn_and_zip_reach_the_saliency_grid(page, app_url, screenshot_dir, files):
-    open_upload_page(page, app_url)
-    upload_model_and_data(page, files["digits_cnn.pt"], files["digits.zip"])
-    helpers.expect(helpers.main(page).get_by_text("TorchScript archive")).to_be_attached()  # a dataframe cell (canvas)
-    add_to_sidebar(page)
-    helpers.wait_painted(page)
-    page.screenshot(path=str(screenshot_dir / "upload-torchscript-added.png"), full_page=True)
-    helpers.assert_no_errors(page)
-
-    go_to(page, "Image explanations", "Image explanations")
-    titles = grid_titles(page)
-    for column in ("Original", "Gradient", "Integrated Gradients"):
-        assert column in titles, titles
-    helpers.wait_settled(page)
-    helpers.wait_painted(page)
-    page.screenshot(path=str(screenshot_dir / "upload-torchscript-grid.png"), full_page=True)
-    helpers.assert_no_errors(page)
-
-    go_to(page, "Calibration", "Calibration")
-    helpers.expect(helpers.main(page).get_by_text(re.compile("ECE"))).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
-    helpers.wait_settled(page)
-    helpers.wait_painted(page)
-    page.screenshot(path=str(screenshot_dir / "upload-torchscript-calibration.png"), full_page=True)
-    helpers.assert_no_errors(page)
-
-
-def test_onnx_model_offers_occlusion_and_says_why(page, app_url, screenshot_dir, files):
-    open_upload_page(page, app_url)
-    upload_model_and_data(page, files["digits.onnx"], files["digits.zip"])
-    add_to_sidebar(page)
-    go_to(page, "Image explanations", "Image explanations")
-    titles = grid_titles(page)
-    assert "Occlusion" in titles and "Gradient" not in titles, titles
-    helpers.expect(helpers.main(page).get_by_text(re.compile("onnxruntime, which computes no gradients")).first).to_be_visible()
-    helpers.wait_settled(page)
-    helpers.wait_painted(page)
-    page.screenshot(path=str(screenshot_dir / "upload-onnx-grid.png"), full_page=True)
-    helpers.assert_no_errors(page)
-
-
-def test_skops_pipeline_and_csv_on_the_shapley_page(page, app_url, screenshot_dir, files):
-    open_upload_page(page, app_url)
-    upload_model_and_data(page, files["cancer.skops"], files["cancer.csv"])
-    add_to_sidebar(page)
-    go_to(page, "Shapley values", "Shapley")
-    helpers.expect(helpers.main(page).get_by_text(re.compile("Additivity error")).first).to_be_visible(
-        timeout=helpers.LOAD_TIMEOUT_MS)
-    helpers.wait_settled(page)
-    helpers.wait_painted(page)
-    page.screenshot(path=str(screenshot_dir / "upload-skops-shapley.png"), full_page=True)
-    helpers.assert_no_errors(page)
-
-
 def test_a_pickle_is_refused_in_the_browser(page, app_url, screenshot_dir, files):
     open_upload_page(page, app_url)
     dropzone(page, 0).set_input_files(str(files["creates_file.pkl"]))
@@ -162,7 +111,6 @@ def _stop(process) -> None:
 
 @pytest.mark.parametrize("how", ["cli", "notebook"])
 def test_serve_starts_the_app_with_the_model_preloaded(browser, screenshot_dir, files, tmp_path, how):
-    import json
     import os
     import sys
 
@@ -213,11 +161,43 @@ def _page_titles() -> list[str]:
 PAGE_CONTENT = {"Uncertainty": "Accuracy and AUROC per stress set"}
 
 
+def _saliency_grid_of_a_torchscript_cnn(page) -> None:
+    titles = grid_titles(page)
+    for column in ("Original", "Gradient", "Integrated Gradients"):
+        assert column in titles, titles
+
+
+def _occlusion_only_for_onnx(page) -> None:
+    titles = grid_titles(page)
+    assert "Occlusion" in titles and "Gradient" not in titles, titles
+    helpers.expect(helpers.main(page).get_by_text(re.compile("onnxruntime, which computes no gradients")).first).to_be_visible()
+
+
+def _shapley_values_with_their_additivity(page) -> None:
+    helpers.expect(helpers.main(page).get_by_text(re.compile("Additivity error")).first).to_be_visible(
+        timeout=helpers.LOAD_TIMEOUT_MS)
+
+
+def _calibration_metrics(page) -> None:
+    helpers.expect(helpers.main(page).get_by_text(re.compile("ECE")).first).to_be_visible(timeout=helpers.LOAD_TIMEOUT_MS)
+
+
+# A page's main view for one kind of upload, checked where the sweep passes it (each was a test of its own that
+# uploaded the model again): gradient maps for the TorchScript CNN, occlusion alone and the reason for ONNX, SHAP
+# values with their additivity for the table models.
+KIND_CHECKS = {
+    ("torchscript", "Image explanations"): _saliency_grid_of_a_torchscript_cnn,
+    ("torchscript", "Calibration"): _calibration_metrics,
+    ("onnx", "Image explanations"): _occlusion_only_for_onnx,
+    **{(kind, "Shapley values"): _shapley_values_with_their_additivity for kind in ("skops-raw", "lightgbm", "xgboost")},
+}
+
+
 # Boosters (core/upload/boosters.py) in their libraries' own files: LightGBM's text file, whose feature names
 # ('mean_radius') the CSV's columns ('mean radius') are matched to, and XGBoost's JSON (CatBoost's .cbm shares their
 # code past the file: tests/pages/test_upload.py sweeps it). Tables as people keep them (core/upload/raw_columns.py):
-# a ColumnTransformer pipeline on raw columns, strings and missing values included; a pipeline on numeric columns is
-# the Shapley test above and the ten-session test's upload.
+# a ColumnTransformer pipeline on raw columns, strings and missing values included; a pipeline on numeric columns is uploaded
+# by the ten-session test (tests/e2e/test_many_sessions.py) and swept by the AppTests (tests/pages/test_upload.py).
 # The text uploads' data: 16 labelled reviews, one of them a script tag that must stay text on every page.
 REVIEWS_CSV = "text,label\n" + "\n".join(['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg",
                                          "fine good fun,pos", "dull poor boring,neg"] * 4) + "\n"
@@ -250,9 +230,12 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
                        "onnx": (files["digits.onnx"], files["digits.zip"])}[kind]
     open_upload_page(page, app_url)
     upload_model_and_data(page, model, data)
+    if kind == "torchscript":
+        helpers.expect(helpers.main(page).get_by_text("TorchScript archive")).to_be_attached()  # a dataframe cell (canvas)
     add_to_sidebar(page)
-    problems = {}
+    problems, timings, checked = {}, {}, []
     for title in _page_titles():
+        started = time.perf_counter()
         helpers.sidebar(page).get_by_role("link", name=title).click()
         # The clicked page's own h1 (Home's is the scenario's title): the previous page's h1 stays visible
         # until the new page draws, and a screenshot taken then showed the Embeddings page as "Slices and groups".
@@ -262,8 +245,12 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
         if title in PAGE_CONTENT:
             helpers.expect(helpers.main(page).get_by_text(PAGE_CONTENT[title]).first).to_be_visible(
                 timeout=helpers.LOAD_TIMEOUT_MS)
+        if (kind, title) in KIND_CHECKS:
+            KIND_CHECKS[kind, title](page)
+            checked.append(title)
         helpers.wait_settled(page)
         helpers.wait_visible_painted(page, timeout=helpers.LOAD_TIMEOUT_MS)
+        timings[title] = round(time.perf_counter() - started, 1)
         page.screenshot(path=str(screenshot_dir / f"upload-{kind}-{title.replace(' ', '_')}.png"), full_page=True)
         assert page.get_by_test_id("stException").count() == 0, (title, page.get_by_test_id("stException").all_inner_texts())
         errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
@@ -271,3 +258,6 @@ def test_every_page_in_the_browser_with_an_upload(page, app_url, screenshot_dir,
             problems[title] = errors
         assert page.locator("script", has_text="alert(1)").count() == 0  # user text never becomes a script
     assert not problems, problems
+    assert sorted(checked) == sorted(t for k, t in KIND_CHECKS if k == kind), checked  # no page skipped its check
+    print(f"{kind}: " + ", ".join(f"{t} {v} s" for t, v in timings.items()))
+    (screenshot_dir / f"upload-{kind}-seconds.json").write_text(json.dumps(timings, indent=1))
