@@ -111,12 +111,13 @@ def is_browser_test(item) -> bool:
     return E2E_DIR in Path(str(item.fspath)).resolve().parents
 
 
-# The longest browser files, longest first (seconds in one process, fresh cache, trained models, 2 cores).
-LONG_BROWSER_FILES = ("test_every_page.py",  # 456 s: mnist 137, adult 110, newsgroups 91, titanic 61, ...
-                      "test_upload_page.py",  # 263 s, 161 of them the four every-page-with-an-upload tests
-                      "test_many_sessions.py",  # 134-180 s
-                      "test_jobs.py",  # 93-116 s under load: a server of its own, the digits CNN copied in, an ensemble trained
-                      "test_shared_store.py")  # 56-67 s: a precompute into a local S3 server, two servers of its own
+# The longest browser files, started first (seconds of test time in a CI run on 2 workers, stop 33: the two longest
+# start together, one on each worker).
+LONG_BROWSER_FILES = ("test_every_page.py",  # 170 s: mnist 43, newsgroups 40, adult 26, digits 25, titanic 23, ...
+                      "test_upload_page.py",  # 289 s: eight every-page-with-an-upload sweeps, 21-57 s each
+                      "test_many_sessions.py",  # 95-122 s
+                      "test_jobs.py",  # 56-73 s: a server of its own, the digits CNN copied in, an ensemble trained
+                      "test_shared_store.py")  # 30-35 s: a precompute into a local S3 server, two servers of its own
 
 
 def parallel_order(item) -> tuple[int, int]:
