@@ -350,7 +350,7 @@ def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_
         folder transformers cannot load.
     """
     from core.adapters.transformer_adapter import TransformerClassifier, TransformerTextAdapter
-    from core.upload.transformers_folder import folder_task, load_pretrained
+    from core.upload.transformers_folder import check_folder, folder_task, load_pretrained
 
     with extracted(data, filename) as (folder, prefix):
         with _naming(filename, prefix, folder):
@@ -358,6 +358,10 @@ def load_adapter(data: bytes, filename: str, spec: ModelSpecification, *, trust_
         if task == "image":
             return _load_image_adapter(folder, prefix, filename, spec, trust_pickle=trust_pickle, name=name)
         if spec.input_kind != "text":
+            # Not an image classifier: a folder that is not a text classifier either (a base ViTModel saved beside
+            # image data) is refused for what it is, not for the data it came with.
+            with _naming(filename, prefix, folder):
+                check_folder(folder, trust_pickle=True)  # the pickle question does not arise: nothing is loaded
             raise _refuse(filename, f"a Hugging Face text classifier takes text, not {spec.input_kind} input.",
                           "pick input kind 'text' and upload a CSV of texts (or paste them).")
         with _naming(filename, prefix, folder):

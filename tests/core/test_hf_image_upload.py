@@ -278,9 +278,14 @@ def test_a_processor_that_agrees_by_shortest_edge_or_crop_is_taken(vit_zip):
 def test_missing_processor_config_or_a_base_model_is_refused():
     message = refusal(tiny_vit_zip(drop=("preprocessor_config.json",)), "noproc.zip")
     assert message.startswith("'noproc.zip': tiny-vit/preprocessor_config.json: missing"), message
-    message = refusal(tiny_vit_zip(config={"architectures": ["ViTModel"]}), "base.zip")
+    base = tiny_vit_zip(config={"architectures": ["ViTModel"]})
+    message = refusal(base, "base.zip")
     assert message.startswith("'base.zip': tiny-vit/config.json: architecture 'ViTModel' is not a "
                               "*ForSequenceClassification model (text), nor a *ForImageClassification model"), message
+    # loading it beside image data says the same (it said "a Hugging Face text classifier takes text", wrongly)
+    with pytest.raises(ModelRefusedError) as caught:
+        load_model_file(base, "base.zip", GREY_SPEC)
+    assert str(caught.value).startswith("'base.zip': tiny-vit/config.json: architecture 'ViTModel' is not a "), caught.value
     message = refusal(tiny_vit_zip(config={"image_size": None}), "nosize.zip")
     assert message.startswith("'nosize.zip': tiny-vit/config.json: field 'image_size' is None"), message
 
