@@ -789,4 +789,3 @@ def read_model(path: str | Path) -> tuple[bytes, str]:
 
         return folder_zip(path), f"{path.name}.zip"
     return path.read_bytes(), path.name
-

@@ -2,8 +2,7 @@
 
 Image methods on the first 200 test images of each built-in image model (100 for LIME and Expected
 Gradients), text methods on the first 50 newsgroups test documents per model (both variants' default:
-headers), each with the page's
-default settings and the predicted class as target. A method whose default output is blank for
+headers), each with the page's default settings and the predicted class as target. A method whose default output is blank for
 more than 2 % of inputs shows users empty maps: wave 1's Grad-CAM at conv2 did so for 174 of 200
 digits images.
 
@@ -74,7 +73,7 @@ def text_shares(scenario: str, model: str, methods: tuple[str, ...] = TEXT_DEFAU
 
 
 
-@pytest.mark.slow  # 8 s (digits) / 18-26 s (MNIST): every method on 200 images, LIME and EG on 100
+@pytest.mark.slow  # 12 s (digits CNN) / 21 s (MNIST CNN) / 26 s (ViT): every method on 200 images, LIME and EG on 100
 @pytest.mark.parametrize("scenario, model", IMAGE_MODELS, ids=[f"{s}-{m}" for s, m in IMAGE_MODELS])
 def test_default_image_maps_are_rarely_degenerate(scenario, model):
     shares = image_shares(scenario, model)

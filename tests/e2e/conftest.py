@@ -8,7 +8,7 @@
 - The browser is Debian's Chromium driven by the ``playwright`` package (never ``playwright install``: it
   downloads a browser): its headless shell, /usr/bin/chromium-headless-shell, when installed, else
   /usr/bin/chromium in its headless mode. The shell is the same Blink without the browser's UI layer: on the
-  sweep of every page of MNIST and newsgroups it spent 30-32 s of CPU where full Chromium spent 39-41 s
+  sweep of every page of MNIST and newsgroups it spent 30-36 s of CPU where full Chromium spent 39-41 s
   (docs/testing.md). When neither is there, or playwright is missing, the tests skip, unless
   ``E2E_REQUIRED=1`` (set by .ci/run when it installed Chromium): then they fail.
 """

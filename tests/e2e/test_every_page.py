@@ -3,11 +3,11 @@
 The home page opens by a deep link naming the scenario; every other page is then reached as a user reaches it,
 by the sidebar's navigation, and must still show the link's scenario. (A ``goto`` per page cost about twice the
 renderer's CPU of a navigation, measured: ten visits 10.2 s against 4.7 s, and every browser test shares the 2
-cores. Deep links to single pages are opened by the lecture and per-page tests.) Home is checked beyond its heading: its
-model card (task, test accuracy) and its dataset browser. Each visit waits
-until the page's run has finished and everything is painted, then checks that no
-exception or error is shown and saves a screenshot (tests/e2e/screenshots/every-<scenario>-<page>.png);
-the seconds each page took go to every-<scenario>-seconds.json beside them.
+cores. Deep links to single pages are opened by the lecture and per-page tests.) Home is checked beyond its
+heading: its model card (task, test accuracy) and its dataset browser. Each visit waits until the page's run has
+finished and everything is painted, then checks that no exception or error is shown and saves a screenshot
+(tests/e2e/screenshots/every-<scenario>-<page>.png); the seconds each page took go to every-<scenario>-seconds.json
+beside them.
 The pages' main interactions (pick a sample, change a method, select points, upload a model) are
 exercised by the per-page browser tests beside this one.
 """

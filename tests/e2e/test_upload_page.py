@@ -64,11 +64,6 @@ def add_to_sidebar(page) -> None:
     helpers.expect(helpers.scenario_box(page)).to_have_value(re.compile("^Your model"))
 
 
-def go_to(page, link: str, heading: str) -> None:
-    helpers.sidebar(page).get_by_role("link", name=link).click()
-    helpers.expect(helpers.title(page).filter(has_text=heading)).to_be_visible(timeout=helpers.UI_TIMEOUT_MS)
-
-
 def grid_titles(page) -> list[str]:
     grid = helpers.main(page).locator(".stPlotlyChart").first
     helpers.expect(grid.locator("g.annotation-text-g").first).to_be_attached(timeout=helpers.LOAD_TIMEOUT_MS)
@@ -199,8 +194,8 @@ KIND_CHECKS = {
 # Boosters (core/upload/boosters.py) in their libraries' own files: LightGBM's text file, whose feature names
 # ('mean_radius') the CSV's columns ('mean radius') are matched to, and XGBoost's JSON (CatBoost's .cbm shares their
 # code past the file: tests/pages/test_upload.py sweeps it). Tables as people keep them (core/upload/raw_columns.py):
-# a ColumnTransformer pipeline on raw columns, strings and missing values included; a pipeline on numeric columns is uploaded
-# by the ten-session test (tests/e2e/test_many_sessions.py) and swept by the AppTests (tests/pages/test_upload.py).
+# a ColumnTransformer pipeline on raw columns, strings and missing values included; a pipeline on numeric columns is
+# uploaded by the ten-session test (tests/e2e/test_many_sessions.py) and swept by the AppTests (tests/pages/test_upload.py).
 # The text uploads' data: 16 labelled reviews, one of them a script tag that must stay text on every page.
 REVIEWS_CSV = "text,label\n" + "\n".join(['"<script>alert(1)</script> good great film",pos', "bad awful plot,neg",
                                          "fine good fun,pos", "dull poor boring,neg"] * 4) + "\n"
